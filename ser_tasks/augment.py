@@ -1,0 +1,151 @@
+"""Waveform augmentation for training clips: noise at an SNR, pitch shift, time stretch, time
+shift and gain, with parameters drawn reproducibly per (seed, clip id, variant) and recorded.
+
+The transforms are those of the seed notebooks (REFERENCE.md: noise, pitch shift, stretch, shift,
+volume) with their parameters made explicit: noise is scaled to a signal-to-noise ratio in dB
+instead of a fraction of the peak, and the shift fills with zeros instead of wrapping around.
+Drawing and recording the parameters follows audiomentations' ``randomize_parameters`` design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+
+from .config import AugmentConfig
+
+#: Column order of the store's ``augment`` array.
+PARAM_NAMES = ("noise_snr_db", "pitch_semitones", "stretch_rate", "shift_seconds", "gain_db")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One variant's drawn parameters; ``nan`` means the transform is not applied.
+
+    Attributes:
+        noise_snr_db: SNR of added white Gaussian noise, dB.
+        pitch_semitones: pitch shift, semitones (12 = one octave).
+        stretch_rate: time-stretch rate (> 1 faster/shorter), dimensionless.
+        shift_seconds: time shift, seconds (> 0 delays the signal).
+        gain_db: gain, dB.
+    """
+
+    noise_snr_db: float = math.nan
+    pitch_semitones: float = math.nan
+    stretch_rate: float = math.nan
+    shift_seconds: float = math.nan
+    gain_db: float = math.nan
+
+    def as_array(self) -> np.ndarray:
+        """``(5,)`` float32 in :data:`PARAM_NAMES` order."""
+        return np.array([getattr(self, n) for n in PARAM_NAMES], dtype=np.float32)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> AugmentParams:
+        """Inverse of :meth:`as_array`."""
+        return cls(**{n: float(v) for n, v in zip(PARAM_NAMES, values, strict=True)})
+
+    def as_dict(self) -> dict[str, float]:
+        """Parameters as a plain dict."""
+        return asdict(self)
+
+
+NO_AUGMENTATION = AugmentParams()
+
+
+def variant_rng(seed: int, clip_id: str, variant: int, stream: int = 0) -> np.random.Generator:
+    """Generator seeded by (seed, clip id, variant, stream); stable across processes and runs
+    (clip id hashed with SHA-256, not Python's salted ``hash``)."""
+    digest = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, digest, variant, stream])
+
+
+def draw_params(cfg: AugmentConfig, clip_id: str, variant: int) -> AugmentParams:
+    """Draw one variant's parameters (variant 0 is the original clip: nothing applied).
+
+    Raises:
+        ValueError: ``variant`` is negative.
+    """
+    if variant < 0:
+        raise ValueError(f"variant must be >= 0, got {variant}")
+    if variant == 0:
+        return NO_AUGMENTATION
+    rng = variant_rng(cfg.seed, clip_id, variant)
+    out = {}
+    for name, prob, rng_range in (
+        ("noise_snr_db", cfg.noise_prob, cfg.snr_db),
+        ("pitch_semitones", cfg.pitch_prob, cfg.pitch_semitones),
+        ("stretch_rate", cfg.stretch_prob, cfg.stretch_rate),
+        ("shift_seconds", cfg.shift_prob, cfg.shift_seconds),
+        ("gain_db", cfg.gain_prob, cfg.gain_db),
+    ):
+        # Always draw both numbers so that one probability never changes another transform's value.
+        apply, value = rng.random() < prob, rng.uniform(*rng_range)
+        out[name] = float(value) if apply else math.nan
+    return AugmentParams(**out)
+
+
+def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white Gaussian noise at ``snr_db`` dB relative to the mean power of ``y``.
+
+    Returns ``y`` unchanged if it is silent (no power to set an SNR against).
+    """
+    power = float(np.mean(y.astype(np.float64) ** 2))
+    if power == 0.0:
+        return y
+    noise = rng.standard_normal(y.shape[0]) * math.sqrt(power / 10 ** (snr_db / 10))
+    return (y + noise).astype(np.float32)
+
+
+def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
+    """Shift pitch by ``semitones`` keeping the duration (``librosa.effects.pitch_shift``:
+    phase-vocoder stretch then resampling)."""
+    return librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones).astype(np.float32)
+
+
+def time_stretch(y: np.ndarray, rate: float) -> np.ndarray:
+    """Change tempo by ``rate`` keeping the pitch; output has about ``len(y) / rate`` samples."""
+    return librosa.effects.time_stretch(y, rate=rate).astype(np.float32)
+
+
+def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
+    """Delay (``samples`` > 0) or advance (< 0) by whole samples, zero-filling; same length."""
+    if samples == 0:
+        return y
+    out = np.zeros_like(y)
+    if abs(samples) >= y.shape[0]:
+        return out
+    if samples > 0:
+        out[samples:] = y[:-samples]
+    else:
+        out[:samples] = y[-samples:]
+    return out
+
+
+def apply_gain(y: np.ndarray, gain_db: float) -> np.ndarray:
+    """Scale amplitude by ``gain_db`` dB (factor ``10 ** (gain_db / 20)``)."""
+    return (y * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def augment_before_length(y: np.ndarray, sr: int, p: AugmentParams) -> np.ndarray:
+    """The length-changing transforms, applied to the trimmed clip before padding: stretch, pitch."""
+    if not math.isnan(p.stretch_rate):
+        y = time_stretch(y, p.stretch_rate)
+    if not math.isnan(p.pitch_semitones):
+        y = pitch_shift(y, sr, p.pitch_semitones)
+    return y
+
+
+def augment_after_length(y: np.ndarray, sr: int, p: AugmentParams, rng: np.random.Generator) -> np.ndarray:
+    """The fixed-length transforms: shift, gain, then noise (last, so the SNR holds as drawn)."""
+    if not math.isnan(p.shift_seconds):
+        y = time_shift(y, int(round(p.shift_seconds * sr)))
+    if not math.isnan(p.gain_db):
+        y = apply_gain(y, p.gain_db)
+    if not math.isnan(p.noise_snr_db):
+        y = add_noise(y, p.noise_snr_db, rng)
+    return y

@@ -1,0 +1,247 @@
+"""Pipeline configuration: one validated pydantic model per stage, loadable from YAML, JSON or TOML.
+
+Every value here is logged to MLflow as a parameter (dotted names such as ``features.n_mels``).
+The extraction fingerprint (:meth:`PipelineConfig.extraction_fingerprint`) hashes everything that
+changes what lands in the feature store, and names the store group, so that two configurations
+never share (or silently overwrite) one group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_range(name: str, value: tuple[float, float]) -> None:
+    if value[0] > value[1]:
+        raise ValueError(f"{name}: low {value[0]} is above high {value[1]}")
+
+
+class AudioConfig(_Section):
+    """Decoding and length normalisation.
+
+    Attributes:
+        sample_rate: target rate in Hz; every clip is resampled to it (soxr, high quality).
+        duration: fixed clip length in seconds after trimming; shorter clips are zero-padded on both
+            sides, longer ones cropped around the centre.
+        trim_top_db: leading/trailing frames quieter than this many dB below the clip's peak are
+            cut before padding (``librosa.effects.trim``); ``None`` keeps the silence.
+    """
+
+    sample_rate: int = Field(16_000, ge=4_000, le=192_000)
+    duration: float = Field(3.0, gt=0, le=60)
+    trim_top_db: float | None = Field(30.0, gt=0)
+
+    @property
+    def n_samples(self) -> int:
+        """Fixed clip length in samples (``round(duration * sample_rate)``)."""
+        return int(round(self.duration * self.sample_rate))
+
+
+class AugmentConfig(_Section):
+    """Augmentation of training clips only (validation and test rows are never augmented).
+
+    Each of ``variants`` augmented copies of a training clip applies each transform with its own
+    probability; parameters are drawn uniformly from the given ranges by a generator seeded with
+    ``(seed, clip id, variant)``, so every row can be recomputed. Ranges: SNR in dB, pitch in
+    semitones, stretch as a rate (> 1 is faster), shift in seconds (zero-filled, not rolled), gain
+    in dB.
+    """
+
+    variants: int = Field(2, ge=0, le=32)
+    seed: int = 0
+    noise_prob: float = Field(0.5, ge=0, le=1)
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    pitch_prob: float = Field(0.5, ge=0, le=1)
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
+    stretch_prob: float = Field(0.5, ge=0, le=1)
+    stretch_rate: tuple[float, float] = (0.85, 1.15)
+    shift_prob: float = Field(0.5, ge=0, le=1)
+    shift_seconds: tuple[float, float] = (-0.25, 0.25)
+    gain_prob: float = Field(0.5, ge=0, le=1)
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        for name in ("snr_db", "pitch_semitones", "stretch_rate", "shift_seconds", "gain_db"):
+            _check_range(name, getattr(self, name))
+        if self.stretch_rate[0] <= 0:
+            raise ValueError("stretch_rate must be positive")
+        return self
+
+
+class FeatureConfig(_Section):
+    """Frame-level features, all on one frame grid (``1 + n_samples // hop_length`` frames).
+
+    Defaults: a 25 ms Hann window (400 samples at 16 kHz) in a 512-point FFT with a 10 ms hop
+    (160 samples), the framing of HTK/Kaldi speech front ends and of the seed notebook that worked
+    at 16 kHz; 64 mel bands from 50 Hz (below any voice's F0) to 8 kHz (Nyquist at 16 kHz); 40
+    MFCCs, the largest count the seed notebooks used.
+    """
+
+    n_fft: int = Field(512, ge=64)
+    win_length: int = Field(400, ge=16)
+    hop_length: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=8, le=512)
+    fmin: float = Field(50.0, ge=0)
+    fmax: float | None = 8_000.0
+    n_mfcc: int = Field(40, ge=1)
+    top_db: float | None = Field(80.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureConfig:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} exceeds n_fft {self.n_fft}")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc {self.n_mfcc} exceeds n_mels {self.n_mels}")
+        if self.fmax is not None and self.fmax <= self.fmin:
+            raise ValueError(f"fmax {self.fmax} must be above fmin {self.fmin}")
+        return self
+
+
+class SplitConfig(_Section):
+    """Actor-disjoint split by fractions of the speakers (not of the clips)."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    stratify_by_sex: bool = True
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitConfig:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(f"split fractions sum to {self.train + self.val + self.test}, not 1")
+        return self
+
+
+class ExtractConfig(_Section):
+    """How extraction is fanned out; none of this changes the features themselves.
+
+    ``batch_rows`` is both the rows handled by one Prefect task and the Zarr chunk length along the
+    row axis, so every task writes whole chunks only.
+    """
+
+    batch_rows: int = Field(64, ge=1, le=4096)
+    workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    retries: int = Field(2, ge=0)
+
+
+class TrainConfig(_Section):
+    """Model choice and training schedule (Adam, class-weighted cross-entropy)."""
+
+    model: str = "compact_cnn"
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    early_stopping_patience: int = Field(8, ge=1)
+    lr_patience: int = Field(3, ge=1)
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    class_weights: bool = True
+    seed: int = 0
+
+
+class TrackingConfig(_Section):
+    """MLflow experiment and the registered model's name."""
+
+    experiment: str = "ser"
+    registered_model: str = "ser-emotion"
+
+
+class PipelineConfig(_Section):
+    """All settings of one pipeline run."""
+
+    audio: AudioConfig = AudioConfig()
+    augment: AugmentConfig = AugmentConfig()
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    extract: ExtractConfig = ExtractConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _nyquist(self) -> PipelineConfig:
+        nyquist = self.audio.sample_rate / 2
+        if self.features.fmax is not None and self.features.fmax > nyquist:
+            raise ValueError(f"features.fmax {self.features.fmax} Hz is above Nyquist ({nyquist} Hz)")
+        return self
+
+    def extraction_dict(self) -> dict[str, Any]:
+        """The settings that determine the feature store's contents (rows and values)."""
+        return {
+            "audio": self.audio.model_dump(mode="json"),
+            "augment": self.augment.model_dump(mode="json"),
+            "features": self.features.model_dump(mode="json"),
+            "split": self.split.model_dump(mode="json"),
+        }
+
+    def extraction_fingerprint(self) -> str:
+        """SHA-256 (hex, 64 chars) of :meth:`extraction_dict` in canonical JSON."""
+        blob = json.dumps(self.extraction_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def flat_params(self) -> dict[str, Any]:
+        """Every value as ``{"section.key": value}``, for MLflow parameters."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump(mode="json").items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = value
+        return out
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
+        """Copy with dotted-key overrides (``{"train.epochs": 5}``), re-validated.
+
+        Raises:
+            ValueError: an unknown section or key, or a value that fails validation.
+        """
+        data = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if section not in data or key not in data[section]:
+                raise ValueError(f"unknown configuration key {dotted!r}")
+            data[section][key] = value
+        return PipelineConfig.model_validate(data)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a configuration file (``.yaml``/``.yml``, ``.json`` or ``.toml``) and apply overrides.
+
+    Missing sections and keys keep their defaults; unknown ones are an error.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an unsupported suffix, unknown keys or invalid values (message names the file).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        text = path.read_text()
+        suffix = path.suffix.lower()
+        if suffix in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ValueError(f"{path}: unsupported config format {suffix!r} (use .yaml, .json or .toml)")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: top level must be a mapping of sections")
+    try:
+        config = PipelineConfig.model_validate(data)
+    except Exception as exc:  # pydantic's message lists every bad field
+        raise ValueError(f"{path}: invalid configuration: {exc}") from exc
+    return config.with_overrides(overrides or {})

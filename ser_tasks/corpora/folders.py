@@ -1,0 +1,43 @@
+"""About folder-per-emotion layouts.
+
+Collections such as the combined Kaggle "audio emotions" set sort clips into folders named after
+the emotion (``Angry/``, ``Happy/``, ``Surprised/`` ...). The label comes from the folder. Those
+clips keep their original corpus names, so the speaker (and sex, sentence) is recovered by
+trying the other corpora's parsers on the file name; when none fits, the speaker is unknown and
+the split can only keep that clip, not its speaker, on one side.
+"""
+
+from __future__ import annotations
+
+from ..emotions import FOLDER_NAMES
+from .base import ClipInfo, ParseError, parent_name, stem
+
+NAME = "folders"
+
+
+def folder_emotion(path: str) -> str | None:
+    """Canonical emotion of the file's folder name, or ``None`` when the folder is not an emotion."""
+    return FOLDER_NAMES.get(parent_name(path).strip().lower())
+
+
+def parse(path: str, meta: dict | None = None) -> ClipInfo:
+    """Label from the folder; speaker from the first corpus parser that accepts the name.
+
+    Returns a :class:`ClipInfo` whose ``speaker`` is ``"<corpus>:<id>"`` when recognised.
+
+    Raises:
+        ParseError: the folder name is not an emotion.
+    """
+    from . import NAME_PARSERS  # the per-corpus parsers, tried in a fixed order
+
+    emotion = folder_emotion(path)
+    if emotion is None:
+        raise ParseError(f"folder {parent_name(path)!r} is not an emotion name ({', '.join(sorted(FOLDER_NAMES))})")
+    for corpus, parser in NAME_PARSERS.items():
+        try:
+            info = parser(path, meta)
+        except ParseError:
+            continue
+        return ClipInfo(key=f"{corpus}:{info.key}", speaker=f"{corpus}:{info.speaker}", emotion=emotion,
+                        sex=info.sex, intensity=info.intensity, sentence=info.sentence)
+    return ClipInfo(key=f"{parent_name(path)}/{stem(path)}", speaker=None, emotion=emotion)

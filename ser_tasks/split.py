@@ -1,0 +1,107 @@
+"""Actor-disjoint (speaker-independent) train / validation / test split, decided on the manifest.
+
+The split is made over speakers, before anything is augmented, so no voice and no copy of a
+clip is on two sides. It is stratified by sex where the sex is known (speakers are shuffled
+within each sex and dealt out alternately), and seeded. Clips of unknown speaker are each their
+own group: they stay on one side, but speaker independence cannot be promised for them, and the
+split says so in its notes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .config import SplitConfig
+
+SPLITS = ("train", "val", "test")
+
+
+class LeakageError(ValueError):
+    """A speaker or a source clip would sit in two splits."""
+
+
+def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
+    """Speakers per split: at least one test speaker, one validation speaker when val > 0 and
+    there are enough speakers, and at least one for training."""
+    if n < 2:
+        raise ValueError(f"an actor-disjoint split needs at least 2 speakers, found {n}")
+    n_test = max(1, int(round(n * cfg.test)))
+    n_val = max(1, int(round(n * cfg.val))) if cfg.val > 0 and n >= 3 else 0
+    while n_test + n_val >= n:  # keep at least one training speaker
+        if n_val > 0 and n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_test - n_val, n_val, n_test
+
+
+def assign_split(clips: pd.DataFrame, cfg: SplitConfig) -> tuple[pd.DataFrame, list[str]]:
+    """Add a ``split`` column (``train``/``val``/``test``) by speaker.
+
+    Args:
+        clips: manifest rows with ``clip_id``, ``speaker`` (``None`` = unknown) and ``sex``.
+        cfg: fractions of speakers and seed.
+
+    Returns:
+        A copy of ``clips`` with ``split``, and notes (e.g. how many clips had no speaker).
+
+    Raises:
+        ValueError: fewer than two speaker groups.
+        LeakageError: from :func:`check_disjoint`, should the assignment ever leak.
+    """
+    clips = clips.copy()
+    notes: list[str] = []
+    group = clips["speaker"].astype(object).where(clips["speaker"].notna(), "clip:" + clips["clip_id"])
+    unknown = int(clips["speaker"].isna().sum())
+    if unknown:
+        notes.append(f"{unknown} clips have no known speaker: each is its own group, so for those the split "
+                     "is clip-disjoint, not speaker-independent")
+    speakers = pd.DataFrame({"group": group, "sex": clips["sex"]}).drop_duplicates("group")
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.stratify_by_sex and speakers["sex"].notna().any():
+        strata = [s["group"].tolist() for _, s in speakers.fillna({"sex": "unknown"}).groupby("sex", sort=True)]
+    else:
+        strata = [speakers["group"].tolist()]
+    for s in strata:
+        rng.shuffle(s)
+    # Deal strata out alternately, larger strata first: every prefix is balanced by sex.
+    strata.sort(key=len, reverse=True)
+    order: list[str] = []
+    for i in range(max(len(s) for s in strata)):
+        order += [s[i] for s in strata if i < len(s)]
+    n_train, n_val, n_test = _counts(len(order), cfg)
+    side = {g: "test" for g in order[:n_test]}
+    side |= {g: "val" for g in order[n_test:n_test + n_val]}
+    side |= {g: "train" for g in order[n_test + n_val:]}
+    clips["split"] = group.map(side)
+    check_disjoint(clips)
+    return clips, notes
+
+
+def check_disjoint(clips: pd.DataFrame) -> None:
+    """Refuse a split in which a speaker or a source clip appears on two sides.
+
+    Raises:
+        LeakageError: naming the first offending speakers / clips.
+        ValueError: a ``split`` value other than train/val/test, or no ``split`` column.
+    """
+    if "split" not in clips:
+        raise ValueError("manifest has no split column")
+    bad = set(clips["split"].dropna().unique()) - set(SPLITS)
+    if bad or clips["split"].isna().any():
+        raise ValueError(f"split values must be {SPLITS}, found {sorted(map(str, bad)) or 'missing values'}")
+    for column, what in (("speaker", "speaker"), ("clip_id", "source clip")):
+        sides = clips.dropna(subset=[column]).groupby(column)["split"].nunique()
+        leaking = sides[sides > 1].index.tolist()
+        if leaking:
+            raise LeakageError(f"{len(leaking)} {what}(s) would be in two splits, e.g. {leaking[:5]}")
+
+
+def split_table(clips: pd.DataFrame) -> pd.DataFrame:
+    """One row per speaker: speaker, sex, split, clips (for the MLflow ``split.csv`` artifact)."""
+    table = (clips.assign(speaker=clips["speaker"].fillna("unknown"))
+             .groupby(["split", "speaker"], dropna=False)
+             .agg(sex=("sex", "first"), clips=("clip_id", "size")).reset_index())
+    table["split"] = pd.Categorical(table["split"], SPLITS, ordered=True)
+    return table.sort_values(["split", "speaker"]).reset_index(drop=True)
