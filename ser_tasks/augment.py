@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import librosa
@@ -104,12 +105,16 @@ def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
     """Shift pitch by ``semitones`` keeping the duration (``librosa.effects.pitch_shift``:
     phase-vocoder stretch then resampling)."""
-    return librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones).astype(np.float32)
+    with warnings.catch_warnings():  # librosa 1.0 passes its own deprecated phase_vocoder arguments
+        warnings.simplefilter("ignore", FutureWarning)
+        return librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones).astype(np.float32)
 
 
 def time_stretch(y: np.ndarray, rate: float) -> np.ndarray:
     """Change tempo by ``rate`` keeping the pitch; output has about ``len(y) / rate`` samples."""
-    return librosa.effects.time_stretch(y, rate=rate).astype(np.float32)
+    with warnings.catch_warnings():  # as in pitch_shift
+        warnings.simplefilter("ignore", FutureWarning)
+        return librosa.effects.time_stretch(y, rate=rate).astype(np.float32)
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:

@@ -142,10 +142,10 @@ class TrainConfig(_Section):
     """Model choice and training schedule (Adam, class-weighted cross-entropy)."""
 
     model: str = "compact_cnn"
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    early_stopping_patience: int = Field(8, ge=1)
+    early_stopping_patience: int = Field(7, ge=1)
     lr_patience: int = Field(3, ge=1)
     lr_factor: float = Field(0.5, gt=0, lt=1)
     class_weights: bool = True

@@ -1,0 +1,199 @@
+"""``ser``: the command line of the pipeline (typer).
+
+    ser run ROOT          extract features, train, evaluate (one Prefect flow, one MLflow run)
+    ser extract ROOT      features only
+    ser train STORE       train and evaluate on an existing store
+    ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+# Before Prefect or TensorFlow are imported anywhere (flows/__init__ repeats this for workers).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Speech emotion recognition pipeline: Prefect/Dask features into Zarr, Keras, MLflow.")
+console = Console(stderr=True)
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Zarr feature store: local path or URL (s3://bucket/x.zarr).")]
+MlflowOpt = Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")]
+DaskOpt = Annotated[str | None, typer.Option("--dask-address", help="Existing Dask scheduler (tcp://host:8786); default: a LocalCluster.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
+SummaryOpt = Annotated[Path | None, typer.Option("--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
+CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="ravdess, crema_d, tess, savee, emodb or folders [default: detect].")]
+StorageOpt = Annotated[str | None, typer.Option("--storage-options", help="fsspec options as JSON, e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'.")]
+DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes [config extract.workers, default 2].")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs [config train.epochs].")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), notebook_cnn2d or notebook_cnn1d.")]
+VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip [config augment.variants].")]
+OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
+
+
+def _config(path: Path | None, **overrides: Any):
+    from .config import load_config
+
+    try:
+        return load_config(path, overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+
+
+def _storage(options: str | None) -> dict | None:
+    if not options:
+        return None
+    try:
+        value = json.loads(options)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--storage-options") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--storage-options")
+    return value
+
+
+def _write_summary(path: Path | None, summary: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, default=str))
+        console.print(f"summary written to {path}")
+
+
+def _print_scores(train: dict) -> None:
+    table = Table(title="Test speakers (actor-disjoint split)")
+    for col in ("UA", "WA", "macro-F1", "clips", "model", "MLflow run"):
+        table.add_column(col)
+    table.add_row(f"{train['ua']:.3f}", f"{train['wa']:.3f}", f"{train['macro_f1']:.3f}", str(train["test_clips"]),
+                  f"{train['model_name']} v{train['model_version']}", train["mlflow_run_id"])
+    console.print(table)
+
+
+@app.command()
+def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+        dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
+        corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+        workers: WorkersOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
+        out_dir: OutOpt = Path("ser-out/run")) -> None:
+    """Whole pipeline on a corpus: features into Zarr, training, test-speaker evaluation, MLflow."""
+    cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
+                             "augment.variants": variants})
+    from flows.pipeline import ser_pipeline
+
+    summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
+                           _storage(storage_options), crema_demographics, str(out_dir))
+    ext = summary["extract"]
+    console.print(f"extraction: {ext['clips']} clips, {ext['rows']} rows, {ext['failed_rows']} failed rows, "
+                  f"{ext['skipped']} skipped files, {ext['seconds']:.1f} s ({ext['clips_per_second']:.2f} clips/s)")
+    _print_scores(summary["train"])
+    console.print(f"total {summary['seconds']:.1f} s")
+    _write_summary(summary_json, summary)
+
+
+@app.command()
+def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+            dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
+            corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+            workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
+    """Features only: corpus -> manifest -> actor-disjoint split -> Zarr (resumable)."""
+    cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants})
+    import mlflow
+
+    from flows.extract import dask_runner, extract_features
+
+    from . import tracking
+
+    tracking.setup(mlflow_uri, cfg.tracking.experiment)
+    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active:
+        mlflow.log_params(cfg.flat_params())
+        runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+        summary = extract_features.with_options(task_runner=runner)(
+            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options), crema_demographics)
+        summary["mlflow_run_id"] = active.info.run_id
+    console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
+                  f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
+                  f"group {summary['group']} in {store}")
+    _write_summary(summary_json, summary)
+
+
+@app.command()
+def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction group [default: the only one].")] = None,
+          mlflow_uri: MlflowOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
+          storage_options: StorageOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
+          out_dir: OutOpt = Path("ser-out/train")) -> None:
+    """Train and evaluate on an existing feature store."""
+    cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
+    from flows.train import train_model
+
+    summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options),
+                          str(out_dir))
+    _print_scores(summary)
+    _write_summary(summary_json, summary)
+
+
+@app.command()
+def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="Write the manifest as CSV.")] = None,
+             corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+             config: ConfigOpt = None) -> None:
+    """List a corpus: clips per corpus, emotion and speaker, the split, and the skipped files."""
+    from .manifest import build_manifest
+    from .split import assign_split
+
+    cfg = _config(config)
+    try:
+        m = build_manifest(root, corpus, _storage(storage_options), crema_demographics)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    clips = m.clips
+    try:
+        clips, notes = assign_split(m.clips, cfg.split)
+        m.notes += notes
+    except ValueError as exc:
+        m.notes.append(f"no split: {exc}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        clips.to_csv(out, index=False)
+        console.print(f"manifest written to {out}")
+    summary = m.summary()
+    console.print(f"[bold]{root}[/bold] read as [bold]{m.corpus}[/bold]: {summary['clips']} clips, "
+                  f"{clips['speaker'].nunique()} speakers, {summary['skipped']} skipped")
+    for title, key in (("corpus", "per_corpus"), ("emotion", "per_emotion")):
+        table = Table(title=f"clips per {title}")
+        table.add_column(title)
+        table.add_column("clips", justify="right")
+        for name, count in summary[key].items():
+            table.add_row(str(name), str(count))
+        console.print(table)
+    table = Table(title="clips per speaker")
+    for col in ("speaker", "sex", "split", "clips"):
+        table.add_column(col)
+    per = clips.assign(speaker=clips["speaker"].fillna("unknown"))
+    split_col = per["split"] if "split" in per else None
+    for spk, rows in per.groupby("speaker", sort=True):
+        table.add_row(spk, str(rows["sex"].iloc[0] or "?"),
+                      str(rows["split"].iloc[0]) if split_col is not None else "-", str(len(rows)))
+    console.print(table)
+    for note in m.notes:
+        console.print(f"note: {note}")
+    if len(m.skipped):
+        table = Table(title=f"skipped files ({len(m.skipped)})")
+        table.add_column("path")
+        table.add_column("reason")
+        for row in m.skipped.itertuples(index=False):
+            table.add_row(row.path, row.reason)
+        console.print(table)
+
+
+if __name__ == "__main__":
+    app()

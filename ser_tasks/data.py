@@ -1,0 +1,182 @@
+"""Streaming training input from the Zarr store: never more than two row chunks in memory.
+
+A :class:`ZarrSequence` (a ``keras.utils.PyDataset``, so it needs no ``tf.data`` and runs under
+any Keras backend) serves mini-batches of one model input for a set of store rows. Each epoch it
+shuffles the order of the row chunks and the rows within each chunk, so reads stay chunk-sequential
+while batches stay mixed. :func:`fit_normalizer` computes mean and variance over training rows in
+one streaming pass (float64 sums), for the model's ``Normalization`` layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import zarr
+
+from .store import DONE
+
+#: Model inputs and how each is assembled from store arrays; shapes per row.
+#: ``log_mel``: (n_mels, T, 1), normalised per mel band.  ``zcr_rms``: (T, 2), ZCR and RMS as the
+#: two channels of one frame sequence, normalised per channel.  ``mfcc``: (n_mfcc, T, 1).
+INPUTS = ("log_mel", "zcr_rms", "mfcc")
+
+
+def _arrays_for(input_name: str) -> tuple[str, ...]:
+    if input_name == "zcr_rms":
+        return ("zcr", "rms")
+    if input_name in ("log_mel", "mfcc"):
+        return (input_name,)
+    raise ValueError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
+
+
+def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack raw store arrays of ``n`` rows into model input ``(n, ...)`` float32 (see :data:`INPUTS`)."""
+    if input_name == "zcr_rms":
+        return np.stack([arrays["zcr"], arrays["rms"]], axis=-1).astype(np.float32)
+    return arrays[input_name][..., np.newaxis].astype(np.float32)
+
+
+def input_shape(group: zarr.Group, input_name: str) -> tuple[int, ...]:
+    """Per-row model input shape for a store group."""
+    if input_name == "zcr_rms":
+        return (group["zcr"].shape[1], 2)
+    return (*group[input_name].shape[1:], 1)
+
+
+def norm_axis(input_name: str) -> int:
+    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics: the mel band or
+    MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``."""
+    return 1 if input_name in ("log_mel", "mfcc") else -1
+
+
+@dataclass
+class Normalizer:
+    """Per-band (or per-channel) mean and variance fitted on training rows.
+
+    Attributes:
+        input_name: the model input it applies to.
+        mean, variance: ``(bands,)`` float64.
+        rows: training rows it was fitted on.
+    """
+
+    input_name: str
+    mean: np.ndarray
+    variance: np.ndarray
+    rows: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (saved with the model as ``normalizer.json``)."""
+        return {"input": self.input_name, "axis": norm_axis(self.input_name), "rows": self.rows,
+                "mean": self.mean.tolist(), "variance": self.variance.tolist()}
+
+
+def row_indices(group: zarr.Group, split: int) -> np.ndarray:
+    """Sorted indices of completed rows in one split (0 train, 1 val, 2 test). Failed rows are left out."""
+    return np.flatnonzero((group["split"][:] == split) & (group["status"][:] == DONE))
+
+
+def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
+    out: OrderedDict[int, np.ndarray] = OrderedDict()
+    for c in np.unique(indices // chunk):
+        out[int(c)] = indices[indices // chunk == c]
+    return out
+
+
+def fit_normalizer(group: zarr.Group, indices: np.ndarray, input_name: str) -> Normalizer:
+    """Mean and variance per band over the given (training) rows, one chunk at a time.
+
+    Raises:
+        ValueError: no rows, or non-finite values in them.
+    """
+    if indices.size == 0:
+        raise ValueError("cannot fit normalisation statistics on zero training rows")
+    chunk = group["status"].chunks[0]
+    axis = norm_axis(input_name)
+    total = sq = None
+    count = 0
+    for c, rows in _by_chunk(indices, chunk).items():
+        x = assemble(input_name, {n: group[n][c * chunk:(c + 1) * chunk] for n in _arrays_for(input_name)})
+        x = x[rows - c * chunk].astype(np.float64)
+        if not np.isfinite(x).all():
+            raise ValueError(f"non-finite features in rows of chunk {c}")
+        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x**2).sum(0) if sq is None else sq + (x**2).sum(0)
+        count += x.shape[0]
+    mean = total / count
+    variance = np.maximum(sq / count - mean**2, 1e-12)
+    return Normalizer(input_name, mean, variance, int(indices.size))
+
+
+class ZarrSequence(keras.utils.PyDataset):
+    """Mini-batches ``(x, y)`` of store rows, read chunk by chunk.
+
+    Args:
+        group: the store group (opened read-only).
+        indices: store row indices to serve.
+        input_name: one of :data:`INPUTS`.
+        batch_size: rows per batch.
+        shuffle: reshuffle chunk order and rows within chunks each epoch (seeded).
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+
+    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``.
+    Memory: at most two decoded row chunks (``batch_rows`` rows each) are held.
+    """
+
+    def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
+                 shuffle: bool = False, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if indices.size == 0:
+            raise ValueError("ZarrSequence needs at least one row")
+        self.group, self.input_name, self.batch_size = group, input_name, batch_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.chunk = group["status"].chunks[0]
+        self.indices = np.sort(indices)
+        self.labels_all = group["emotion"][:].astype(np.int32)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._order = self._make_order()
+
+    def _make_order(self) -> np.ndarray:
+        groups = _by_chunk(self.indices, self.chunk)
+        if not self.shuffle:
+            return self.indices
+        rng = np.random.default_rng(self.seed + self.epoch)
+        keys = list(groups)
+        rng.shuffle(keys)
+        return np.concatenate([rng.permutation(groups[k]) for k in keys])
+
+    @property
+    def order(self) -> np.ndarray:
+        """Store row indices in this epoch's serving order."""
+        return self._order
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class indices in serving order ``(len(order),)`` int32 (for evaluation)."""
+        return self.labels_all[self._order]
+
+    def __len__(self) -> int:
+        return math.ceil(self._order.size / self.batch_size)
+
+    def _chunk_input(self, c: int) -> np.ndarray:
+        if c not in self._cache:
+            sl = slice(c * self.chunk, (c + 1) * self.chunk)
+            self._cache[c] = assemble(self.input_name, {n: self.group[n][sl] for n in _arrays_for(self.input_name)})
+            while len(self._cache) > 2:
+                self._cache.popitem(last=False)
+        return self._cache[c]
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._order[idx * self.batch_size:(idx + 1) * self.batch_size]
+        x = np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
+        return x, self.labels_all[rows]
+
+    def on_epoch_end(self) -> None:
+        """Advance the epoch and reshuffle (when shuffling)."""
+        self.epoch += 1
+        if self.shuffle:
+            self._order = self._make_order()

@@ -1,0 +1,89 @@
+"""The body of one extraction task: a chunk-aligned range of store rows -> features written.
+
+Arguments and results are small (a URL, a group name, two row indices; counts and failure
+reasons), so the Prefect/Dask task that calls this never ships arrays. The row plan and the
+configuration are read from the store itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import audio, augment, features
+from .augment import AugmentParams, variant_rng
+from .config import AudioConfig, AugmentConfig, FeatureConfig
+from .store import DONE, FAILED, FeatureStore, read_strings
+
+
+def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig, params: AugmentParams,
+                  noise_rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Features of one (already decoded, resampled) clip under one variant's parameters.
+
+    Steps: trim silence -> stretch/pitch (length-changing) -> fix length -> shift/gain/noise ->
+    features. Shapes as :func:`ser_tasks.features.feature_shapes`.
+    """
+    sr = audio_cfg.sample_rate
+    y = audio.trim_silence(y, audio_cfg.trim_top_db)
+    y = augment.augment_before_length(y, sr, params)
+    y = audio.fix_length(y, audio_cfg.n_samples)
+    y = augment.augment_after_length(y, sr, params, noise_rng)
+    return features.extract(y, sr, feat_cfg)
+
+
+def process_region(url: str, group: str, start: int, stop: int, storage_options: dict | None = None) -> dict:
+    """Compute and write the features of store rows ``start:stop`` (one whole chunk).
+
+    Each distinct clip in the range is decoded once; a clip that fails marks its rows failed with
+    the reason and the rest of the range carries on.
+
+    Returns:
+        ``{"start", "stop", "rows", "done", "failed", "failures": [{"path", "clip_id", "reason"}],
+        "seconds"}``.
+
+    Raises:
+        OSError and zarr errors from reading or writing the store (transient: the caller retries).
+    """
+    t0 = time.perf_counter()
+    store = FeatureStore(url, group, storage_options)
+    g = store.open()
+    cfg = g.attrs["config"]
+    audio_cfg, aug_cfg = AudioConfig(**cfg["audio"]), AugmentConfig(**cfg["augment"])
+    feat_cfg = FeatureConfig(**cfg["features"])
+    paths = read_strings(g["path"], slice(start, stop))
+    clip_ids = read_strings(g["clip_id"], slice(start, stop))
+    variants = g["variant"][start:stop]
+    params = g["augment"][start:stop]
+    n = stop - start
+    out = {name: np.full((n, *g[name].shape[1:]), np.nan, dtype=np.float32) for name in features.FEATURES}
+    status = np.full(n, DONE, dtype=np.int8)
+    errors = [""] * n
+    failures = []
+    decoded: dict[str, np.ndarray | Exception] = {}
+    for i in range(n):
+        path = str(paths[i])
+        if path not in decoded:
+            try:
+                decoded = {path: audio.load_audio(path, audio_cfg.sample_rate, storage_options)}
+            except audio.AudioError as exc:
+                decoded = {path: exc}
+        y = decoded[path]
+        try:
+            if isinstance(y, Exception):
+                raise y
+            rng = variant_rng(aug_cfg.seed, str(clip_ids[i]), int(variants[i]), stream=1)
+            feats = clip_features(y, audio_cfg, feat_cfg, AugmentParams.from_array(params[i]), rng)
+            for name, value in feats.items():
+                out[name][i] = value
+        except Exception as exc:  # one bad clip must not sink the batch
+            status[i] = FAILED
+            reason = str(exc) if isinstance(exc, audio.AudioError) else f"{path}: {type(exc).__name__}: {exc}"
+            errors[i] = reason
+            if int(variants[i]) == 0 or not failures or failures[-1]["path"] != path:
+                failures.append({"path": path, "clip_id": str(clip_ids[i]), "variant": int(variants[i]),
+                                 "reason": reason})
+    store.write_region(start, stop, out, status, errors)
+    return {"start": start, "stop": stop, "rows": n, "done": int((status == DONE).sum()),
+            "failed": int((status == FAILED).sum()), "failures": failures,
+            "seconds": time.perf_counter() - t0}

@@ -1,0 +1,122 @@
+"""The model zoo: Keras 3 models chosen by name, each starting with its fitted ``Normalization``.
+
+Written against ``keras`` (not ``tf.keras``) so the same code runs under TensorFlow (GPU when it
+sees one), JAX or PyTorch backends.
+
+- ``compact_cnn`` (default, ours): four VGG-style 3x3 conv blocks (Simonyan & Zisserman 2015) with
+  batch norm, on the log-mel; the frequency axis averaged out, then mean and standard deviation
+  over time ("statistics pooling", Snyder et al. 2018, x-vectors), so any clip length maps to one
+  fixed vector; about 0.15 M parameters, sized to train on two CPU cores.
+- ``notebook_cnn2d``: the seed notebooks' 2D CNN on the log-mel (REFERENCE.md): Conv2D 256 5x5 ->
+  Conv2D 128 5x5 -> MaxPool 5x5/2 -> [Conv2D 128 5x5 -> MaxPool 5x5/2] x 2 -> Dense 128 -> softmax.
+- ``notebook_cnn1d``: the seed notebooks' 1D CNN on ZCR and RMS (REFERENCE.md): Conv1D 64/128/256
+  (k3) each with MaxPool 2 -> Dense 256 -> Dropout 0.5 -> softmax. The notebooks concatenated the
+  ZCR and RMS vectors end to end; here they are the two channels of one frame sequence, so each
+  convolution sees aligned frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+from .data import Normalizer, norm_axis
+
+#: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
+MODEL_INPUTS = {"compact_cnn": "log_mel", "notebook_cnn2d": "log_mel", "notebook_cnn1d": "zcr_rms"}
+
+
+def _normalization(normalizer: Normalizer) -> layers.Layer:
+    return layers.Normalization(axis=norm_axis(normalizer.input_name),
+                                mean=normalizer.mean.astype(np.float32), variance=normalizer.variance.astype(np.float32),
+                                name="normalize")
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class FrequencyMean(layers.Layer):
+    """Average over the frequency axis: ``(batch, F, T, C)`` -> ``(batch, T, C)``."""
+
+    def call(self, x):
+        return keras.ops.mean(x, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class StatisticsPooling(layers.Layer):
+    """Mean and standard deviation over time, concatenated: ``(batch, T, C)`` -> ``(batch, 2C)``
+    (Snyder et al. 2018, "X-vectors: robust DNN embeddings for speaker recognition")."""
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=1)
+        std = keras.ops.sqrt(keras.ops.var(x, axis=1) + 1e-6)
+        return keras.ops.concatenate([mean, std], axis=-1)
+
+
+def compact_cnn(x, n_classes: int):
+    """Body of ``compact_cnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities."""
+    for filters in (16, 32, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)
+        x = layers.SpatialDropout2D(0.1)(x)
+    x = FrequencyMean(name="freq_mean")(x)  # (batch, T', C)
+    x = StatisticsPooling(name="stats_pool")(x)  # (batch, 2C)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
+def notebook_cnn2d(x, n_classes: int):
+    """Body of the seed notebooks' 2D CNN (REFERENCE.md, about 6.6 M parameters at 128 x 151)."""
+    x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
+    x = layers.Conv2D(128, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(5, strides=2, padding="same")(x)
+    for _ in range(2):
+        x = layers.Conv2D(128, 5, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(5, strides=2, padding="same")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
+def notebook_cnn1d(x, n_classes: int):
+    """Body of the seed notebooks' 1D CNN on ZCR+RMS (REFERENCE.md)."""
+    for filters in (64, 128, 256):
+        x = layers.Conv1D(filters, 3, activation="relu")(x)
+        x = layers.MaxPooling1D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
+MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "notebook_cnn2d": notebook_cnn2d,
+                               "notebook_cnn1d": notebook_cnn1d}
+
+
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer) -> keras.Model:
+    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> body -> softmax.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        input_shape: per-row input shape, e.g. ``(64, 301, 1)`` for log-mel.
+        n_classes: output classes (the store's vocabulary size).
+        normalizer: statistics fitted on training rows, for this model's input.
+
+    Returns:
+        An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
+
+    Raises:
+        ValueError: unknown name, or a normalizer fitted for another input.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if normalizer.input_name != MODEL_INPUTS[name]:
+        raise ValueError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
+    inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
+    x = _normalization(normalizer)(inputs)
+    return keras.Model(inputs, MODELS[name](x, n_classes), name=name)

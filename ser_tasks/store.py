@@ -1,0 +1,309 @@
+"""The Zarr feature store: one group per extraction config, rows planned up front, whole-chunk writes.
+
+Layout of a store (local path or fsspec URL, e.g. ``s3://bucket/features.zarr``)::
+
+    <store>/extract-<fingerprint[:12]>/     one group per extraction config
+        log_mel  (rows, n_mels, T) float32   features, row chunk = ``batch_rows``
+        mfcc     (rows, n_mfcc, T) float32
+        zcr, rms (rows, T)         float32
+        emotion  (rows,) int16    index into attrs["vocabulary"]
+        split    (rows,) int8     0 train, 1 val, 2 test
+        variant  (rows,) int16    0 = original clip, k > 0 = k-th augmented copy
+        clip_id, speaker, path (rows,) str
+        augment  (rows, 5) float32  drawn parameters (nan = not applied), attrs["augment_params"]
+        status   (rows,) int8     0 pending, 1 done, -1 failed
+        error    (rows,) str      the failure reason of a failed row
+
+Rows are ordered train, val, test; within a split by a seeded shuffle of clips, with a clip's
+variants adjacent. The planner writes every label/provenance array once; extraction tasks then
+each own one chunk-aligned row range (zarr-python 3 loses data when two writers share a chunk,
+zarr-python #3682) and write only features, status and error. Metadata is consolidated once, by
+:meth:`FeatureStore.finalize`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as _md
+import platform
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .augment import PARAM_NAMES, draw_params
+from .config import PipelineConfig
+from .emotions import vocabulary
+from .features import FEATURES, feature_shapes
+from .split import SPLITS
+
+# Consolidated metadata is what makes a remote store open in one read; zarr warns that v3's spec
+# lacks it, on every open. We rely on it knowingly.
+warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+
+STORE_VERSION = 1
+PENDING, DONE, FAILED = 0, 1, -1
+
+
+class StoreConflictError(RuntimeError):
+    """The store already holds a group for this config that was planned from different rows."""
+
+
+def _store_like(url: str, storage_options: dict | None):
+    """What zarr should open: the path or URL itself, or an fsspec store carrying the options
+    (zarr opens remote stores through async fsspec; see NOTES.md)."""
+    if storage_options:
+        return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options)
+    return url
+
+
+def read_strings(array, sl: slice = slice(None)) -> np.ndarray:
+    """A slice of a Zarr string array as an object array of Python ``str``
+    (numpy's StringDType does not cast to fixed-width ``str``)."""
+    return np.asarray(array[sl]).astype(object)
+
+
+def group_name(config: PipelineConfig) -> str:
+    """``extract-<first 12 hex digits of the extraction fingerprint>``."""
+    return f"extract-{config.extraction_fingerprint()[:12]}"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the features (recorded in the store's attributes)."""
+    out = {"python": platform.python_version()}
+    for dist in ("ser-pipeline", "numpy", "librosa", "soundfile", "soxr", "zarr", "scipy"):
+        try:
+            out[dist] = _md.version(dist)
+        except _md.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def plan_rows(clips: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """One row per (clip, variant): every clip's original, plus ``augment.variants`` copies of
+    each training clip, with their drawn augmentation parameters.
+
+    Args:
+        clips: manifest rows with a ``split`` column.
+
+    Returns:
+        Columns ``clip_id, path, speaker, emotion, split, variant`` and one per
+        :data:`ser_tasks.augment.PARAM_NAMES`, in store order.
+
+    Raises:
+        ValueError: no ``split`` column.
+    """
+    if "split" not in clips:
+        raise ValueError("assign a split before planning the store rows")
+    rng = np.random.default_rng(config.split.seed)
+    parts = []
+    for split in SPLITS:
+        part = clips[clips["split"] == split].sort_values("clip_id")
+        parts.append(part.iloc[rng.permutation(len(part))])
+    ordered = pd.concat(parts, ignore_index=True)
+    rows = []
+    for clip in ordered.itertuples(index=False):
+        n_variants = 1 + (config.augment.variants if clip.split == "train" else 0)
+        for v in range(n_variants):
+            params = draw_params(config.augment, clip.clip_id, v).as_dict()
+            rows.append({"clip_id": clip.clip_id, "path": clip.path, "speaker": clip.speaker or "",
+                         "emotion": clip.emotion, "split": clip.split, "variant": v, **params})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class FeatureStore:
+    """Handle on one extraction group of a feature store.
+
+    Attributes:
+        url: the store root (path or URL).
+        group: the group's name inside the store.
+        storage_options: fsspec options for remote stores (never logged).
+    """
+
+    url: str
+    group: str
+    storage_options: dict | None = None
+
+    # -- opening -------------------------------------------------------------------------------
+    def _root(self, mode: str) -> zarr.Group:
+        return zarr.open_group(store=_store_like(self.url, self.storage_options), mode=mode)
+
+    def open(self, mode: str = "r") -> zarr.Group:
+        """The group (``mode`` ``"r"`` or ``"r+"``).
+
+        Raises:
+            FileNotFoundError: the store or group does not exist.
+        """
+        try:
+            root = self._root("r" if mode == "r" else "r+")
+            return root[self.group]
+        except (FileNotFoundError, KeyError) as exc:
+            raise FileNotFoundError(f"{self.url}: no feature group {self.group!r}") from exc
+
+    @classmethod
+    def groups(cls, url: str, storage_options: dict | None = None) -> list[str]:
+        """Names of the extraction groups in a store (empty if the store does not exist)."""
+        try:
+            root = zarr.open_group(store=_store_like(url, storage_options), mode="r")
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in root.group_keys() if name.startswith("extract-"))
+
+    @classmethod
+    def locate(cls, url: str, group: str | None = None, storage_options: dict | None = None) -> FeatureStore:
+        """The named group, or the store's only group when ``group`` is ``None``.
+
+        Raises:
+            FileNotFoundError: no group (of that name) in the store.
+            ValueError: several groups and none named.
+        """
+        names = cls.groups(url, storage_options)
+        if group is None:
+            if not names:
+                raise FileNotFoundError(f"{url}: no feature groups (run `ser extract` first)")
+            if len(names) > 1:
+                raise ValueError(f"{url} holds {len(names)} feature groups ({', '.join(names)}); name one with --group")
+            group = names[0]
+        elif group not in names:
+            raise FileNotFoundError(f"{url}: no feature group {group!r}; present: {', '.join(names) or 'none'}")
+        return cls(url, group, storage_options)
+
+    # -- planning ------------------------------------------------------------------------------
+    @classmethod
+    def create_or_resume(cls, url: str, config: PipelineConfig, plan: pd.DataFrame, *,
+                         attrs: dict | None = None, storage_options: dict | None = None) -> FeatureStore:
+        """Create the group for ``config`` with all arrays and the planned rows, or reopen it.
+
+        Reopening succeeds only when the existing group was planned from the same rows (clip id,
+        variant, split), so a second run resumes; a group built from another config lives under
+        another name and is never touched.
+
+        Raises:
+            StoreConflictError: the group exists with a different fingerprint or row plan.
+            ValueError: an empty plan.
+        """
+        if plan.empty:
+            raise ValueError("nothing to extract: the plan has no rows")
+        store = cls(url, group_name(config), storage_options)
+        root = zarr.open_group(store=_store_like(url, storage_options), mode="a")
+        root.attrs.setdefault("ser_store_version", STORE_VERSION)
+        if store.group in root:
+            store._check_same_plan(root[store.group], config, plan)
+            return store
+        store._create(root, config, plan, attrs or {})
+        return store
+
+    def _check_same_plan(self, g: zarr.Group, config: PipelineConfig, plan: pd.DataFrame) -> None:
+        if g.attrs.get("fingerprint") != config.extraction_fingerprint():
+            raise StoreConflictError(f"{self.url}/{self.group} was written with another configuration")
+        if g.attrs.get("planned") is not True:
+            raise StoreConflictError(f"{self.url}/{self.group} is incomplete from an interrupted creation; remove it")
+        same = (g["clip_id"].shape[0] == len(plan)
+                and np.array_equal(read_strings(g["clip_id"]), plan["clip_id"].to_numpy(dtype=object))
+                and np.array_equal(g["variant"][:], plan["variant"].to_numpy())
+                and np.array_equal(g["split"][:], plan["split"].map(SPLITS.index).to_numpy()))
+        if not same:
+            raise StoreConflictError(
+                f"{self.url}/{self.group} was planned from other clips ({g['clip_id'].shape[0]} rows, now "
+                f"{len(plan)}); use another --store, or delete the group to rebuild it")
+
+    def _create(self, root: zarr.Group, config: PipelineConfig, plan: pd.DataFrame, attrs: dict) -> None:
+        n = len(plan)
+        b = config.extract.batch_rows
+        vocab = vocabulary(set(plan["emotion"]))
+        g = root.create_group(self.group)
+        for name, shape in feature_shapes(config.audio, config.features).items():
+            g.create_array(name, shape=(n, *shape), chunks=(b, *shape), dtype="float32", fill_value=np.nan)
+        labels = {
+            "emotion": plan["emotion"].map(vocab.index).to_numpy(np.int16),
+            "split": plan["split"].map(SPLITS.index).to_numpy(np.int8),
+            "variant": plan["variant"].to_numpy(np.int16),
+            "clip_id": plan["clip_id"].to_numpy(dtype=str),
+            "speaker": plan["speaker"].to_numpy(dtype=str),
+            "path": plan["path"].to_numpy(dtype=str),
+            "augment": plan[list(PARAM_NAMES)].to_numpy(np.float32),
+        }
+        for name, values in labels.items():
+            arr = g.create_array(name, shape=values.shape, chunks=(b, *values.shape[1:]),
+                                 dtype=str if values.dtype.kind == "U" else values.dtype)
+            arr[:] = values
+        g.create_array("status", shape=(n,), chunks=(b,), dtype="int8", fill_value=PENDING)
+        g.create_array("error", shape=(n,), chunks=(b,), dtype=str)
+        g.attrs.update({
+            **attrs,
+            "fingerprint": config.extraction_fingerprint(),
+            "config": config.extraction_dict(),
+            "vocabulary": vocab,
+            "splits": list(SPLITS),
+            "augment_params": list(PARAM_NAMES),
+            "features": list(FEATURES),
+            "batch_rows": b,
+            "rows": n,
+            "versions": library_versions(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "planned": True,  # set last: a group without it was interrupted mid-creation
+        })
+
+    # -- extraction bookkeeping ----------------------------------------------------------------
+    def regions(self) -> list[tuple[int, int]]:
+        """All chunk-aligned ``(start, stop)`` row ranges of the group."""
+        g = self.open()
+        n, b = g["status"].shape[0], g.attrs["batch_rows"]
+        return [(s, min(s + b, n)) for s in range(0, n, b)]
+
+    def pending_regions(self) -> list[tuple[int, int]]:
+        """Row ranges that still hold a pending row (a complete range is never recomputed)."""
+        status = self.open()["status"][:]
+        return [(s, e) for s, e in self.regions() if (status[s:e] == PENDING).any()]
+
+    def write_region(self, start: int, stop: int, features: dict[str, np.ndarray], status: np.ndarray,
+                     errors: list[str]) -> None:
+        """Write one whole chunk-aligned row range: features first, then status (the commit mark).
+
+        Raises:
+            ValueError: ``start``/``stop`` not on chunk boundaries, or arrays of the wrong length.
+        """
+        g = self.open("r+")
+        b, n = g.attrs["batch_rows"], g["status"].shape[0]
+        if start % b or (stop != min(start + b, n)):
+            raise ValueError(f"rows {start}:{stop} are not one whole chunk of {b} rows")
+        for name in FEATURES:
+            g[name][start:stop] = features[name]
+        g["error"][start:stop] = np.asarray(errors, dtype=str)
+        g["status"][start:stop] = status.astype(np.int8)
+
+    def failures(self) -> pd.DataFrame:
+        """Failed rows: ``clip_id, variant, path, reason``."""
+        g = self.open()
+        status = g["status"][:]
+        idx = np.flatnonzero(status == FAILED)
+        if not idx.size:
+            return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
+        return pd.DataFrame({"clip_id": read_strings(g["clip_id"])[idx], "variant": g["variant"][:][idx],
+                             "path": read_strings(g["path"])[idx], "reason": read_strings(g["error"])[idx]})
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status: ``rows``, ``done``, ``failed``, ``pending``."""
+        status = self.open()["status"][:]
+        return {"rows": int(status.size), "done": int((status == DONE).sum()),
+                "failed": int((status == FAILED).sum()), "pending": int((status == PENDING).sum())}
+
+    def finalize(self, extra_attrs: dict | None = None) -> None:
+        """Record completion and failure count, then consolidate metadata (once, after all writers)."""
+        g = self.open("r+")
+        counts = self.counts()
+        g.attrs.update({**(extra_attrs or {}), "complete": counts["pending"] == 0, "failed_rows": counts["failed"]})
+        zarr.consolidate_metadata(_store_like(self.url, self.storage_options))
+
+    # -- reading -------------------------------------------------------------------------------
+    def row_table(self) -> pd.DataFrame:
+        """Small per-row metadata (no features): emotion, split, variant, clip_id, speaker, status."""
+        g = self.open()
+        return pd.DataFrame({
+            "emotion": g["emotion"][:], "split": g["split"][:], "variant": g["variant"][:],
+            "clip_id": read_strings(g["clip_id"]), "speaker": read_strings(g["speaker"]),
+            "status": g["status"][:],
+        })

@@ -1,0 +1,177 @@
+"""Training and evaluation on a feature-store group, streaming from Zarr.
+
+:func:`fit` trains a zoo model on the training rows (every augmented variant), selects the epoch
+by validation UA (speakers never seen in training), and saves the best model with its
+normalisation statistics. :func:`evaluate_saved` scores the saved model on the test speakers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import evaluate
+from .config import TrainConfig
+from .data import ZarrSequence, fit_normalizer, input_shape, row_indices
+from .models import MODEL_INPUTS, build_model
+from .split import SPLITS
+from .store import FeatureStore
+
+TRAIN, VAL, TEST = (SPLITS.index(s) for s in SPLITS)
+
+
+def accelerator() -> str:
+    """``"GPU"`` when the Keras backend sees one (TensorFlow, JAX or PyTorch), else ``"CPU"``."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+        if backend == "jax":
+            import jax
+
+            return "GPU" if any(d.platform == "gpu" for d in jax.devices()) else "CPU"
+        if backend == "torch":
+            import torch
+
+            return "GPU" if torch.cuda.is_available() else "CPU"
+    except (ImportError, RuntimeError):
+        pass
+    return "CPU"
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Balanced weights ``n / (k * count_c)`` (scikit-learn's "balanced"); absent classes get 0."""
+    counts = np.bincount(labels, minlength=n_classes)
+    n, k = counts.sum(), int((counts > 0).sum())
+    return {c: float(n / (k * counts[c])) if counts[c] else 0.0 for c in range(n_classes)}
+
+
+def predict(model: keras.Model, seq: ZarrSequence) -> np.ndarray:
+    """Class probabilities for every row of ``seq`` in its serving order, ``(n, k)`` float32."""
+    return np.concatenate([model.predict_on_batch(seq[i][0]) for i in range(len(seq))])
+
+
+class ValidationUA(keras.callbacks.Callback):
+    """Adds ``val_ua`` and ``val_wa`` to each epoch's logs, before the callbacks that monitor them."""
+
+    def __init__(self, seq: ZarrSequence, vocabulary: list[str]):
+        super().__init__()
+        self.seq, self.vocabulary = seq, vocabulary
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        pred = predict(self.model, self.seq).argmax(axis=1)
+        scores = evaluate.metrics(self.seq.labels, pred, self.vocabulary)
+        if logs is not None:
+            logs["val_ua"], logs["val_wa"] = scores["ua"], scores["wa"]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves behind.
+
+    Attributes:
+        model_path: the best epoch's model (``.keras``), normalisation included.
+        normalizer_path: ``normalizer.json`` (mean and variance fitted on training rows).
+        history: per-epoch metrics (``loss``, ``accuracy``, ``val_loss``, ``val_ua`` ...).
+        best_epoch: 0-based epoch that was kept.
+        rows: training, validation and test rows used.
+        seconds: wall time of ``model.fit``.
+        device: ``"GPU"`` or ``"CPU"``.
+    """
+
+    model_path: Path
+    normalizer_path: Path
+    history: dict[str, list[float]]
+    best_epoch: int
+    rows: dict[str, int]
+    seconds: float
+    device: str
+
+
+def fit(store: FeatureStore, cfg: TrainConfig, out_dir: Path, extra_callbacks: list | None = None,
+        verbose: int = 2) -> FitResult:
+    """Train ``cfg.model`` on a store group and save the best epoch.
+
+    The model is chosen by validation UA when the store has validation speakers, else by training
+    loss. Callbacks: validation UA, EarlyStopping, ReduceLROnPlateau, best checkpoint, then any
+    ``extra_callbacks`` (e.g. :class:`ser_tasks.tracking.MLflowEpochLogger`).
+
+    Raises:
+        ValueError: unknown model, or no completed training rows.
+    """
+    if cfg.model not in MODEL_INPUTS:
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    g = store.open()
+    vocab = list(g.attrs["vocabulary"])
+    name = MODEL_INPUTS[cfg.model]
+    idx = {s: row_indices(g, s) for s in (TRAIN, VAL, TEST)}
+    if idx[TRAIN].size == 0:
+        raise ValueError(f"{store.url}/{store.group}: no completed training rows")
+    normalizer = fit_normalizer(g, idx[TRAIN], name)
+    normalizer_path = out_dir / "normalizer.json"
+    normalizer_path.write_text(json.dumps(normalizer.to_dict()))
+
+    model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    train_seq = ZarrSequence(g, idx[TRAIN], name, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    has_val = idx[VAL].size > 0
+    monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
+    model_path = out_dir / "model.keras"
+    callbacks: list = [ValidationUA(ZarrSequence(g, idx[VAL], name, 64), vocab)] if has_val else []
+    callbacks += [
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                          min_lr=cfg.learning_rate / 100),
+        keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode, save_best_only=True),
+        *(extra_callbacks or []),
+    ]
+    weights = class_weights(g["emotion"][:][idx[TRAIN]].astype(int), len(vocab)) if cfg.class_weights else None
+    t0 = time.perf_counter()
+    hist = model.fit(train_seq, epochs=cfg.epochs, callbacks=callbacks, class_weight=weights, verbose=verbose)
+    seconds = time.perf_counter() - t0
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    scores = history.get(monitor, [0.0])
+    best = int(np.argmax(scores) if mode == "max" else np.argmin(scores))
+    if not model_path.exists():  # e.g. every epoch's monitor was NaN: keep the last weights
+        model.save(model_path)
+    return FitResult(model_path, normalizer_path, history, best,
+                     {s: int(idx[i].size) for i, s in enumerate(SPLITS)}, seconds, accelerator())
+
+
+def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: int = TEST) -> dict:
+    """Score a saved model on one split (default: test speakers) and draw the confusion matrix.
+
+    Returns:
+        :func:`ser_tasks.evaluate.metrics` output plus ``vocabulary`` and ``confusion_png``.
+
+    Raises:
+        ValueError: the split has no completed rows, or the model is not a zoo model.
+    """
+    g = store.open()
+    vocab = list(g.attrs["vocabulary"])
+    model = keras.models.load_model(model_path)
+    if model.name not in MODEL_INPUTS:
+        raise ValueError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
+    name = MODEL_INPUTS[model.name]
+    idx = row_indices(g, split)
+    if idx.size == 0:
+        raise ValueError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
+    seq = ZarrSequence(g, idx, name, 64)
+    pred = predict(model, seq).argmax(axis=1)
+    result = evaluate.metrics(seq.labels, pred, vocab)
+    result["vocabulary"] = vocab
+    result["confusion_png"] = str(evaluate.plot_confusion(
+        np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",
+        title=f"{SPLITS[split]} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, macro-F1 {result['macro_f1']:.3f}"))
+    return result
