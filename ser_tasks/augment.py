@@ -9,6 +9,7 @@ Drawing and recording the parameters follows audiomentations' ``randomize_parame
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import warnings
@@ -90,6 +91,22 @@ def draw_params(cfg: AugmentConfig, clip_id: str, variant: int) -> AugmentParams
     return AugmentParams(**out)
 
 
+@contextlib.contextmanager
+def _vocoder_warnings_quiet():
+    """librosa 1.0's phase vocoder passes its own deprecated arguments (FutureWarning) and its numba
+    phasor warns on a cast on every call (RuntimeWarning); the output is checked by :func:`_finite`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
+        yield
+
+
+def _finite(y: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(y).all():
+        raise ValueError(f"{what} produced non-finite samples")
+    return y.astype(np.float32, copy=False)
+
+
 def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """Add white Gaussian noise at ``snr_db`` dB relative to the mean power of ``y``.
 
@@ -105,16 +122,14 @@ def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
     """Shift pitch by ``semitones`` keeping the duration (``librosa.effects.pitch_shift``:
     phase-vocoder stretch then resampling)."""
-    with warnings.catch_warnings():  # librosa 1.0 passes its own deprecated phase_vocoder arguments
-        warnings.simplefilter("ignore", FutureWarning)
-        return librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones).astype(np.float32)
+    with _vocoder_warnings_quiet():
+        return _finite(librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones), "pitch shift")
 
 
 def time_stretch(y: np.ndarray, rate: float) -> np.ndarray:
     """Change tempo by ``rate`` keeping the pitch; output has about ``len(y) / rate`` samples."""
-    with warnings.catch_warnings():  # as in pitch_shift
-        warnings.simplefilter("ignore", FutureWarning)
-        return librosa.effects.time_stretch(y, rate=rate).astype(np.float32)
+    with _vocoder_warnings_quiet():
+        return _finite(librosa.effects.time_stretch(y, rate=rate), "time stretch")
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:

@@ -108,7 +108,7 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
         n_variants = 1 + (config.augment.variants if clip.split == "train" else 0)
         for v in range(n_variants):
             params = draw_params(config.augment, clip.clip_id, v).as_dict()
-            rows.append({"clip_id": clip.clip_id, "path": clip.path, "speaker": clip.speaker or "",
+            rows.append({"clip_id": clip.clip_id, "path": clip.path, "speaker": clip.speaker if isinstance(clip.speaker, str) else "",
                          "emotion": clip.emotion, "split": clip.split, "variant": v, **params})
     return pd.DataFrame(rows)
 

@@ -1,0 +1,97 @@
+"""Shared fixtures: synthetic audio and corpora, real-speech location, Prefect harness, MLflow URI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 16_000
+
+
+def sine(freq: float, seconds: float = 1.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    """``(round(seconds*sr),)`` float32 sine at ``freq`` Hz."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def dominant_freq(y: np.ndarray, sr: int = SR) -> float:
+    """Frequency (Hz) of the largest FFT bin, refined by parabolic interpolation."""
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    k = int(np.argmax(spec[1:-1])) + 1
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
+    k_hat = k + 0.5 * (a - c) / (a - 2 * b + c)
+    return k_hat * sr / len(y)
+
+
+def write_wav(path: Path, y: np.ndarray, sr: int = SR) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y, sr)
+    return path
+
+
+#: Synthetic "emotions" a small CNN separates easily: pitch and loudness differ per class.
+SYNTH_CLASSES = {"01": (180.0, 0.2), "05": (700.0, 0.6), "04": (330.0, 0.05)}  # neutral, angry, sad
+
+
+def make_ravdess_like(root: Path, actors=(1, 2, 3, 4, 5, 6), emotions=("01", "05"), takes: int = 4,
+                      seconds: float = 1.2, seed: int = 0) -> Path:
+    """A RAVDESS-named corpus of tones: one folder per actor, ``takes`` clips per emotion.
+
+    Each class has its own pitch and level (``SYNTH_CLASSES``), each actor a small pitch offset
+    and each take a little noise, so the classes are learnable and every clip is distinct.
+    """
+    rng = np.random.default_rng(seed)
+    for actor in actors:
+        for emo in emotions:
+            base, amp = SYNTH_CLASSES[emo]
+            for take in range(takes):
+                stmt, rep = 1 + take % 2, 1 + (take // 2) % 2
+                intensity = 1 + (take // 4) % 2 if emo != "01" else 1
+                name = f"03-01-{emo}-{intensity:02d}-{stmt:02d}-{rep:02d}-{actor:02d}.wav"
+                f = base * (1 + 0.03 * (actor - 3))
+                y = sine(f, seconds, amp=amp) + 0.01 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+                # silence around the tone, as in real recordings
+                y = np.concatenate([np.zeros(SR // 5, np.float32), y, np.zeros(SR // 5, np.float32)])
+                write_wav(root / f"Actor_{actor:02d}" / name, y)
+    return root
+
+
+@pytest.fixture
+def ravdess_like(tmp_path: Path) -> Path:
+    """A 6-actor, 2-emotion synthetic RAVDESS tree (48 clips)."""
+    return make_ravdess_like(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``$SER_TEST_DATA`` (the shared real-speech folder); skips the test when it is absent."""
+    value = os.environ.get("SER_TEST_DATA")
+    if not value or not Path(value, "ravdess").is_dir():
+        pytest.skip("real speech not available: set SER_TEST_DATA to the folder holding ravdess/ (see ../shared/data)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server and database for the whole session (NOTES.md: once per session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, monkeypatch) -> str:
+    """A fresh sqlite tracking store for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import dominant_freq, sine, write_wav
+from ser_tasks.audio import AudioError, fix_length, load_audio, trim_silence
+
+
+def test_stereo_is_mixed_down_and_resampled_keeping_frequency(tmp_path):
+    left, right = sine(440, sr=48_000), sine(440, sr=48_000, amp=0.1)
+    path = tmp_path / "st.flac"
+    sf.write(path, np.stack([left, right], axis=1), 48_000)
+    y = load_audio(str(path), 16_000)
+    assert y.dtype == np.float32 and y.shape == (16_000,)
+    assert abs(dominant_freq(y) - 440) < 1.0
+    assert abs(np.abs(y).max() - 0.3) < 0.02  # mean of 0.5 and 0.1
+
+
+def test_unreadable_and_empty_files_raise_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(AudioError, match="broken.wav"):
+        load_audio(str(bad), 16_000)
+    empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32))
+    with pytest.raises(AudioError, match="empty.wav"):
+        load_audio(str(empty), 16_000)
+    with pytest.raises(AudioError, match="missing.wav"):
+        load_audio(str(tmp_path / "missing.wav"), 16_000)
+
+
+def test_trim_removes_leading_and_trailing_silence():
+    tone = sine(300, 0.5)
+    y = np.concatenate([np.zeros(8000, np.float32), tone, np.zeros(16000, np.float32)])
+    out = trim_silence(y, 30)
+    assert abs(len(out) - len(tone)) < 1024
+    assert trim_silence(y, None) is y
+    silent = np.zeros(4000, np.float32)
+    assert trim_silence(silent, 30) is silent
+
+
+def test_fix_length_pads_and_crops_around_the_centre():
+    y = np.arange(1, 11, dtype=np.float32)
+    padded = fix_length(y, 14)
+    assert padded.tolist() == [0, 0] + list(range(1, 11)) + [0, 0]
+    assert fix_length(y, 4).tolist() == [4, 5, 6, 7]
+    assert fix_length(y, 10).tolist() == y.tolist()

@@ -1,0 +1,73 @@
+import math
+
+import numpy as np
+import pytest
+
+from conftest import SR, dominant_freq, sine
+from ser_tasks.augment import (NO_AUGMENTATION, PARAM_NAMES, AugmentParams, add_noise, apply_gain, draw_params,
+                               pitch_shift, time_shift, time_stretch)
+from ser_tasks.config import AugmentConfig
+
+
+def test_pitch_shift_two_semitones_moves_frequency_by_the_right_ratio():
+    y = sine(440, 1.0)
+    up = pitch_shift(y, SR, 2.0)
+    assert len(up) == len(y)
+    assert dominant_freq(up[2000:-2000]) == pytest.approx(440 * 2 ** (2 / 12), rel=0.01)
+    down = pitch_shift(y, SR, -3.0)
+    assert dominant_freq(down[2000:-2000]) == pytest.approx(440 * 2 ** (-3 / 12), rel=0.01)
+
+
+def test_time_stretch_changes_length_not_pitch():
+    y = sine(300, 1.0)
+    fast = time_stretch(y, 1.25)
+    assert len(fast) == pytest.approx(len(y) / 1.25, rel=0.02)
+    assert dominant_freq(fast[1000:-1000]) == pytest.approx(300, rel=0.01)
+
+
+def test_noise_is_added_at_the_requested_snr():
+    y = sine(300, 2.0)
+    noisy = add_noise(y, 10.0, np.random.default_rng(0))
+    noise = noisy - y
+    snr = 10 * np.log10(np.mean(y**2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.2)
+    assert add_noise(np.zeros(100, np.float32), 10, np.random.default_rng(0)).tolist() == [0.0] * 100
+
+
+def test_time_shift_zero_fills_instead_of_wrapping():
+    y = np.arange(1, 6, dtype=np.float32)
+    assert time_shift(y, 2).tolist() == [0, 0, 1, 2, 3]
+    assert time_shift(y, -2).tolist() == [3, 4, 5, 0, 0]
+    assert time_shift(y, 9).tolist() == [0] * 5
+
+
+def test_gain_in_db():
+    y = sine(200, 0.1)
+    assert np.abs(apply_gain(y, 6.0)).max() / np.abs(y).max() == pytest.approx(10 ** (6 / 20), rel=1e-4)
+
+
+def test_parameters_are_reproducible_per_clip_and_variant():
+    cfg = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1)
+    a = draw_params(cfg, "ravdess/x", 1)
+    assert a == draw_params(cfg, "ravdess/x", 1)
+    assert a != draw_params(cfg, "ravdess/x", 2) and a != draw_params(cfg, "ravdess/y", 1)
+    assert draw_params(cfg, "ravdess/x", 0) == NO_AUGMENTATION
+    lo, hi = cfg.pitch_semitones
+    assert lo <= a.pitch_semitones <= hi and cfg.snr_db[0] <= a.noise_snr_db <= cfg.snr_db[1]
+    assert AugmentParams.from_array(a.as_array()) == pytest.approx(a) or \
+        np.allclose(AugmentParams.from_array(a.as_array()).as_array(), a.as_array())
+
+
+def test_probability_zero_disables_a_transform_without_changing_the_others():
+    on = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1)
+    off = on.model_copy(update={"pitch_prob": 0.0})
+    a, b = draw_params(on, "c", 1), draw_params(off, "c", 1)
+    assert math.isnan(b.pitch_semitones)
+    for name in PARAM_NAMES:
+        if name != "pitch_semitones":
+            assert getattr(a, name) == getattr(b, name)
+
+
+def test_negative_variant_raises():
+    with pytest.raises(ValueError):
+        draw_params(AugmentConfig(), "c", -1)

@@ -1,0 +1,38 @@
+import json
+
+from typer.testing import CliRunner
+
+from conftest import make_ravdess_like
+from ser_tasks.cli import app
+
+runner = CliRunner()
+
+
+def test_manifest_writes_csv_and_reports_counts_and_skips(tmp_path):
+    root = make_ravdess_like(tmp_path / "c", actors=(1, 2, 3), takes=2)
+    (root / "Actor_01" / "03-01-42-01-01-01-01.wav").write_bytes(b"")
+    out = tmp_path / "m.csv"
+    result = runner.invoke(app, ["manifest", str(root), "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "read as ravdess: 12 clips, 3 speakers, 1 skipped" in text
+    assert "emotion code '42'" in text and "ravdess:02" in text
+    lines = out.read_text().splitlines()
+    assert lines[0] == "clip_id,path,corpus,speaker,sex,emotion,intensity,sentence,split" and len(lines) == 13
+
+
+def test_manifest_of_missing_root_fails_clearly(tmp_path):
+    result = runner.invoke(app, ["manifest", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_bad_config_is_a_usage_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochz: 3\n")
+    result = runner.invoke(app, ["manifest", str(tmp_path), "--config", str(cfg)])
+    assert result.exit_code == 2 and "c.yaml" in result.output
+
+
+def test_storage_options_must_be_a_json_object(tmp_path):
+    result = runner.invoke(app, ["manifest", str(tmp_path), "--storage-options", "[1, 2]"])
+    assert result.exit_code == 2 and "JSON object" in result.output

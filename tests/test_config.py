@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from ser_tasks.config import PipelineConfig, load_config
+
+
+def test_defaults_are_valid_and_consistent():
+    cfg = PipelineConfig()
+    assert cfg.audio.n_samples == 48_000
+    assert cfg.features.fmax <= cfg.audio.sample_rate / 2
+    assert abs(cfg.split.train + cfg.split.val + cfg.split.test - 1) < 1e-9
+
+
+def test_fingerprint_tracks_extraction_settings_only():
+    base = PipelineConfig()
+    assert base.extraction_fingerprint() == PipelineConfig().extraction_fingerprint()
+    assert base.with_overrides({"features.n_mels": 40}).extraction_fingerprint() != base.extraction_fingerprint()
+    assert base.with_overrides({"augment.variants": 3}).extraction_fingerprint() != base.extraction_fingerprint()
+    # training and fan-out settings do not change what the store holds
+    assert base.with_overrides({"train.epochs": 3, "extract.workers": 7}).extraction_fingerprint() == \
+        base.extraction_fingerprint()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"features.fmax": 12_000.0}, "Nyquist"),
+    ({"split.test": 0.5}, "sum"),
+    ({"augment.snr_db": (30, 10)}, "above high"),
+    ({"features.n_mfcc": 80}, "exceeds n_mels"),
+    ({"train.nope": 1}, "unknown configuration key"),
+])
+def test_invalid_settings_raise(override, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig().with_overrides(override)
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", "train:\n  epochs: 3\nfeatures:\n  n_mels: 40\n"),
+    (".json", json.dumps({"train": {"epochs": 3}, "features": {"n_mels": 40}})),
+    (".toml", "[train]\nepochs = 3\n[features]\nn_mels = 40\n"),
+])
+def test_load_config_formats_and_overrides(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = load_config(path, {"train.model": "notebook_cnn1d", "train.batch_size": None})
+    assert (cfg.train.epochs, cfg.features.n_mels, cfg.train.model) == (3, 40, "notebook_cnn1d")
+    assert cfg.train.batch_size == 32  # None leaves the file's / default value
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("features:\n  n_melz: 40\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(path)
+
+
+def test_flat_params_cover_every_section():
+    params = PipelineConfig().flat_params()
+    assert params["features.n_mels"] == 64 and params["train.model"] == "compact_cnn"
+    assert {k.split(".")[0] for k in params} == {"audio", "augment", "features", "split", "extract", "train", "tracking"}

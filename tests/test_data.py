@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import zarr
+
+from ser_tasks.data import ZarrSequence, assemble, fit_normalizer, input_shape, row_indices
+
+
+@pytest.fixture
+def group(tmp_path):
+    """A hand-made store group: 50 rows in chunks of 8, split 0/1/2, row r's features = r."""
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
+    n, chunk = 50, 8
+    rows = np.arange(n, dtype=np.float32)
+    g.create_array("log_mel", shape=(n, 4, 6), chunks=(chunk, 4, 6), dtype="float32")[:] = \
+        rows[:, None, None] + np.arange(4, dtype=np.float32)[None, :, None] * 100
+    for name, offset in (("zcr", 0.0), ("rms", 1000.0)):
+        g.create_array(name, shape=(n, 6), chunks=(chunk, 6), dtype="float32")[:] = rows[:, None] + offset
+    g.create_array("emotion", shape=(n,), chunks=(chunk,), dtype="int16")[:] = np.arange(n) % 3
+    g.create_array("split", shape=(n,), chunks=(chunk,), dtype="int8")[:] = np.r_[np.zeros(30), np.ones(10), 2 * np.ones(10)]
+    status = np.ones(n, dtype=np.int8)
+    status[5] = -1  # a failed row is never served
+    g.create_array("status", shape=(n,), chunks=(chunk,), dtype="int8")[:] = status
+    return g
+
+
+def test_rows_of_a_split_exclude_failures(group):
+    train = row_indices(group, 0)
+    assert train.size == 29 and 5 not in train
+
+
+def test_sequence_serves_every_row_once_per_epoch_and_reshuffles(group):
+    idx = row_indices(group, 0)
+    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=1)
+    assert len(seq) == 8
+    served = np.concatenate([seq[i][0][:, 0, 0, 0] for i in range(len(seq))])
+    labels = np.concatenate([seq[i][1] for i in range(len(seq))])
+    assert sorted(served.astype(int).tolist()) == idx.tolist()
+    assert (labels == served.astype(int) % 3).all()  # labels travel with their rows
+    first = seq.order.copy()
+    seq.on_epoch_end()
+    assert sorted(seq.order.tolist()) == idx.tolist() and seq.order.tolist() != first.tolist()
+    assert len(seq._cache) <= 2  # never more than two chunks held
+
+
+def test_unshuffled_sequence_is_in_store_order(group):
+    idx = row_indices(group, 2)
+    seq = ZarrSequence(group, idx, "zcr_rms", batch_size=64)
+    x, y = seq[0]
+    assert x.shape == (10, 6, 2) and input_shape(group, "zcr_rms") == (6, 2)
+    assert x[:, 0, 0].tolist() == idx.tolist() and (x[:, 0, 1] == idx + 1000).all()
+    assert seq.labels.tolist() == (idx % 3).tolist()
+
+
+def test_normalizer_matches_numpy_over_training_rows(group):
+    idx = row_indices(group, 0)
+    norm = fit_normalizer(group, idx, "log_mel")
+    x = assemble("log_mel", {"log_mel": group["log_mel"][:]})[idx].astype(np.float64)
+    np.testing.assert_allclose(norm.mean, x.mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(norm.variance, x.var(axis=(0, 2, 3)), rtol=1e-6)
+    assert norm.mean.shape == (4,) and norm.rows == 29
+    with pytest.raises(ValueError, match="zero training rows"):
+        fit_normalizer(group, np.array([], dtype=int), "log_mel")
+
+
+def test_unknown_input_raises(group):
+    with pytest.raises(ValueError, match="unknown model input"):
+        ZarrSequence(group, row_indices(group, 0), "chroma")[0]

@@ -1,0 +1,42 @@
+import keras
+import numpy as np
+import pytest
+
+from ser_tasks.data import Normalizer
+from ser_tasks.models import MODEL_INPUTS, build_model
+
+
+def normalizer(name, bands):
+    return Normalizer(name, np.full(bands, 5.0), np.full(bands, 4.0), 10)
+
+
+@pytest.mark.parametrize("name, shape, bands", [
+    ("compact_cnn", (16, 40, 1), 16), ("notebook_cnn2d", (16, 40, 1), 16), ("notebook_cnn1d", (40, 2), 2)])
+def test_models_output_class_probabilities(name, shape, bands):
+    model = build_model(name, shape, 5, normalizer(MODEL_INPUTS[name], bands))
+    x = np.random.default_rng(0).normal(5, 2, (3, *shape)).astype("float32")
+    p = model.predict_on_batch(x)
+    assert p.shape == (3, 5)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_normalization_layer_uses_the_fitted_statistics():
+    model = build_model("compact_cnn", (8, 12, 1), 3, normalizer("log_mel", 8))
+    out = model.get_layer("normalize")(np.full((1, 8, 12, 1), 7.0, dtype="float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), 1.0, rtol=1e-5)  # (7 - 5) / sqrt(4)
+
+
+def test_saved_model_reloads_with_identical_predictions(tmp_path):
+    model = build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16))
+    x = np.random.default_rng(1).normal(size=(2, 16, 40, 1)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(model.predict_on_batch(x), again.predict_on_batch(x), rtol=1e-6)
+    assert again.name == "compact_cnn"
+
+
+def test_unknown_model_and_mismatched_normalizer_raise():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("resnet", (8, 8, 1), 2, normalizer("log_mel", 8))
+    with pytest.raises(ValueError, match="normalizer is for"):
+        build_model("notebook_cnn1d", (8, 2), 2, normalizer("log_mel", 8))
