@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,19 @@ EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum trainin
 ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), notebook_cnn2d or notebook_cnn1d.")]
 VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip [config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Expected failures (missing folder, unknown corpus, store conflict, bad config) end the command
+    with one clear line and exit status 2 instead of a traceback."""
+    from .store import StoreConflictError
+
+    try:
+        yield
+    except (FileNotFoundError, ValueError, StoreConflictError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 def _config(path: Path | None, **overrides: Any):
@@ -89,9 +103,11 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants})
     from flows.pipeline import ser_pipeline
+    from flows.runtime import prefect_api
 
-    summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
-                           _storage(storage_options), crema_demographics, str(out_dir))
+    with _user_errors(), prefect_api():
+        summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
+                               _storage(storage_options), crema_demographics, str(out_dir))
     ext = summary["extract"]
     console.print(f"extraction: {ext['clips']} clips, {ext['rows']} rows, {ext['failed_rows']} failed rows, "
                   f"{ext['skipped']} skipped files, {ext['seconds']:.1f} s ({ext['clips_per_second']:.2f} clips/s)")
@@ -110,11 +126,12 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
     import mlflow
 
     from flows.extract import dask_runner, extract_features
+    from flows.runtime import prefect_api
 
     from . import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
-    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active:
+    with _user_errors(), prefect_api(), mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active:
         mlflow.log_params(cfg.flat_params())
         runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
         summary = extract_features.with_options(task_runner=runner)(
@@ -133,10 +150,16 @@ def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction
           out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
+    from flows.runtime import prefect_api
     from flows.train import train_model
 
-    summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options),
-                          str(out_dir))
+    from .store import FeatureStore
+
+    with _user_errors():  # before any server starts
+        FeatureStore.locate(store, group, _storage(storage_options))
+    with _user_errors(), prefect_api():
+        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options),
+                              str(out_dir))
     _print_scores(summary)
     _write_summary(summary_json, summary)
 
@@ -150,11 +173,8 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
     from .split import assign_split
 
     cfg = _config(config)
-    try:
+    with _user_errors():
         m = build_manifest(root, corpus, _storage(storage_options), crema_demographics)
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     clips = m.clips
     try:
         clips, notes = assign_split(m.clips, cfg.split)

@@ -36,3 +36,8 @@ def test_bad_config_is_a_usage_error(tmp_path):
 def test_storage_options_must_be_a_json_object(tmp_path):
     result = runner.invoke(app, ["manifest", str(tmp_path), "--storage-options", "[1, 2]"])
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+def test_train_on_a_missing_store_fails_clearly(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "none.zarr")])
+    assert result.exit_code == 2 and "ser extract" in result.output

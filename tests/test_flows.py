@@ -1,25 +1,35 @@
-"""The extraction flow on a 2-process Dask LocalCluster under a real (temporary) Prefect server."""
+"""The extraction flow on Dask worker processes under a real (temporary) Prefect server."""
 
+import json
+import os
+
+import mlflow
 import pytest
+from distributed import LocalCluster
+from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
 from flows.extract import dask_runner, extract_features
+from flows.runtime import prefect_api
+from ser_tasks.cli import app
 from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore
 
 pytestmark = pytest.mark.slow
 
 
-def test_extract_flow_fans_out_collects_failures_and_resumes(tmp_path, prefect_harness):
+def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_path, prefect_harness, mlflow_uri):
     root = make_ravdess_like(tmp_path / "c", actors=(1, 2, 3, 4), takes=2)
     bad = root / "Actor_03" / "03-01-05-01-01-01-03.wav"
     bad.write_bytes(b"not audio at all")
     (root / "Actor_03" / "03-01-99-01-01-01-03.wav").write_bytes(b"")  # name does not parse
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 1, "extract.batch_rows": 4})
     url = str(tmp_path / "f.zarr")
-    runner = dask_runner(workers=2)
-    first = extract_features.with_options(task_runner=runner)(str(root), url, cfg.model_dump(mode="json"),
-                                                              show_progress=False)
+    # an existing cluster, reached by address as with --dask-address
+    with prefect_api(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as cluster:
+        first = extract_features.with_options(task_runner=dask_runner(cluster.scheduler_address))(
+            str(root), url, cfg.model_dump(mode="json"), show_progress=False)
     assert first["clips"] == 16 and first["skipped"] == 1
     n_train_clips = first["rows"] - first["clips"]  # one augmented copy per training clip
     assert first["computed_rows"] == first["rows"] == 16 + n_train_clips
@@ -30,6 +40,27 @@ def test_extract_flow_fans_out_collects_failures_and_resumes(tmp_path, prefect_h
     assert counts["pending"] == 0 and counts["failed"] == first["failed_rows"]
     assert store.open().attrs["complete"] is True
 
-    second = extract_features.with_options(task_runner=dask_runner(workers=1))(
-        str(root), url, cfg.model_dump(mode="json"), show_progress=False)
+    # the same again through `ser extract` (LocalCluster of 1): nothing recomputed, failures still reported
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    summary_path = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["extract", str(root), "--store", url, "--config", str(cfg_file),
+                                      "--workers", "1", "--summary-json", str(summary_path)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    second = json.loads(summary_path.read_text())
     assert second["computed_rows"] == 0 and second["group"] == first["group"]
+    assert second["failed_rows"] == first["failed_rows"]
+    mlflow.set_tracking_uri(mlflow_uri)
+    run = mlflow.get_run(second["mlflow_run_id"])
+    assert run.data.tags["stage"] == "extract" and run.data.metrics["extract_failed_rows"] == first["failed_rows"]
+    failures_csv = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/failures.csv")
+    assert "cannot decode" in failures_csv
+
+
+def test_prefect_api_exports_the_configured_server_to_child_processes(prefect_harness, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with prefect_api() as url:
+        assert url == PREFECT_API_URL.value() and os.environ["PREFECT_API_URL"] == url
+    assert "PREFECT_API_URL" not in os.environ

@@ -79,3 +79,13 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
     model = mlflow.pyfunc.load_model(f"models:/ser-emotion/{summary['model_version']}")
     x = np.zeros((1, 64, 301, 1), dtype=np.float32)
     assert model.predict(x).shape == (1, 8)
+
+    # `ser train` on the same store: a new run and the next model version, no extraction
+    result = CliRunner().invoke(app, ["train", store_url, "--mlflow-uri", uri, "--epochs", "1",
+                                      "--model", "notebook_cnn1d", "--out-dir", str(tmp_path / "out2"),
+                                      "--summary-json", str(tmp_path / "train.json")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    again = json.loads((tmp_path / "train.json").read_text())
+    assert again["model_version"] == summary["model_version"] + 1
+    assert again["mlflow_run_id"] != summary["mlflow_run_id"] and again["rows"]["test"] == 60  # 1 actor x 60
+    assert mlflow.get_run(again["mlflow_run_id"]).data.params["train.model"] == "notebook_cnn1d"
