@@ -10,6 +10,7 @@ one streaming pass (float64 sums), for the model's ``Normalization`` layer.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -122,13 +123,18 @@ class ZarrSequence(keras.utils.PyDataset):
         batch_size: rows per batch.
         shuffle: reshuffle chunk order and rows within chunks each epoch (seeded).
         seed: base seed; epoch ``e`` uses ``seed + e``.
+        class_weights: class index -> loss weight; when given, batches carry per-row sample
+            weights (cheaper than Keras's ``class_weight``, which maps them inside the input pipeline).
+        **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
-    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``.
-    Memory: at most two decoded row chunks (``batch_rows`` rows each) are held.
+    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``;
+    with ``class_weights``, a third item ``w`` float32 ``(batch,)``.
+    Memory: at most two decoded row chunks (``batch_rows`` rows each) are held in the cache, plus
+    the batches queued by prefetch workers.
     """
 
     def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
-                 shuffle: bool = False, seed: int = 0, **kwargs):
+                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None, **kwargs):
         super().__init__(**kwargs)
         if indices.size == 0:
             raise ValueError("ZarrSequence needs at least one row")
@@ -137,7 +143,15 @@ class ZarrSequence(keras.utils.PyDataset):
         self.chunk = group["status"].chunks[0]
         self.indices = np.sort(indices)
         self.labels_all = group["emotion"][:].astype(np.int32)
+        self.weights = None
+        if class_weights is not None:
+            table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
+            for c, w in class_weights.items():
+                if c < table.size:
+                    table[c] = w
+            self.weights = table[self.labels_all]
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
@@ -163,6 +177,10 @@ class ZarrSequence(keras.utils.PyDataset):
         return math.ceil(self._order.size / self.batch_size)
 
     def _chunk_input(self, c: int) -> np.ndarray:
+        with self._lock:  # prefetch threads share the cache
+            return self._chunk_input_locked(c)
+
+    def _chunk_input_locked(self, c: int) -> np.ndarray:
         if c not in self._cache:
             sl = slice(c * self.chunk, (c + 1) * self.chunk)
             self._cache[c] = assemble(self.input_name, {n: self.group[n][sl] for n in _arrays_for(self.input_name)})
@@ -170,9 +188,11 @@ class ZarrSequence(keras.utils.PyDataset):
                 self._cache.popitem(last=False)
         return self._cache[c]
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
         rows = self._order[idx * self.batch_size:(idx + 1) * self.batch_size]
         x = np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
+        if self.weights is not None:
+            return x, self.labels_all[rows], self.weights[rows]
         return x, self.labels_all[rows]
 
     def on_epoch_end(self) -> None:

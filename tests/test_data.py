@@ -65,3 +65,10 @@ def test_normalizer_matches_numpy_over_training_rows(group):
 def test_unknown_input_raises(group):
     with pytest.raises(ValueError, match="unknown model input"):
         ZarrSequence(group, row_indices(group, 0), "chroma")[0]
+
+
+def test_class_weights_travel_as_sample_weights(group):
+    idx = row_indices(group, 0)
+    seq = ZarrSequence(group, idx, "log_mel", batch_size=8, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
+    x, y, w = seq[0]
+    assert w.dtype == np.float32 and w.tolist() == [{0: 1.0, 1: 2.0, 2: 0.5}[int(c)] for c in y]
