@@ -4,9 +4,9 @@ Written against ``keras`` (not ``tf.keras``) so the same code runs under TensorF
 sees one), JAX or PyTorch backends.
 
 - ``compact_cnn`` (default, ours): four VGG-style 3x3 conv blocks (Simonyan & Zisserman 2015) with
-  batch norm, on the log-mel, the first strided; the frequency axis averaged out, then mean and standard deviation
-  over time ("statistics pooling", Snyder et al. 2018, x-vectors), so any clip length maps to one
-  fixed vector; about 0.15 M parameters, sized to train on two CPU cores.
+  batch norm, on the log-mel, the first strided; each frame's remaining bands and channels
+  flattened, then mean and standard deviation over time ("statistics pooling", Snyder et al. 2018,
+  x-vectors); about 0.23 M parameters, sized to train on two CPU cores.
 - ``notebook_cnn2d``: the seed notebooks' 2D CNN on the log-mel (REFERENCE.md): Conv2D 256 5x5 ->
   Conv2D 128 5x5 -> MaxPool 5x5/2 -> [Conv2D 128 5x5 -> MaxPool 5x5/2] x 2 -> Dense 128 -> softmax.
 - ``notebook_cnn1d``: the seed notebooks' 1D CNN on ZCR and RMS (REFERENCE.md): Conv1D 64/128/256
@@ -36,19 +36,12 @@ def _normalization(normalizer: Normalizer) -> layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="ser")
-class FrequencyMean(layers.Layer):
-    """Average over the frequency axis: ``(batch, F, T, C)`` -> ``(batch, T, C)``."""
-
-    def call(self, x):
-        return keras.ops.mean(x, axis=1)
-
-
-@keras.saving.register_keras_serializable(package="ser")
 class StatisticsPooling(layers.Layer):
     """Mean and standard deviation over time, concatenated: ``(batch, T, C)`` -> ``(batch, 2C)``
     (Snyder et al. 2018, "X-vectors: robust DNN embeddings for speaker recognition")."""
 
     def call(self, x):
+        """``(batch, T, C)`` -> ``(batch, 2C)``: mean then standard deviation per channel."""
         mean = keras.ops.mean(x, axis=1)
         std = keras.ops.sqrt(keras.ops.var(x, axis=1) + 1e-6)
         return keras.ops.concatenate([mean, std], axis=-1)
@@ -59,7 +52,10 @@ def compact_cnn(x, n_classes: int):
 
     The first block convolves with stride 2 instead of pooling after a full-resolution
     convolution: same receptive field growth, half the training time per example on CPU
-    (measured 7.1 against 14.6 ms on 64 x 301 inputs, two cores).
+    (measured 7.1 against 14.6 ms on 64 x 301 inputs, two cores). After the blocks each frame
+    keeps its remaining frequency bands (flattened with the channels) rather than averaging them:
+    on full RAVDESS that trained to 41 % instead of 24 % training accuracy in 6 epochs, and so did
+    dropping spatial dropout from an under-fitting model.
     """
     for i, filters in enumerate((16, 32, 64, 128)):
         x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False)(x)
@@ -67,9 +63,10 @@ def compact_cnn(x, n_classes: int):
         x = layers.ReLU()(x)
         if i > 0:
             x = layers.MaxPooling2D(2, padding="same")(x)
-        x = layers.SpatialDropout2D(0.1)(x)
-    x = FrequencyMean(name="freq_mean")(x)  # (batch, T', C)
-    x = StatisticsPooling(name="stats_pool")(x)  # (batch, 2C)
+    _, bands, _, channels = x.shape
+    x = layers.Permute((2, 1, 3))(x)  # (batch, T', F', C)
+    x = layers.Reshape((-1, bands * channels), name="frames")(x)  # (batch, T', F'*C)
+    x = StatisticsPooling(name="stats_pool")(x)  # (batch, 2 F'*C)
     x = layers.Dropout(0.3)(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.3)(x)

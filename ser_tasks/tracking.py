@@ -68,4 +68,5 @@ class MLflowEpochLogger(keras.callbacks.Callback):
     """
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Log ``logs`` at step ``epoch`` (0-based)."""
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}, step=epoch)

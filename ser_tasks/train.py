@@ -66,6 +66,7 @@ class ValidationUA(keras.callbacks.Callback):
         self.seq, self.vocabulary = seq, vocabulary
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Predict the validation rows and write ``val_ua``/``val_wa`` into ``logs``."""
         pred = predict(self.model, self.seq).argmax(axis=1)
         scores = evaluate.metrics(self.seq.labels, pred, self.vocabulary)
         if logs is not None:
