@@ -55,18 +55,6 @@ FOLDER_NAMES: dict[str, str] = {
 }
 
 
-def emotion_index(label: str) -> int:
-    """Index of a canonical label in :data:`EMOTIONS`.
-
-    Raises:
-        KeyError: ``label`` is not a canonical emotion.
-    """
-    try:
-        return EMOTIONS.index(label)
-    except ValueError:
-        raise KeyError(f"unknown emotion label {label!r}; known: {', '.join(EMOTIONS)}") from None
-
-
 def vocabulary(labels: list[str] | set[str]) -> list[str]:
     """The labels present, in canonical order (a store's class list; index = class id)."""
     present = set(labels)

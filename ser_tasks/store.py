@@ -297,13 +297,3 @@ class FeatureStore:
         counts = self.counts()
         g.attrs.update({**(extra_attrs or {}), "complete": counts["pending"] == 0, "failed_rows": counts["failed"]})
         zarr.consolidate_metadata(_store_like(self.url, self.storage_options))
-
-    # -- reading -------------------------------------------------------------------------------
-    def row_table(self) -> pd.DataFrame:
-        """Small per-row metadata (no features): emotion, split, variant, clip_id, speaker, status."""
-        g = self.open()
-        return pd.DataFrame({
-            "emotion": g["emotion"][:], "split": g["split"][:], "variant": g["variant"][:],
-            "clip_id": read_strings(g["clip_id"]), "speaker": read_strings(g["speaker"]),
-            "status": g["status"][:],
-        })
