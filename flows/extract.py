@@ -79,7 +79,8 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     plan = plan_rows(manifest.clips, cfg)
     store = FeatureStore.create_or_resume(
         store_url, cfg, plan, storage_options=storage_options,
-        attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes})
+        attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes,
+               "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
     pending = store.pending_regions()
     logger.info("store %s group %s: %d rows, %d of %d batches to compute", store_url, store.group, len(plan),
                 len(pending), len(store.regions()))

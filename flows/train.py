@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -21,8 +21,7 @@ from ser_tasks import evaluate, tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.models import MODEL_INPUTS
-from ser_tasks.split import SPLITS
-from ser_tasks.store import FeatureStore, read_strings
+from ser_tasks.store import FeatureStore
 from ser_tasks.train import TEST, FitResult, evaluate_saved, fit
 
 
@@ -100,7 +99,7 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
         mlflow.set_tags(tags)
         params = cfg.flat_params()
         mlflow.log_params({k: v for k, v in params.items() if k not in _logged_params(run.info.run_id)})
-        mlflow.log_text(_split_csv(g), "data/split.csv")
+        mlflow.log_text(pd.DataFrame(g.attrs["speakers"]).to_csv(index=False), "data/split.csv")
         fit_result = fit_task(store, cfg, out)
         mlflow.log_params({"device": fit_result.device, "keras_backend": keras.backend.backend(),
                            "train_rows": fit_result.rows["train"], "val_rows": fit_result.rows["val"],
@@ -132,16 +131,6 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
 
 def _logged_params(run_id: str) -> set[str]:
     return set(mlflow.get_run(run_id).data.params)
-
-
-def _split_csv(g) -> str:
-    """Which speakers are in which split, with clip counts (originals only)."""
-    import pandas as pd
-
-    orig = g["variant"][:] == 0
-    table = pd.DataFrame({"speaker": read_strings(g["speaker"])[orig],
-                          "split": np.array(SPLITS, dtype=object)[g["split"][:][orig]]})
-    return table.groupby(["split", "speaker"]).size().rename("clips").reset_index().to_csv(index=False)
 
 
 def _report_text(result: dict) -> str:

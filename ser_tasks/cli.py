@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
-# Before Prefect or TensorFlow are imported anywhere (flows/__init__ repeats this for workers).
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+from . import runtime_env
+
+runtime_env.apply()  # before Prefect or TensorFlow are imported anywhere
 
 import typer
 from rich.console import Console

@@ -155,9 +155,9 @@ class ZarrSequence(keras.utils.PyDataset):
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
-        groups = _by_chunk(self.indices, self.chunk)
         if not self.shuffle:
             return self.indices
+        groups = _by_chunk(self.indices, self.chunk)
         rng = np.random.default_rng(self.seed + self.epoch)
         keys = list(groups)
         rng.shuffle(keys)

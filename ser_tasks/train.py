@@ -22,7 +22,7 @@ from .models import MODEL_INPUTS, build_model
 from .split import SPLITS
 from .store import FeatureStore
 
-TRAIN, VAL, TEST = (SPLITS.index(s) for s in SPLITS)
+TRAIN, VAL, TEST = 0, 1, 2  # indices into SPLITS
 
 
 def accelerator() -> str:

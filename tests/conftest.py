@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+from ser_tasks import runtime_env
+
+runtime_env.apply()
 
 import numpy as np
 import pytest

@@ -1,5 +1,3 @@
-import json
-
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import make_ravdess_like, sine, write_wav
+from conftest import make_ravdess_like
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import clip_features, process_region
 from ser_tasks.manifest import build_manifest
