@@ -22,6 +22,7 @@ from ser_tasks.extract import process_region
 from ser_tasks.manifest import Manifest, build_manifest
 from ser_tasks.split import assign_split, split_table
 from ser_tasks.store import FeatureStore, plan_rows
+from ser_tasks.tracking import redact_url
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
@@ -70,7 +71,9 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
     manifest = manifest_task(root, corpus, storage_options, crema_demographics)
-    manifest.clips, notes = assign_split(manifest.clips, cfg.split)
+    # Speakers already in the store keep their side, so a grown corpus only appends rows.
+    fixed = FeatureStore.planned_splits(store_url, cfg, storage_options)
+    manifest.clips, notes = assign_split(manifest.clips, cfg.split, fixed=fixed)
     manifest.notes += notes
     for note in manifest.notes:
         logger.info(note)
@@ -82,8 +85,9 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
         attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes,
                "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
     pending = store.pending_regions()
-    logger.info("store %s group %s: %d rows, %d of %d batches to compute", store_url, store.group, len(plan),
-                len(pending), len(store.regions()))
+    rows_total = store.counts()["rows"]
+    logger.info("store %s group %s: %d rows (%d appended now), %d of %d batches to compute",
+                redact_url(store_url), store.group, rows_total, store.appended_rows, len(pending), len(store.regions()))
 
     results = []
     if pending:
@@ -99,17 +103,17 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
 
     seconds = time.perf_counter() - t0
     computed = sum(r["rows"] for r in results)
-    computed_clips = int(plan.iloc[[i for s, e in pending for i in range(s, e)]]["clip_id"].nunique()) if pending else 0
+    computed_clips = sum(r["clips"] for r in results)  # a clip's variants share one batch
     failures = store.failures()
     summary = {
         "corpus": manifest.corpus, "clips": len(manifest.clips), "skipped": len(manifest.skipped),
-        "speakers": int(manifest.clips["speaker"].nunique()), "rows": len(plan),
+        "speakers": int(manifest.clips["speaker"].nunique()), "rows": rows_total, "appended_rows": store.appended_rows,
         "variants_per_train_clip": cfg.augment.variants, "computed_rows": computed, "computed_clips": computed_clips,
         "failed_rows": len(failures), "failures": failures.to_dict("records"),
         "seconds": round(seconds, 3),
         "clips_per_second": round(computed_clips / seconds, 3) if computed else 0.0,
         "rows_per_second": round(computed / seconds, 3) if computed else 0.0,
-        "store": store.url, "group": store.group, "manifest_fingerprint": manifest.fingerprint(),
+        "store": redact_url(store.url), "group": store.group, "manifest_fingerprint": manifest.fingerprint(),
         "split_notes": manifest.notes,
     }
     logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", computed, computed_clips,

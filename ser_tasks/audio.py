@@ -11,6 +11,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from .storage import fs_options
+
 
 class AudioError(ValueError):
     """A clip could not be decoded or is unusable; the message names the file and the reason."""
@@ -31,7 +33,7 @@ def load_audio(path: str, sample_rate: int, storage_options: dict | None = None)
         AudioError: unreadable, empty, or non-finite audio (message names ``path``).
     """
     try:
-        with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+        with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
             data, rate = sf.read(fh, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({exc})") from exc

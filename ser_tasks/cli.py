@@ -4,6 +4,7 @@
     ser extract ROOT      features only
     ser train STORE       train and evaluate on an existing store
     ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
+    ser deploy ROOT       a scheduled (cron) deployment on a Prefect server, served by this process
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ DaskOpt = Annotated[str | None, typer.Option("--dask-address", help="Existing Da
 ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
 SummaryOpt = Annotated[Path | None, typer.Option("--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
 CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="ravdess, crema_d, tess, savee, emodb or folders [default: detect].")]
-StorageOpt = Annotated[str | None, typer.Option("--storage-options", help="fsspec options as JSON, e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'.")]
+StorageOpt = Annotated[str | None, typer.Option("--storage-options", envvar="SER_STORAGE_OPTIONS", help="fsspec/s3fs options as JSON, e.g. '{\"key\": \"...\", \"secret\": \"...\"}' (credentials are never logged; the AWS environment/config chain works too).")]
+EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", envvar="SER_S3_ENDPOINT_URL", help="S3-compatible endpoint (MinIO, Ceph...), e.g. http://127.0.0.1:9000.")]
 DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes [config extract.workers, default 2].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs [config train.epochs].")]
@@ -62,16 +64,13 @@ def _config(path: Path | None, **overrides: Any):
         raise typer.BadParameter(str(exc), param_hint="--config") from exc
 
 
-def _storage(options: str | None) -> dict | None:
-    if not options:
-        return None
+def _storage(options: str | None, endpoint_url: str | None = None) -> dict | None:
+    from .storage import parse_options
+
     try:
-        value = json.loads(options)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--storage-options") from exc
-    if not isinstance(value, dict):
-        raise typer.BadParameter("must be a JSON object", param_hint="--storage-options")
-    return value
+        return parse_options(options, endpoint_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--storage-options") from exc
 
 
 def _write_summary(path: Path | None, summary: dict) -> None:
@@ -93,7 +92,7 @@ def _print_scores(train: dict) -> None:
 @app.command()
 def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
         dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-        corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+        corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
         workers: WorkersOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
         out_dir: OutOpt = Path("ser-out/run")) -> None:
     """Whole pipeline on a corpus: features into Zarr, training, test-speaker evaluation, MLflow."""
@@ -104,7 +103,7 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
 
     with _user_errors(), prefect_api():
         summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
-                               _storage(storage_options), crema_demographics, str(out_dir))
+                               _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     ext = summary["extract"]
     console.print(f"extraction: {ext['clips']} clips, {ext['rows']} rows, {ext['failed_rows']} failed rows, "
                   f"{ext['skipped']} skipped files, {ext['seconds']:.1f} s ({ext['clips_per_second']:.2f} clips/s)")
@@ -116,7 +115,7 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
 @app.command()
 def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
             dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-            corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+            corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
             workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
     """Features only: corpus -> manifest -> actor-disjoint split -> Zarr (resumable)."""
     cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants})
@@ -132,7 +131,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
         mlflow.log_params(cfg.flat_params())
         runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
         summary = extract_features.with_options(task_runner=runner)(
-            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options), crema_demographics)
+            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options, endpoint_url), crema_demographics)
         summary["mlflow_run_id"] = active.info.run_id
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
@@ -143,7 +142,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
 @app.command()
 def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction group [default: the only one].")] = None,
           mlflow_uri: MlflowOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-          storage_options: StorageOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
+          storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
           out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
@@ -153,17 +152,52 @@ def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction
     from .store import FeatureStore
 
     with _user_errors():  # before any server starts
-        FeatureStore.locate(store, group, _storage(storage_options))
+        FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
     with _user_errors(), prefect_api():
-        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options),
+        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options, endpoint_url),
                               str(out_dir))
     _print_scores(summary)
     _write_summary(summary_json, summary)
 
 
 @app.command()
+def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+           dask_address: DaskOpt = None, config: ConfigOpt = None, corpus: CorpusOpt = None,
+           storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
+           name: Annotated[str, typer.Option("--name", help="Deployment name (ser_pipeline/NAME).")] = "nightly",
+           cron: Annotated[str, typer.Option("--cron", help="Cron schedule of the runs.")] = "0 2 * * *",
+           timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
+           workers: WorkersOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
+           variants: VariantsOpt = None, out_dir: OutOpt = Path("ser-out/scheduled")) -> None:
+    """Create a scheduled deployment of the pipeline on the Prefect server and serve its runs.
+
+    Needs PREFECT_API_URL (e.g. http://127.0.0.1:4200/api). Every run extracts only the files
+    ROOT gained since the last one, appends them to the store, then retrains. Runs until stopped.
+    Credentials must come from the environment (AWS_*), not --storage-options: deployment
+    parameters are stored on the server.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]error:[/red] set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api); "
+                      "`ser deploy` registers deployments there and serves their runs")
+        raise typer.Exit(2)
+    cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
+                             "augment.variants": variants})
+    from flows.deploy import pipeline_deployment, serve
+
+    with _user_errors():
+        dep = pipeline_deployment(name, root, store, cron=cron, timezone=timezone, config=cfg.model_dump(mode="json"),
+                                  corpus=corpus, mlflow_uri=mlflow_uri, dask_address=dask_address,
+                                  storage_options=_storage(storage_options, endpoint_url),
+                                  crema_demographics=crema_demographics, out_dir=str(out_dir))
+    console.print(f"serving deployment ser_pipeline/{name} ({cron} {timezone}) on {PREFECT_API_URL.value()}")
+    serve(dep)
+
+
+@app.command()
 def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="Write the manifest as CSV.")] = None,
-             corpus: CorpusOpt = None, storage_options: StorageOpt = None, crema_demographics: DemoOpt = None,
+             corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
              config: ConfigOpt = None) -> None:
     """List a corpus: clips per corpus, emotion and speaker, the split, and the skipped files."""
     from .manifest import build_manifest
@@ -171,7 +205,7 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
 
     cfg = _config(config)
     with _user_errors():
-        m = build_manifest(root, corpus, _storage(storage_options), crema_demographics)
+        m = build_manifest(root, corpus, _storage(storage_options, endpoint_url), crema_demographics)
     clips = m.clips
     try:
         clips, notes = assign_split(m.clips, cfg.split)

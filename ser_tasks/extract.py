@@ -14,7 +14,7 @@ import numpy as np
 from . import audio, augment, features
 from .augment import AugmentParams, variant_rng
 from .config import AudioConfig, AugmentConfig, FeatureConfig
-from .store import DONE, FAILED, FeatureStore, read_strings
+from .store import DONE, FAILED, PENDING, FeatureStore, read_strings
 
 
 def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig, params: AugmentParams,
@@ -36,11 +36,11 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     """Compute and write the features of store rows ``start:stop`` (one whole chunk).
 
     Each distinct clip in the range is decoded once; a clip that fails marks its rows failed with
-    the reason and the rest of the range carries on.
+    the reason and the rest of the range carries on. Rows no longer pending are copied as stored.
 
     Returns:
-        ``{"start", "stop", "rows", "done", "failed", "failures": [{"path", "clip_id", "reason"}],
-        "seconds"}``.
+        ``{"start", "stop", "rows" (computed now), "clips" (distinct clips computed now), "done",
+        "failed" (of those rows), "failures": [{"path", "clip_id", "variant", "reason"}], "seconds"}``.
 
     Raises:
         OSError and zarr errors from reading or writing the store (transient: the caller retries).
@@ -56,12 +56,18 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     variants = g["variant"][start:stop]
     params = g["augment"][start:stop]
     n = stop - start
-    out = {name: np.full((n, *g[name].shape[1:]), np.nan, dtype=np.float32) for name in features.FEATURES}
-    status = np.full(n, DONE, dtype=np.int8)
-    errors = [""] * n
+    # Rows already finished (the tail of a chunk an appending run grew) are copied, not recomputed:
+    # the task must still write the whole chunk.
+    status = g["status"][start:stop].astype(np.int8)
+    errors = list(read_strings(g["error"], slice(start, stop)))
+    kept = status != PENDING
+    out = {name: (g[name][start:stop] if kept.any() else np.full((n, *g[name].shape[1:]), np.nan, dtype=np.float32))
+           for name in features.FEATURES}
+    todo = np.flatnonzero(~kept)
+    status[todo] = DONE
     failures = []
     decoded: dict[str, np.ndarray | Exception] = {}
-    for i in range(n):
+    for i in todo:
         path = str(paths[i])
         if path not in decoded:
             try:
@@ -84,6 +90,6 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
                 failures.append({"path": path, "clip_id": str(clip_ids[i]), "variant": int(variants[i]),
                                  "reason": reason})
     store.write_region(start, stop, out, status, errors)
-    return {"start": start, "stop": stop, "rows": n, "done": int((status == DONE).sum()),
-            "failed": int((status == FAILED).sum()), "failures": failures,
-            "seconds": time.perf_counter() - t0}
+    return {"start": start, "stop": stop, "rows": int(todo.size), "clips": len({str(c) for c in clip_ids[todo]}),
+            "done": int((status[todo] == DONE).sum()), "failed": int((status[todo] == FAILED).sum()),
+            "failures": failures, "seconds": time.perf_counter() - t0}

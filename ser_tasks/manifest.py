@@ -18,6 +18,7 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from .corpora import NAME_PARSERS, PARSERS, ParseError, crema_d, folders
+from .storage import fs_options
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "sex", "emotion", "intensity", "sentence"]
@@ -67,7 +68,7 @@ def list_audio_files(root: str, storage_options: dict | None = None) -> list[str
     Raises:
         FileNotFoundError: ``root`` does not exist or is not a folder.
     """
-    fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
     if isinstance(fs, LocalFileSystem):
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{root}: corpus root is not a folder")
@@ -75,6 +76,7 @@ def list_audio_files(root: str, storage_options: dict | None = None) -> list[str
         for dirpath, _dirs, files in os.walk(path, followlinks=True):
             found += [os.path.abspath(os.path.join(dirpath, f)) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
         return sorted(found)
+    fs.invalidate_cache(path)  # a long-lived process (a served deployment) must see files added since
     if not fs.isdir(path):
         raise FileNotFoundError(f"{root}: corpus root is not a folder")
     return sorted(fs.unstrip_protocol(p) for p in fs.find(path) if p.lower().endswith(AUDIO_EXTENSIONS))
@@ -139,7 +141,7 @@ def build_manifest(
         demo = crema_demographics
         if demo is None:
             candidate = posixpath.join(root.rstrip("/"), "VideoDemographics.csv")
-            fs, p = fsspec.core.url_to_fs(candidate, **(storage_options or {}))
+            fs, p = fsspec.core.url_to_fs(candidate, **fs_options(candidate, storage_options))
             demo = candidate if fs.exists(p) else None
         if demo is not None:
             meta["sex"] = crema_d.read_demographics(demo, storage_options)

@@ -36,12 +36,22 @@ def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
     return n - n_test - n_val, n_val, n_test
 
 
-def assign_split(clips: pd.DataFrame, cfg: SplitConfig) -> tuple[pd.DataFrame, list[str]]:
+def split_groups(clips: pd.DataFrame) -> pd.Series:
+    """The unit a split is made over, per clip: the speaker, or ``"clip:<clip_id>"`` when unknown."""
+    return clips["speaker"].astype(object).where(clips["speaker"].notna(), "clip:" + clips["clip_id"])
+
+
+def assign_split(clips: pd.DataFrame, cfg: SplitConfig,
+                 fixed: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Add a ``split`` column (``train``/``val``/``test``) by speaker.
 
     Args:
         clips: manifest rows with ``clip_id``, ``speaker`` (``None`` = unknown) and ``sex``.
         cfg: fractions of speakers and seed.
+        fixed: split of groups (see :func:`split_groups`) decided earlier, e.g. read from a feature
+            store being extended. They keep it, so a speaker never changes side between runs; groups
+            not in it are new, and each goes, in a seeded sex-balanced order, to the split furthest
+            below its share of all groups.
 
     Returns:
         A copy of ``clips`` with ``split``, and notes (e.g. how many clips had no speaker).
@@ -52,7 +62,7 @@ def assign_split(clips: pd.DataFrame, cfg: SplitConfig) -> tuple[pd.DataFrame, l
     """
     clips = clips.copy()
     notes: list[str] = []
-    group = clips["speaker"].astype(object).where(clips["speaker"].notna(), "clip:" + clips["clip_id"])
+    group = split_groups(clips)
     unknown = int(clips["speaker"].isna().sum())
     if unknown:
         notes.append(f"{unknown} clips have no known speaker: each is its own group, so for those the split "
@@ -71,12 +81,33 @@ def assign_split(clips: pd.DataFrame, cfg: SplitConfig) -> tuple[pd.DataFrame, l
     for i in range(max(len(s) for s in strata)):
         order += [s[i] for s in strata if i < len(s)]
     n_train, n_val, n_test = _counts(len(order), cfg)
-    side = {g: "test" for g in order[:n_test]}
-    side |= {g: "val" for g in order[n_test:n_test + n_val]}
-    side |= {g: "train" for g in order[n_test + n_val:]}
+    if fixed:
+        side = _extend(order, fixed, {"test": n_test, "val": n_val, "train": n_train})
+        new = [g for g in order if g not in fixed]
+        if new:
+            notes.append(f"{len(new)} new speaker group(s) joined an existing split: "
+                         + ", ".join(f"{g}->{side[g]}" for g in sorted(new)[:20]))
+    else:
+        side = {g: "test" for g in order[:n_test]}
+        side |= {g: "val" for g in order[n_test:n_test + n_val]}
+        side |= {g: "train" for g in order[n_test + n_val:]}
     clips["split"] = group.map(side)
     check_disjoint(clips)
     return clips, notes
+
+
+def _extend(order: list[str], fixed: dict[str, str], target: dict[str, int]) -> dict[str, str]:
+    """Keep ``fixed`` sides; deal each new group to the split with the largest shortfall against
+    ``target`` (ties: test, val, train, the order a fresh split fills them)."""
+    side = {g: fixed[g] for g in order if g in fixed}
+    have = {s: sum(1 for v in side.values() if v == s) for s in target}
+    for g in order:
+        if g in side:
+            continue
+        s = max(("test", "val", "train"), key=lambda k: (target[k] - have[k], k == "test", k == "val"))
+        side[g] = s
+        have[s] += 1
+    return side
 
 
 def check_disjoint(clips: pd.DataFrame) -> None:

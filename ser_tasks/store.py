@@ -27,7 +27,7 @@ import datetime as _dt
 import importlib.metadata as _md
 import platform
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from .config import PipelineConfig
 from .emotions import vocabulary
 from .features import FEATURES, feature_shapes
 from .split import SPLITS
+from .storage import fs_options
 
 # Consolidated metadata is what makes a remote store open in one read; zarr warns that v3's spec
 # lacks it, on every open. We rely on it knowingly.
@@ -54,8 +55,9 @@ class StoreConflictError(RuntimeError):
 def _store_like(url: str, storage_options: dict | None):
     """What zarr should open: the path or URL itself, or an fsspec store carrying the options
     (zarr opens remote stores through async fsspec; see NOTES.md)."""
-    if storage_options:
-        return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options)
+    options = fs_options(url, storage_options)
+    if options:
+        return zarr.storage.FsspecStore.from_url(url, storage_options=options)
     return url
 
 
@@ -113,6 +115,19 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _label_arrays(plan: pd.DataFrame, vocab: list[str]) -> dict[str, np.ndarray]:
+    """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 5)``)."""
+    return {
+        "emotion": plan["emotion"].map(vocab.index).to_numpy(np.int16),
+        "split": plan["split"].map(SPLITS.index).to_numpy(np.int8),
+        "variant": plan["variant"].to_numpy(np.int16),
+        "clip_id": plan["clip_id"].to_numpy(dtype=str),
+        "speaker": plan["speaker"].to_numpy(dtype=str),
+        "path": plan["path"].to_numpy(dtype=str),
+        "augment": plan[list(PARAM_NAMES)].to_numpy(np.float32),
+    }
+
+
 @dataclass
 class FeatureStore:
     """Handle on one extraction group of a feature store.
@@ -121,11 +136,13 @@ class FeatureStore:
         url: the store root (path or URL).
         group: the group's name inside the store.
         storage_options: fsspec options for remote stores (never logged).
+        appended_rows: rows the last :meth:`create_or_resume` appended to an existing group.
     """
 
     url: str
     group: str
     storage_options: dict | None = None
+    appended_rows: int = field(default=0, compare=False)
 
     # -- opening -------------------------------------------------------------------------------
     def _root(self, mode: str) -> zarr.Group:
@@ -177,12 +194,14 @@ class FeatureStore:
                          attrs: dict | None = None, storage_options: dict | None = None) -> FeatureStore:
         """Create the group for ``config`` with all arrays and the planned rows, or reopen it.
 
-        Reopening succeeds only when the existing group was planned from the same rows (clip id,
-        variant, split), so a second run resumes; a group built from another config lives under
-        another name and is never touched.
+        Reopening resumes the rows still pending, and appends the planned rows the group lacks
+        (incremental extraction: new files under the corpus root, see :meth:`_extend`); their count
+        is left in :attr:`appended_rows`. A group built from another config lives under another name
+        and is never touched.
 
         Raises:
-            StoreConflictError: the group exists with a different fingerprint or row plan.
+            StoreConflictError: the group exists with a different fingerprint, was interrupted while
+                being created, or the plan moves a stored clip to another split.
             ValueError: an empty plan.
         """
         if plan.empty:
@@ -191,24 +210,74 @@ class FeatureStore:
         root = zarr.open_group(store=_store_like(url, storage_options), mode="a")
         root.attrs.setdefault("ser_store_version", STORE_VERSION)
         if store.group in root:
-            store._check_same_plan(root[store.group], config, plan)
+            g = root[store.group]
+            store._check_config(g, config)
+            store.appended_rows = store._extend(g, plan, attrs or {})
             return store
         store._create(root, config, plan, attrs or {})
         return store
 
-    def _check_same_plan(self, g: zarr.Group, config: PipelineConfig, plan: pd.DataFrame) -> None:
+    @classmethod
+    def planned_splits(cls, url: str, config: PipelineConfig, storage_options: dict | None = None) -> dict[str, str]:
+        """The split each speaker group (see :func:`ser_tasks.split.split_groups`) already has in the
+        group for ``config``; ``{}`` when there is no such group yet."""
+        if group_name(config) not in cls.groups(url, storage_options):
+            return {}
+        g = cls(url, group_name(config), storage_options).open()
+        n = int(g.attrs["rows"])
+        speaker, clip_id = read_strings(g["speaker"], slice(0, n)), read_strings(g["clip_id"], slice(0, n))
+        split = g["split"][:n]
+        keys = np.where(speaker != "", speaker, "clip:" + clip_id.astype(str))
+        return {str(k): SPLITS[int(s)] for k, s in zip(keys, split, strict=True)}
+
+    def _check_config(self, g: zarr.Group, config: PipelineConfig) -> None:
         if g.attrs.get("fingerprint") != config.extraction_fingerprint():
             raise StoreConflictError(f"{self.url}/{self.group} was written with another configuration")
         if g.attrs.get("planned") is not True:
             raise StoreConflictError(f"{self.url}/{self.group} is incomplete from an interrupted creation; remove it")
-        same = (g["clip_id"].shape[0] == len(plan)
-                and np.array_equal(read_strings(g["clip_id"]), plan["clip_id"].to_numpy(dtype=object))
-                and np.array_equal(g["variant"][:], plan["variant"].to_numpy())
-                and np.array_equal(g["split"][:], plan["split"].map(SPLITS.index).to_numpy()))
-        if not same:
+
+    def _extend(self, g: zarr.Group, plan: pd.DataFrame, attrs: dict) -> int:
+        """Append the rows of ``plan`` the group lacks (new files under the corpus root); returns
+        how many. Rows already stored must keep their split; rows of files no longer listed stay.
+
+        The arrays are first cut back to ``attrs["rows"]`` (undoing an append that was interrupted),
+        then grown; ``attrs["rows"]`` is written last, so it always counts fully planned rows.
+
+        Raises:
+            StoreConflictError: a stored clip changed split, or a new clip has an emotion outside the
+                group's vocabulary (the model's classes are fixed per group).
+        """
+        n = int(g.attrs["rows"])
+        if g["status"].shape[0] != n:
+            for name in g.array_keys():
+                g[name].resize((n, *g[name].shape[1:]))
+        stored = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)), "variant": g["variant"][:n],
+                               "stored_split": np.asarray(SPLITS, dtype=object)[g["split"][:n]]})
+        merged = plan.merge(stored, on=["clip_id", "variant"], how="left")
+        moved = merged[merged["stored_split"].notna() & (merged["stored_split"] != merged["split"])]
+        if len(moved):
             raise StoreConflictError(
-                f"{self.url}/{self.group} was planned from other clips ({g['clip_id'].shape[0]} rows, now "
-                f"{len(plan)}); use another --store, or delete the group to rebuild it")
+                f"{self.url}/{self.group}: {moved['clip_id'].nunique()} stored clip(s) would change split "
+                f"(e.g. {moved['clip_id'].iloc[0]}); the split must stay fixed while a group grows")
+        new = plan[merged["stored_split"].isna().to_numpy()].reset_index(drop=True)
+        if new.empty:
+            return 0
+        vocab = list(g.attrs["vocabulary"])
+        unknown = sorted(set(new["emotion"]) - set(vocab))
+        if unknown:
+            raise StoreConflictError(f"{self.url}/{self.group}: new clips carry emotion(s) {unknown} outside the "
+                                     f"group's vocabulary {vocab}; extract them into another --store")
+        m = n + len(new)
+        for name in g.array_keys():
+            g[name].resize((m, *g[name].shape[1:]))
+        for name, values in _label_arrays(new, vocab).items():
+            g[name][n:m] = values
+        g["status"][n:m] = PENDING
+        g["error"][n:m] = np.full(len(new), "", dtype=str)
+        g.attrs.update({**attrs, "rows": m, "complete": False,
+                        "appended": [*g.attrs.get("appended", []),
+                                     {"rows": len(new), "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}]})
+        return len(new)
 
     def _create(self, root: zarr.Group, config: PipelineConfig, plan: pd.DataFrame, attrs: dict) -> None:
         n = len(plan)
@@ -217,16 +286,7 @@ class FeatureStore:
         g = root.create_group(self.group)
         for name, shape in feature_shapes(config.audio, config.features).items():
             g.create_array(name, shape=(n, *shape), chunks=(b, *shape), dtype="float32", fill_value=np.nan)
-        labels = {
-            "emotion": plan["emotion"].map(vocab.index).to_numpy(np.int16),
-            "split": plan["split"].map(SPLITS.index).to_numpy(np.int8),
-            "variant": plan["variant"].to_numpy(np.int16),
-            "clip_id": plan["clip_id"].to_numpy(dtype=str),
-            "speaker": plan["speaker"].to_numpy(dtype=str),
-            "path": plan["path"].to_numpy(dtype=str),
-            "augment": plan[list(PARAM_NAMES)].to_numpy(np.float32),
-        }
-        for name, values in labels.items():
+        for name, values in _label_arrays(plan, vocab).items():
             arr = g.create_array(name, shape=values.shape, chunks=(b, *values.shape[1:]),
                                  dtype=str if values.dtype.kind == "U" else values.dtype)
             arr[:] = values

@@ -67,3 +67,18 @@ def test_split_table_lists_every_speaker_once():
     clips, _ = assign_split(corpus(6), SplitConfig())
     table = split_table(clips)
     assert len(table) == 6 and table["clips"].sum() == 60
+
+
+def test_fixed_speakers_keep_their_side_and_new_ones_are_dealt_by_shortfall():
+    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(20)],
+                          "speaker": [f"s{i // 2}" for i in range(20)], "sex": ["female", "male"] * 10})
+    first, _ = assign_split(clips, SplitConfig())
+    fixed = dict(zip(first["speaker"], first["split"], strict=True))
+    more = pd.concat([clips, pd.DataFrame({"clip_id": [f"n{i}" for i in range(6)],
+                                           "speaker": [f"new{i}" for i in range(6)], "sex": "female"})])
+    grown, notes = assign_split(more, SplitConfig(), fixed=fixed)
+    kept = grown[grown["speaker"].isin(list(fixed))]
+    assert dict(zip(kept["speaker"], kept["split"], strict=True)) == fixed
+    assert "6 new speaker group(s)" in notes[0]
+    per_split = grown.drop_duplicates("speaker")["split"].value_counts().to_dict()
+    assert per_split == {"train": 11, "test": 3, "val": 2}  # 16 speakers at 70/10/20

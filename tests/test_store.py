@@ -92,12 +92,15 @@ def test_a_corrupt_clip_fails_alone_with_its_reason(tmp_path):
     assert set(status.tolist()) == {DONE, FAILED}
 
 
-def test_other_rows_or_config_never_overwrite(ravdess_like, tmp_path):
+def test_other_splits_or_config_never_overwrite(ravdess_like, tmp_path):
     clips, plan = planned(ravdess_like)
     url = str(tmp_path / "f.zarr")
     FeatureStore.create_or_resume(url, CFG, plan)
-    with pytest.raises(StoreConflictError, match="planned from other clips"):
-        FeatureStore.create_or_resume(url, CFG, plan.iloc[:-3])
+    moved = plan.assign(split=plan["split"].replace({"test": "train"}))
+    with pytest.raises(StoreConflictError, match="would change split"):
+        FeatureStore.create_or_resume(url, CFG, moved)
+    fewer = FeatureStore.create_or_resume(url, CFG, plan.iloc[:-3])  # files gone: their rows stay
+    assert fewer.appended_rows == 0 and fewer.counts()["rows"] == len(plan)
     other = CFG.with_overrides({"features.n_mels": 40})
     s2 = FeatureStore.create_or_resume(url, other, plan_rows(clips, other))
     assert s2.group != group_name(CFG)
@@ -117,3 +120,37 @@ def test_writes_must_cover_one_whole_chunk(ravdess_like, tmp_path):
 def test_locate_on_empty_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="ser extract"):
         FeatureStore.locate(str(tmp_path / "none.zarr"))
+
+
+def test_new_files_are_appended_and_only_they_are_computed(tmp_path):
+    root = make_ravdess_like(tmp_path / "c", actors=(1, 2, 3, 4, 5), takes=2)
+    url = str(tmp_path / "f.zarr")
+    clips, plan = planned(root)
+    store = FeatureStore.create_or_resume(url, CFG, plan)
+    for s, e in store.pending_regions():
+        process_region(url, store.group, s, e)
+    n0 = len(plan)
+    assert n0 % 8, "the test needs a partial last chunk"
+    before = read_strings(store.open()["clip_id"]).tolist()
+    old_features = store.open()["log_mel"][:]
+    fixed = FeatureStore.planned_splits(url, CFG)
+    assert fixed == dict(zip(clips["speaker"], clips["split"], strict=True))
+    # the corpus gains a take for an old speaker and a new speaker
+    make_ravdess_like(tmp_path / "c", actors=(2, 6), takes=3, seed=1)
+    m = build_manifest(str(root))
+    grown, notes = assign_split(m.clips, CFG.split, fixed=fixed)
+    assert any("new speaker" in n for n in notes)
+    assert grown.set_index("speaker")["split"].groupby(level=0).first().loc[list(fixed)].to_dict() == fixed
+    plan2 = plan_rows(grown, CFG)
+    again = FeatureStore.create_or_resume(url, CFG, plan2)
+    n_new = len(plan2) - n0
+    assert again.appended_rows == n_new > 0
+    g = again.open()
+    assert read_strings(g["clip_id"]).tolist()[:n0] == before
+    assert (g["status"][:n0] == DONE).all() and (g["status"][n0:] == 0).all()
+    results = [process_region(url, again.group, s, e) for s, e in again.pending_regions()]
+    assert sum(r["rows"] for r in results) == n_new
+    assert again.pending_regions() == [] and again.counts()["done"] == len(plan2)
+    np.testing.assert_array_equal(g["log_mel"][:n0], old_features)  # the shared chunk's old rows kept
+    assert np.isfinite(g["log_mel"][n0:]).all()
+    assert FeatureStore.create_or_resume(url, CFG, plan2).appended_rows == 0

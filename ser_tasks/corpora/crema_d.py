@@ -14,6 +14,7 @@ import io
 import fsspec
 
 from ..emotions import CREMA_D
+from ..storage import fs_options
 from .base import ClipInfo, ParseError, stem
 
 NAME = "crema_d"
@@ -58,7 +59,7 @@ def read_demographics(url: str, storage_options: dict | None = None) -> dict[str
     Raises:
         ValueError: the file lacks the ``ActorID`` or ``Sex`` column (message names the file).
     """
-    with fsspec.open(url, "rb", **(storage_options or {})) as fh:
+    with fsspec.open(url, "rb", **fs_options(url, storage_options)) as fh:
         text = fh.read().decode("utf-8-sig")
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or not {"ActorID", "Sex"} <= set(reader.fieldnames):
