@@ -132,5 +132,6 @@ def log_extraction(manifest: Manifest, failures: pd.DataFrame, summary: dict) ->
     mlflow.log_metrics({
         "extract_seconds": summary["seconds"], "extract_clips_per_second": summary["clips_per_second"],
         "extract_failed_rows": summary["failed_rows"], "skipped_files": summary["skipped"],
+        "extract_computed_rows": summary["computed_rows"], "extract_appended_rows": summary["appended_rows"],
         "clips": summary["clips"], "rows": summary["rows"],
     })

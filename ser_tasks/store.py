@@ -18,7 +18,8 @@ Rows are ordered train, val, test; within a split by a seeded shuffle of clips, 
 variants adjacent. The planner writes every label/provenance array once; extraction tasks then
 each own one chunk-aligned row range (zarr-python 3 loses data when two writers share a chunk,
 zarr-python #3682) and write only features, status and error. Metadata is consolidated once, by
-:meth:`FeatureStore.finalize`.
+:meth:`FeatureStore.finalize`, for outside readers (xarray, a plain ``zarr.open``); this module
+always reads the live metadata, since a growing group outdates that snapshot.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from .features import FEATURES, feature_shapes
 from .split import SPLITS
 from .storage import fs_options
 
-# Consolidated metadata is what makes a remote store open in one read; zarr warns that v3's spec
-# lacks it, on every open. We rely on it knowingly.
+# Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
+# spec lacks it. We write it knowingly.
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
 
 STORE_VERSION = 1
@@ -59,6 +60,16 @@ def _store_like(url: str, storage_options: dict | None):
     if options:
         return zarr.storage.FsspecStore.from_url(url, storage_options=options)
     return url
+
+
+def _open_root(url: str, storage_options: dict | None, mode: str) -> zarr.Group:
+    """The store's root group, read from the live metadata, never the consolidated copy.
+
+    The consolidated copy is a snapshot taken by :meth:`FeatureStore.finalize`; a group that grows
+    (incremental extraction) changes array shapes after it, and a reader of the snapshot would see
+    the old shapes (measured: the rows a scheduled run appended stayed pending).
+    """
+    return zarr.open_group(store=_store_like(url, storage_options), mode=mode, use_consolidated=False)
 
 
 def read_strings(array, sl: slice = slice(None)) -> np.ndarray:
@@ -146,7 +157,7 @@ class FeatureStore:
 
     # -- opening -------------------------------------------------------------------------------
     def _root(self, mode: str) -> zarr.Group:
-        return zarr.open_group(store=_store_like(self.url, self.storage_options), mode=mode)
+        return _open_root(self.url, self.storage_options, mode)
 
     def open(self, mode: str = "r") -> zarr.Group:
         """The group (``mode`` ``"r"`` or ``"r+"``).
@@ -164,7 +175,7 @@ class FeatureStore:
     def groups(cls, url: str, storage_options: dict | None = None) -> list[str]:
         """Names of the extraction groups in a store (empty if the store does not exist)."""
         try:
-            root = zarr.open_group(store=_store_like(url, storage_options), mode="r")
+            root = _open_root(url, storage_options, "r")
         except FileNotFoundError:
             return []
         return sorted(name for name in root.group_keys() if name.startswith("extract-"))
@@ -207,7 +218,7 @@ class FeatureStore:
         if plan.empty:
             raise ValueError("nothing to extract: the plan has no rows")
         store = cls(url, group_name(config), storage_options)
-        root = zarr.open_group(store=_store_like(url, storage_options), mode="a")
+        root = _open_root(url, storage_options, "a")
         root.attrs.setdefault("ser_store_version", STORE_VERSION)
         if store.group in root:
             g = root[store.group]

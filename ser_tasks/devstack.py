@@ -1,0 +1,209 @@
+"""The services of ``docker-compose.yml`` as local processes on 127.0.0.1, without Docker.
+
+An S3-compatible server (moto's standalone server, from ``moto[server]``), ``prefect server
+start``, ``dask scheduler`` with ``dask worker`` processes, and ``mlflow server`` with its
+artifacts on that S3 server. The integration tests and ``benchmarks/scale_out.py`` start the stack
+this way; :data:`COMMANDS` holds the command of each service, and ``docker-compose.yml`` runs the
+same commands in containers (a test compares them).
+
+Example::
+
+    with LocalStack(workdir) as stack:
+        stack.start_all(dask_workers=2)
+        print(stack.env())  # PREFECT_API_URL, MLFLOW_TRACKING_URI, AWS_* for clients
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The service commands (program and sub-command): docker-compose.yml must use the same.
+COMMANDS = {
+    "prefect-server": ["prefect", "server", "start"],
+    "dask-scheduler": ["dask", "scheduler"],
+    "dask-worker": ["dask", "worker"],
+    "mlflow": ["mlflow", "server"],
+    "ser-deploy": ["ser", "deploy"],
+}
+
+# Development credentials of the local S3 server (moto accepts any); never real secrets.
+DEV_KEY, DEV_SECRET = "ser-dev", "ser-dev-secret"
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """The console script ``name`` of this environment (the venv's bin folder first)."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status < 500
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalStack:
+    """Start the services as child processes; stop them all on exit (or :meth:`stop`).
+
+    Attributes:
+        workdir: logs (``<service>.log``) and state (sqlite databases, Prefect home) go here.
+        bucket: the S3 bucket created on the S3 server.
+        urls: service name -> URL, filled as services start (``s3``, ``prefect``, ``dask``, ``mlflow``).
+    """
+
+    workdir: Path
+    bucket: str = "ser"
+    urls: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __enter__(self) -> LocalStack:
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- environment -------------------------------------------------------------------------
+    def s3_env(self) -> dict[str, str]:
+        """AWS variables for a process that reads or writes the bucket (Dask workers, MLflow server)."""
+        return {"AWS_ACCESS_KEY_ID": DEV_KEY, "AWS_SECRET_ACCESS_KEY": DEV_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL_S3": self.urls["s3"], "MLFLOW_S3_ENDPOINT_URL": self.urls["s3"]}
+
+    def env(self) -> dict[str, str]:
+        """Variables that point a client (``ser``, Python) at every started service."""
+        out = dict(self.s3_env()) if "s3" in self.urls else {}
+        if "prefect" in self.urls:
+            out["PREFECT_API_URL"] = self.urls["prefect"]
+        if "mlflow" in self.urls:
+            out["MLFLOW_TRACKING_URI"] = self.urls["mlflow"]
+        return out
+
+    def _base_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # A PREFECT_API_URL inherited from the caller (a test harness) is not this stack's.
+        inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        return {**inherited, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                "PYTHONUNBUFFERED": "1", **self.env(), **(extra or {})}
+
+    # -- processes ---------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              ready: Callable[[], bool] | None = None, timeout: float = 120.0) -> subprocess.Popen:
+        """Start ``argv`` as service ``name`` (own process group, output to ``<name>.log``) and wait
+        until ``ready()`` is true.
+
+        Raises:
+            RuntimeError: the process exited, or was not ready within ``timeout`` seconds; the
+                message carries the end of its log.
+        """
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([_bin(argv[0]), *argv[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                env=self._base_env(env), cwd=self.workdir, start_new_session=True)
+        self.procs[name] = proc
+        deadline = time.monotonic() + timeout
+        while ready is not None and not ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {timeout:.0f} s"
+                raise RuntimeError(f"service {name} {state}:\n{tail}")
+            time.sleep(0.5)
+        return proc
+
+    def start_s3(self) -> str:
+        """moto's S3-compatible server, with :attr:`bucket` created; returns its endpoint URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        self.spawn("s3", ["moto_server", "-H", "127.0.0.1", "-p", str(port)], ready=lambda: _http_ok(url))
+        self.urls["s3"] = url
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, aws_access_key_id=DEV_KEY, aws_secret_access_key=DEV_SECRET,
+                     region_name="us-east-1").create_bucket(Bucket=self.bucket)
+        return url
+
+    def start_prefect(self) -> str:
+        """``prefect server start`` with its own home and sqlite database; returns the API URL."""
+        port = free_port()
+        home = self.workdir / "prefect-home"
+        api = f"http://127.0.0.1:{port}/api"
+        self.spawn("prefect-server", [*COMMANDS["prefect-server"], "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+                   env={"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"},
+                   ready=lambda: _http_ok(f"{api}/health"), timeout=180)
+        self.urls["prefect"] = api
+        return api
+
+    def start_dask(self, workers: int = 2, threads: int = 1) -> str:
+        """``dask scheduler`` and ``workers`` separate ``dask worker`` processes; returns the address."""
+        port = free_port()
+        address = f"tcp://127.0.0.1:{port}"
+        self.spawn("dask-scheduler", [*COMMANDS["dask-scheduler"], "--host", "127.0.0.1", "--port", str(port),
+                                      "--no-dashboard"], ready=lambda: _port_open(port))
+        for i in range(workers):
+            self.spawn(f"dask-worker-{i}", [*COMMANDS["dask-worker"], address, "--nthreads", str(threads),
+                                            "--nworkers", "1", "--no-dashboard", "--name", f"worker-{i}"])
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        self.urls["dask"] = address
+        return address
+
+    def start_mlflow(self) -> str:
+        """``mlflow server`` (sqlite backend, artifacts proxied to ``s3://<bucket>/mlflow``); returns its URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        self.spawn("mlflow", [*COMMANDS["mlflow"], "--host", "127.0.0.1", "--port", str(port),
+                              "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+                              "--artifacts-destination", f"s3://{self.bucket}/mlflow", "--workers", "1"],
+                   ready=lambda: _http_ok(f"{url}/health"), timeout=180)
+        self.urls["mlflow"] = url
+        return url
+
+    def start_all(self, dask_workers: int = 2) -> dict[str, str]:
+        """S3, Prefect, Dask and MLflow, in dependency order; returns :attr:`urls`."""
+        self.start_s3()
+        self.start_prefect()
+        self.start_mlflow()
+        self.start_dask(dask_workers)
+        return self.urls
+
+    def stop(self) -> None:
+        """Stop every started process (SIGTERM to its group, SIGKILL after 10 s)."""
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
