@@ -1,35 +1,79 @@
-"""docker-compose.yml (first version): well formed, loopback-only ports, commands this project runs."""
+"""docker-compose.yml: valid against the Compose Specification, loopback-only, secrets from .env,
+and every project service running a command the scale-out test runs as a local process."""
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from ser_tasks.devstack import COMMANDS
+
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
 def load():
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_services_and_loopback_ports():
-    compose = load()
-    assert {"minio", "create-bucket", "prefect-server", "dask-scheduler", "dask-worker", "mlflow"} <= set(compose["services"])
-    for name, svc in compose["services"].items():
+def _validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_valid_against_the_compose_specification_schema(tmp_path):
+    out = _validate(ROOT / "docker-compose.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    broken = load()
+    broken["services"]["mlflow"]["healthcheck"]["interval"] = ["10s"]  # must be a string
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken))
+    assert _validate(tmp_path / "broken.yml").returncode != 0  # the validator does bite
+
+
+def test_the_stack_has_every_service_with_health_checks_and_loopback_ports():
+    services = load()["services"]
+    assert {"minio", "create-bucket", "postgres", "prefect-server", "ser-deploy", "dask-scheduler", "dask-worker",
+            "mlflow"} <= set(services)
+    for name in ("minio", "postgres", "prefect-server", "mlflow", "dask-scheduler"):
+        assert "test" in services[name]["healthcheck"], name
+    for name, svc in services.items():
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
+    assert "ports" not in services["dask-worker"]  # scalable: --scale dask-worker=N
 
 
-def test_project_services_run_commands_the_package_installs():
-    compose = load()
-    for name in ("prefect-server", "dask-scheduler", "dask-worker", "mlflow"):
-        svc = compose["services"][name]
-        assert svc["build"]["dockerfile"] == "infra/Dockerfile" and (ROOT / "infra/Dockerfile").exists()
-        assert svc["command"][0] in {"prefect", "dask", "mlflow"}, name
+def test_databases_and_artifacts():
+    services = load()["services"]
+    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    mlflow_cmd = services["mlflow"]["command"]
+    assert mlflow_cmd[mlflow_cmd.index("--backend-store-uri") + 1].startswith("postgresql://")
+    assert mlflow_cmd[mlflow_cmd.index("--artifacts-destination") + 1].startswith("s3://")
+    assert "CREATE DATABASE mlflow" in (ROOT / "infra/postgres/10-mlflow.sql").read_text()
+    assert ".[server]" in (ROOT / "infra/Dockerfile").read_text()
 
 
-def test_credentials_come_from_env_file():
+@pytest.mark.parametrize("service", sorted(COMMANDS))
+def test_project_services_run_the_commands_the_tests_run(service):
+    svc = load()["services"][service]
+    assert svc["build"]["dockerfile"] == "infra/Dockerfile"
+    command = svc["command"]
+    assert command[:len(COMMANDS[service])] == COMMANDS[service]
+    # every option the service passes is one that command accepts
+    env = {**os.environ, "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"}
+    help_text = subprocess.run([str(BIN / command[0]), *COMMANDS[service][1:], "--help"], capture_output=True,
+                               text=True, env=env, timeout=120).stdout
+    for flag in (t for t in command if t.startswith("--")):
+        assert re.search(re.escape(flag) + r"\b", help_text), f"{service}: {flag} not in `{' '.join(COMMANDS[service])} --help`"
+
+
+def test_credentials_come_from_the_env_file():
     text = (ROOT / "docker-compose.yml").read_text()
-    assert "${MINIO_ROOT_PASSWORD}" in text and "ser-dev-password" not in text
     example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
-    assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "SER_BUCKET"} <= set(example)
+    assert example["MINIO_ROOT_PASSWORD"] not in text and example["POSTGRES_PASSWORD"] not in text
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    assert used <= set(example), used - set(example)
