@@ -1,0 +1,60 @@
+"""infra/k8s: well-formed manifests and values that run the commands the scale-out test runs."""
+
+from pathlib import Path
+
+import yaml
+
+from ser_tasks.devstack import COMMANDS
+
+K8S = Path(__file__).resolve().parents[1] / "infra" / "k8s"
+
+
+def docs():
+    out = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        out[path.name] = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    return out
+
+
+def containers(doc):
+    spec = doc["spec"]
+    if doc["kind"] == "DaskCluster":
+        return spec["scheduler"]["spec"]["containers"] + spec["worker"]["spec"]["containers"]
+    return spec["template"]["spec"]["containers"]
+
+
+def test_every_manifest_parses_and_names_its_kind():
+    found = docs()
+    assert {"dask-cluster.yaml", "mlflow.yaml", "ser-deploy.yaml", "prefect-server-values.yaml",
+            "secrets.example.yaml"} <= set(found)
+    for name, items in found.items():
+        if name.endswith("-values.yaml"):
+            continue  # Helm values, not manifests
+        for d in items:
+            assert d["apiVersion"] and d["kind"] and d["metadata"]["name"], name
+            assert d["metadata"].get("namespace") == "ser", name
+
+
+def test_containers_run_the_tested_commands_from_one_image():
+    seen = set()
+    for name, items in docs().items():
+        for d in items:
+            if d.get("kind") not in {"Deployment", "DaskCluster"}:
+                continue
+            for c in containers(d):
+                argv = c.get("command") or c.get("args")
+                match = [svc for svc, cmd in COMMANDS.items() if argv[:len(cmd)] == cmd]
+                assert match, (name, argv)
+                seen.update(match)
+                assert c["image"].endswith("ser-pipeline:latest"), (name, c["image"])
+    assert {"dask-scheduler", "dask-worker", "mlflow", "ser-deploy"} <= seen
+
+
+def test_credentials_come_from_the_secret():
+    secret = docs()["secrets.example.yaml"][0]
+    assert secret["kind"] == "Secret" and "AWS_SECRET_ACCESS_KEY" in secret["stringData"]
+    for name in ("mlflow.yaml", "ser-deploy.yaml", "dask-cluster.yaml"):
+        for d in docs()[name]:
+            for c in containers(d) if d["kind"] != "Service" else []:
+                if c["name"] != "scheduler":
+                    assert {"secretRef": {"name": "ser-credentials"}} in c["envFrom"], (name, c["name"])
