@@ -39,3 +39,27 @@ def test_storage_options_must_be_a_json_object(tmp_path):
 def test_train_on_a_missing_store_fails_clearly(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "none.zarr")])
     assert result.exit_code == 2 and "ser extract" in result.output
+
+
+def test_deploy_needs_a_prefect_server(tmp_path, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        result = runner.invoke(app, ["deploy", str(tmp_path)], env={"PREFECT_API_URL": ""})
+    assert result.exit_code == 2 and "PREFECT_API_URL" in result.output
+
+
+def test_deploy_refuses_credentials_in_parameters():
+    import pytest
+
+    from flows.deploy import pipeline_deployment
+    from ser_tasks.storage import parse_options
+
+    with pytest.raises(ValueError, match=r"\['secret'\] are credentials"):
+        pipeline_deployment("n", "s3://b/c", "s3://b/f.zarr", storage_options=parse_options('{"secret": "x"}'))
+    dep = pipeline_deployment("nightly", "s3://b/c", "s3://b/f.zarr", cron="15 3 * * 1", timezone="Europe/Berlin",
+                              storage_options=parse_options(None, "http://127.0.0.1:9000"))
+    assert dep.entrypoint == "flows.pipeline.ser_pipeline"  # runs wherever the package is installed
+    assert [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules] == [("15 3 * * 1", "Europe/Berlin")]
+    assert dep.parameters["storage_options"] == {"endpoint_url": "http://127.0.0.1:9000"}
