@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import mlflow
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +21,7 @@ from ser_tasks.extract import process_region
 from ser_tasks.manifest import Manifest, build_manifest
 from ser_tasks.split import assign_split, split_table
 from ser_tasks.store import FeatureStore, plan_rows
-from ser_tasks.tracking import redact_url
+from ser_tasks.storage import redact_url
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
@@ -118,6 +117,8 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     }
     logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", computed, computed_clips,
                 seconds, summary["clips_per_second"], len(failures))
+    import mlflow  # here, not at the top: Dask workers import this module and need neither MLflow nor Keras
+
     if mlflow.active_run() is not None:
         log_extraction(manifest, failures, summary)
     return summary
@@ -125,6 +126,8 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
 
 def log_extraction(manifest: Manifest, failures: pd.DataFrame, summary: dict) -> None:
     """Log the manifest, skipped files, split and failures (CSV) and extraction figures to the active run."""
+    import mlflow
+
     mlflow.log_text(manifest.clips.to_csv(index=False), "data/manifest.csv")
     mlflow.log_text(manifest.skipped.to_csv(index=False), "data/skipped.csv")
     mlflow.log_text(split_table(manifest.clips).to_csv(index=False), "data/split.csv")

@@ -21,6 +21,7 @@ from ser_tasks import evaluate, tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.models import MODEL_INPUTS
+from ser_tasks.storage import redact_url
 from ser_tasks.store import FeatureStore
 from ser_tasks.train import TEST, FitResult, evaluate_saved, fit
 
@@ -92,7 +93,7 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-train-"))
     out.mkdir(parents=True, exist_ok=True)
-    tags = {"git_commit": tracking.git_commit(), "store": tracking.redact_url(store.url), "store_group": store.group,
+    tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
             "manifest_fingerprint": g.attrs.get("manifest_fingerprint", ""), "corpus": g.attrs.get("corpus", ""),
             "evaluation": "actor-disjoint (speaker-independent) test split"}
     with _run(run_id, f"train-{cfg.train.model}", tags) as run:

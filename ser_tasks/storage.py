@@ -81,6 +81,14 @@ def redacted(options: dict | None) -> dict:
     return _red(options or {})
 
 
+def redact_url(url: str) -> str:
+    """A store URL fit to log: any ``user:password@`` part removed."""
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
 def parse_options(text: str | None, endpoint_url: str | None = None) -> dict | None:
     """Storage options from ``--storage-options`` JSON plus ``--endpoint-url``, sealed.
 

@@ -53,14 +53,6 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def redact_url(url: str) -> str:
-    """A store URL fit to log: any ``user:password@`` part removed."""
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
-
-
 class MLflowEpochLogger(keras.callbacks.Callback):
     """Log every epoch's Keras metrics (learning rate included) to the active MLflow run, step = epoch.
 

@@ -1,0 +1,210 @@
+"""Extraction throughput, orchestration overhead, no-op rerun and worker memory, against the seed
+notebooks' loop, on RAVDESS.
+
+    .venv/bin/python benchmarks/throughput.py [--data ../shared/data] [--limit N] [--skip-4x]
+
+Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes:
+
+* **seed loop**: the earlier notebooks' per-file loop (../shared/docs/REFERENCE.md), re-implemented
+  here only: ``librosa.load`` at the native rate, a noisy and a pitch-shifted copy, zero padding
+  on both sides to 3.5 s, then a 128-band dB mel spectrogram, ZCR and RMS (frame 2048, hop 512)
+  of each of the three, kept in lists. One process.
+* **plain loop**: the pipeline's own task body (:func:`ser_tasks.extract.process_region`) called
+  over every batch of a planned store, in this process: the work without Prefect or Dask.
+* **pipeline, 1 and 2 workers**: the ``extract_features`` flow (Prefect + Dask), same corpus, same
+  config (2 augmented copies per training clip, log-mel + MFCC + ZCR + RMS).
+* **no-op rerun**: the flow again on the 2-worker store: nothing new to compute.
+* **4x corpus**: every clip linked 4 times (folder-per-emotion layout, distinct names), 2 workers,
+  for the peak memory per worker.
+
+Throughput is counted in feature rows (one clip or augmented copy through features), the unit both
+loops share: the seed loop makes 3 rows per clip, the pipeline 3 per training clip and 1 per
+validation/test clip. CPU seconds are those of the worker processes plus the flow's process.
+Writes benchmarks/results/throughput.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from ser_tasks import runtime_env  # noqa: E402
+
+runtime_env.apply()
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+
+EMOTION_FOLDERS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
+                   "07": "disgust", "08": "surprised"}
+
+
+# -- the seed notebooks' loop (REFERENCE.md), benchmark only ---------------------------------
+def seed_loop(paths: list[Path]) -> dict:
+    """Per file: load at the native rate, noisy + pitch-shifted copies, pad to 3.5 s, mel/ZCR/RMS."""
+    rng = np.random.default_rng(0)
+    mels, zcrs, rmss = [], [], []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for path in paths:
+        y, sr = librosa.load(path, sr=None)
+        noisy = y + 0.035 * rng.uniform() * np.max(y) * rng.standard_normal(len(y))
+        pitched = librosa.effects.pitch_shift(y, sr=sr, n_steps=0.7)
+        target = int(3.5 * sr)
+        for x in (y, noisy, pitched):
+            x = x[:target]
+            pad = target - len(x)
+            x = np.pad(x, (pad // 2, pad - pad // 2))
+            mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
+            mels.append(librosa.power_to_db(mel))
+            zcrs.append(librosa.feature.zero_crossing_rate(x, frame_length=2048, hop_length=512))
+            rmss.append(librosa.feature.rms(y=x, frame_length=2048, hop_length=512))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"clips": len(paths), "rows": len(mels), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+def _worker_usage() -> dict:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": r.ru_utime + r.ru_stime, "peak_rss_mib": r.ru_maxrss / 1024}
+
+
+def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None = None, runs: int = 1) -> list[dict]:
+    """The extraction flow on a fresh LocalCluster of ``workers`` processes, ``runs`` times in a row."""
+    from distributed import Client, LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from flows.extract import extract_features
+
+    out = []
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        for _ in range(runs):
+            before = client.run(_worker_usage)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            summary = extract_features.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+                root, store, cfg, corpus, show_progress=False)
+            wall, flow_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            after = client.run(_worker_usage)
+            worker_cpu = sum(after[w]["cpu_s"] - before[w]["cpu_s"] for w in after)
+            out.append({"workers": workers, "clips": summary["clips"], "rows": summary["rows"],
+                        "computed_rows": summary["computed_rows"], "wall_s": round(wall, 2),
+                        "flow_seconds": summary["seconds"], "cpu_s": round(worker_cpu + flow_cpu, 2),
+                        "worker_cpu_s": round(worker_cpu, 2),
+                        "peak_rss_mib_per_worker": round(max(a["peak_rss_mib"] for a in after.values()), 1)})
+    return out
+
+
+def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
+    """The flow's task body over every batch, in this process (no Prefect, no Dask)."""
+    from ser_tasks.config import PipelineConfig
+    from ser_tasks.extract import process_region
+    from ser_tasks.manifest import build_manifest
+    from ser_tasks.split import assign_split
+    from ser_tasks.store import FeatureStore, plan_rows
+
+    cfg = PipelineConfig.model_validate(cfg_dict)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    m = build_manifest(root)
+    clips, _ = assign_split(m.clips, cfg.split)
+    fs = FeatureStore.create_or_resume(store, cfg, plan_rows(clips, cfg))
+    rows = 0
+    for s, e in fs.pending_regions():
+        rows += process_region(fs.url, fs.group, s, e)["rows"]
+    fs.finalize()
+    return {"clips": len(clips), "rows": rows, "wall_s": round(time.perf_counter() - wall0, 2),
+            "cpu_s": round(time.process_time() - cpu0, 2)}
+
+
+def corpus_copies(files: list[Path], dest: Path, copies: int) -> Path:
+    """``copies`` links of every clip in a folder-per-emotion tree, with distinct names."""
+    for k in range(copies):
+        for p in files:
+            folder = dest / EMOTION_FOLDERS[p.name.split("-")[2]]
+            folder.mkdir(parents=True, exist_ok=True)
+            os.symlink(p, folder / f"copy{k}-{p.name}")
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(HERE.parents[1] / "shared" / "data")))
+    ap.add_argument("--limit", type=int, default=None, help="first N clips only (a quick look)")
+    ap.add_argument("--skip-4x", action="store_true")
+    ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    args = ap.parse_args()
+
+    from flows.runtime import prefect_api
+    from ser_tasks.config import PipelineConfig
+
+    work = Path(tempfile.mkdtemp(prefix="ser-throughput-"))
+    ravdess = Path(args.data, "ravdess")
+    paths = sorted(p for p in ravdess.rglob("*") if p.suffix in (".wav", ".flac"))
+    if args.limit:  # spread over every actor, so the split has speakers to work with
+        paths = paths[::max(1, len(paths) // args.limit)][:args.limit]
+    root = work / "ravdess"
+    for p in paths:  # link the (possibly limited) corpus, never copy it
+        (root / p.parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(p, root / p.parent.name / p.name)
+    cfg = PipelineConfig().model_dump(mode="json")
+    results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths)}
+
+    print(f"seed loop on {len(paths)} clips ...", flush=True)
+    results["seed_loop"] = seed_loop(paths)
+    print(json.dumps(results["seed_loop"]), flush=True)
+    print("plain loop ...", flush=True)
+    results["plain_loop"] = plain_loop(str(root), str(work / "plain.zarr"), cfg)
+    print(json.dumps(results["plain_loop"]), flush=True)
+    with prefect_api():
+        print("pipeline, 1 worker ...", flush=True)
+        results["pipeline_1_worker"] = run_flow(str(root), str(work / "w1.zarr"), cfg, 1)[0]
+        print(json.dumps(results["pipeline_1_worker"]), flush=True)
+        print("pipeline, 2 workers, then a no-op rerun ...", flush=True)
+        first, noop = run_flow(str(root), str(work / "w2.zarr"), cfg, 2, runs=2)
+        results["pipeline_2_workers"], results["noop_rerun"] = first, noop
+        print(json.dumps(first), json.dumps(noop), flush=True)
+        if not args.skip_4x:
+            print("pipeline, 2 workers, 1x and 4x corpus in folder layout ...", flush=True)
+            one = corpus_copies(paths, work / "x1", 1)
+            four = corpus_copies(paths, work / "x4", 4)
+            results["memory_1x"] = run_flow(str(one), str(work / "x1.zarr"), cfg, 2, corpus="folders")[0]
+            results["memory_4x"] = run_flow(str(four), str(work / "x4.zarr"), cfg, 2, corpus="folders")[0]
+            print(json.dumps(results["memory_1x"]), json.dumps(results["memory_4x"]), flush=True)
+
+    seed, w1, w2 = results["seed_loop"], results["pipeline_1_worker"], results["pipeline_2_workers"]
+    seed_rows_per_cpu = seed["rows"] / seed["cpu_s"]
+    results["figures"] = {
+        # per core: rows per CPU-second of one process
+        "seed_rows_per_cpu_s": round(seed_rows_per_cpu, 2),
+        "pipeline_rows_per_cpu_s_1_worker": round(w1["rows"] / w1["cpu_s"], 2),
+        "per_core_speedup_vs_seed": round((w1["rows"] / w1["cpu_s"]) / seed_rows_per_cpu, 2),
+        "seed_clips_per_s": round(seed["clips"] / seed["wall_s"], 2),
+        "pipeline_clips_per_s_1_worker": round(w1["clips"] / w1["wall_s"], 2),
+        "pipeline_clips_per_s_2_workers": round(w2["clips"] / w2["wall_s"], 2),
+        "seed_cpu_s_per_clip": round(seed["cpu_s"] / seed["clips"], 4),
+        "pipeline_cpu_s_per_clip_1_worker": round(w1["cpu_s"] / w1["clips"], 4),
+        "two_worker_speedup": round(w1["wall_s"] / w2["wall_s"], 2),
+        "orchestration_overhead_fraction": round(w1["wall_s"] / results["plain_loop"]["wall_s"] - 1, 3),
+        "noop_rerun_fraction": round(results["noop_rerun"]["wall_s"] / w2["wall_s"], 4),
+    }
+    if "memory_4x" in results:
+        results["figures"] |= {"peak_rss_mib_1x": results["memory_1x"]["peak_rss_mib_per_worker"],
+                               "peak_rss_mib_4x": results["memory_4x"]["peak_rss_mib_per_worker"]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["figures"], indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
