@@ -5,15 +5,18 @@ notebooks' loop, on RAVDESS.
 
 Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes:
 
-* **seed loop**: the earlier notebooks' per-file loop (../shared/docs/REFERENCE.md), re-implemented
+* **seed loop** (a single-threaded child process): the earlier notebooks' per-file loop (../shared/docs/REFERENCE.md), re-implemented
   here only: ``librosa.load`` at the native rate, a noisy and a pitch-shifted copy, zero padding
   on both sides to 3.5 s, then a 128-band dB mel spectrogram, ZCR and RMS (frame 2048, hop 512)
   of each of the three, kept in lists. One process.
-* **plain loop**: the pipeline's own task body (:func:`ser_tasks.extract.process_region`) called
-  over every batch of a planned store, in this process: the work without Prefect or Dask.
+* **plain loop** (a single-threaded child process, as a Dask worker is): the pipeline's own task
+  body (:func:`ser_tasks.extract.process_region`) called over every batch of a planned store: the
+  work without Prefect or Dask.
 * **pipeline, 1 and 2 workers**: the ``extract_features`` flow (Prefect + Dask), same corpus, same
   config (2 augmented copies per training clip, log-mel + MFCC + ZCR + RMS).
 * **no-op rerun**: the flow again on the 2-worker store: nothing new to compute.
+* **training input**: samples per second of the Zarr loader alone (:class:`ser_tasks.data.ZarrSequence`
+  over the training rows) against the default model's training step alone.
 * **4x corpus**: every clip linked 4 times (folder-per-emotion layout, distinct names), 2 workers,
   for the peak memory per worker.
 
@@ -50,7 +53,7 @@ EMOTION_FOLDERS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "0
 
 
 # -- the seed notebooks' loop (REFERENCE.md), benchmark only ---------------------------------
-def seed_loop(paths: list[Path]) -> dict:
+def seed_loop(paths: list[str]) -> dict:
     """Per file: load at the native rate, noisy + pitch-shifted copies, pad to 3.5 s, mel/ZCR/RMS."""
     rng = np.random.default_rng(0)
     mels, zcrs, rmss = [], [], []
@@ -70,13 +73,24 @@ def seed_loop(paths: list[Path]) -> dict:
             rmss.append(librosa.feature.rms(y=x, frame_length=2048, hop_length=512))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"clips": len(paths), "rows": len(mels), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mib": round(_peak_rss_mib(), 1)}
 
 
 # -- the pipeline ------------------------------------------------------------------------------
+def _peak_rss_mib() -> float:
+    """This process's own peak resident set (``VmHWM``). Not ``ru_maxrss``: Linux carries that over
+    fork and exec, so a worker would report its parent's peak (measured: 2,012 MiB for workers of
+    a benchmark process that had peaked there, against 424 MiB of their own)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def _worker_usage() -> dict:
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu_s": r.ru_utime + r.ru_stime, "peak_rss_mib": r.ru_maxrss / 1024}
+    return {"cpu_s": r.ru_utime + r.ru_stime, "peak_rss_mib": _peak_rss_mib()}
 
 
 def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None = None, runs: int = 1) -> list[dict]:
@@ -123,7 +137,41 @@ def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
         rows += process_region(fs.url, fs.group, s, e)["rows"]
     fs.finalize()
     return {"clips": len(clips), "rows": rows, "wall_s": round(time.perf_counter() - wall0, 2),
-            "cpu_s": round(time.process_time() - cpu0, 2)}
+            "cpu_s": round(time.process_time() - cpu0, 2), "peak_rss_mib": round(_peak_rss_mib(), 1)}
+
+
+def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size: int = 32, steps: int = 30) -> dict:
+    """Samples per second of the Zarr training loader alone (one pass over the training rows, no
+    model) against the model's training step alone (``train_on_batch`` on one cached batch)."""
+    import keras
+
+    from ser_tasks.data import ZarrSequence, fit_normalizer, input_shape, row_indices
+    from ser_tasks.models import MODEL_INPUTS, build_model
+    from ser_tasks.store import FeatureStore
+
+    g = FeatureStore.locate(store_url).open()
+    name = MODEL_INPUTS[model_name]
+    idx = row_indices(g, 0)
+    seq = ZarrSequence(g, idx, name, batch_size, shuffle=True, seed=0)
+    t0 = time.perf_counter()
+    for i in range(len(seq)):
+        seq[i]
+    loader_s = time.perf_counter() - t0
+    vocab = g.attrs["vocabulary"]
+    model = build_model(model_name, input_shape(g, name), len(vocab), fit_normalizer(g, idx, name))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x, y = seq[0][:2]
+    for _ in range(3):  # graph tracing and first-step allocation
+        model.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    step_s = time.perf_counter() - t0
+    loader = idx.size / loader_s
+    model_rate = steps * len(x) / step_s
+    return {"model": model_name, "batch_size": batch_size, "train_rows": int(idx.size),
+            "loader_samples_per_s": round(loader, 1), "model_samples_per_s": round(model_rate, 1),
+            "loader_to_model_ratio": round(loader / model_rate, 2)}
 
 
 def corpus_copies(files: list[Path], dest: Path, copies: int) -> Path:
@@ -134,6 +182,25 @@ def corpus_copies(files: list[Path], dest: Path, copies: int) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             os.symlink(p, folder / f"copy{k}-{p.name}")
     return dest
+
+
+# What a Dask nanny sets in its workers (distributed.nanny.pre-spawn-environ): one BLAS/OpenMP
+# thread per process. Both loops run in a child process under the same, so that CPU seconds and
+# wall seconds compare one core with one core.
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                 "NUMBA_NUM_THREADS": "1"}
+
+
+def in_child(name: str, *args) -> dict:
+    """Run ``name(*args)`` of this module in a fresh single-threaded Python process; its result."""
+    import subprocess
+
+    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import throughput as t; "
+            f"print(json.dumps(t.{name}(*json.loads(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code, json.dumps([str(a) if isinstance(a, Path) else a
+                                                                                 for a in args])],
+                         env={**os.environ, **SINGLE_THREAD}, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -160,10 +227,10 @@ def main() -> None:
     results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths)}
 
     print(f"seed loop on {len(paths)} clips ...", flush=True)
-    results["seed_loop"] = seed_loop(paths)
+    results["seed_loop"] = in_child("seed_loop", [str(p) for p in paths])
     print(json.dumps(results["seed_loop"]), flush=True)
     print("plain loop ...", flush=True)
-    results["plain_loop"] = plain_loop(str(root), str(work / "plain.zarr"), cfg)
+    results["plain_loop"] = in_child("plain_loop", str(root), str(work / "plain.zarr"), cfg)
     print(json.dumps(results["plain_loop"]), flush=True)
     with prefect_api():
         print("pipeline, 1 worker ...", flush=True)
@@ -173,6 +240,9 @@ def main() -> None:
         first, noop = run_flow(str(root), str(work / "w2.zarr"), cfg, 2, runs=2)
         results["pipeline_2_workers"], results["noop_rerun"] = first, noop
         print(json.dumps(first), json.dumps(noop), flush=True)
+        print("training input: Zarr loader against the model's training step ...", flush=True)
+        results["loader"] = loader_vs_model(str(work / "w2.zarr"))
+        print(json.dumps(results["loader"]), flush=True)
         if not args.skip_4x:
             print("pipeline, 2 workers, 1x and 4x corpus in folder layout ...", flush=True)
             one = corpus_copies(paths, work / "x1", 1)
@@ -196,6 +266,7 @@ def main() -> None:
         "two_worker_speedup": round(w1["wall_s"] / w2["wall_s"], 2),
         "orchestration_overhead_fraction": round(w1["wall_s"] / results["plain_loop"]["wall_s"] - 1, 3),
         "noop_rerun_fraction": round(results["noop_rerun"]["wall_s"] / w2["wall_s"], 4),
+        "loader_to_model_ratio": results["loader"]["loader_to_model_ratio"],
     }
     if "memory_4x" in results:
         results["figures"] |= {"peak_rss_mib_1x": results["memory_1x"]["peak_rss_mib_per_worker"],

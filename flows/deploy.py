@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Cron
 
-from ser_tasks.storage import SECRET_KEYS
+from ser_tasks.storage import SECRET_KEYS, reveal
 
 from .pipeline import ser_pipeline
 
@@ -56,15 +57,11 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
         raise ValueError(f"storage options {secrets} are credentials, which a deployment would store on the "
                          "Prefect server in clear; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile) "
                          "in the environment of `ser deploy` and the Dask workers instead")
-    from ser_tasks.storage import reveal
-
     parameters: dict[str, Any] = {
         "root": root, "store_url": store_url, "config": config, "corpus": corpus, "mlflow_uri": mlflow_uri,
         "dask_address": dask_address, "storage_options": reveal(storage_options) or None,
         "crema_demographics": crema_demographics, "out_dir": out_dir, "show_progress": False, "verbose": 2,
     }
-    from prefect.schedules import Cron
-
     return ser_pipeline.to_deployment(
         name=name, schedule=Cron(cron, timezone=timezone), parameters=parameters, tags=["ser", "scheduled"],
         description=f"Incremental feature extraction of {root} into {store_url}, then retraining "

@@ -5,6 +5,7 @@
     ser train STORE       train and evaluate on an existing store
     ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
     ser deploy ROOT       a scheduled (cron) deployment on a Prefect server, served by this process
+    ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
 """
 
 from __future__ import annotations
@@ -193,6 +194,34 @@ def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlf
                                   crema_demographics=crema_demographics, out_dir=str(out_dir))
     console.print(f"serving deployment ser_pipeline/{name} ({cron} {timezone}) on {PREFECT_API_URL.value()}")
     serve(dep)
+
+
+@app.command()
+def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment name (e.g. ser).")] = "ser",
+            mlflow_uri: MlflowOpt = None,
+            plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the runs' scores [default: ser-out/compare-EXPERIMENT.png].")] = None,
+            csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
+    """Table of an experiment's evaluated runs (model, features, augmentation, UA, WA, macro-F1,
+    duration), best UA first, and a plot of their scores."""
+    from .compare import plot_runs, runs_table
+
+    with _user_errors():
+        table = runs_table(experiment, mlflow_uri)
+        if table.empty:
+            raise ValueError(f"experiment {experiment!r} has no evaluated runs (none logged test_ua)")
+    out = Table(title=f"MLflow experiment {experiment!r}: scores on held-out speakers")
+    for col in ("run", "model", "features", "augmentation", "UA", "WA", "macro-F1", "duration", "started"):
+        out.add_column(col, justify="right" if col in ("UA", "WA", "macro-F1", "duration") else "left")
+    for r in table.itertuples():
+        out.add_row(r.run_id[:8], r.model, r.features, r.augmentation, f"{r.ua:.3f}", f"{r.wa:.3f}",
+                    f"{r.macro_f1:.3f}", f"{r.duration_s:.0f} s", f"{r.start_time:%Y-%m-%d %H:%M}")
+    console.print(out)
+    path = plot_runs(table, plot or Path(f"ser-out/compare-{experiment}.png"), f"{experiment}: held-out speakers")
+    console.print(f"plot written to {path}")
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv, index=False)
+        console.print(f"table written to {csv}")
 
 
 @app.command()

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import runtime_env
+
 # The service commands (program and sub-command): docker-compose.yml must use the same.
 COMMANDS = {
     "prefect-server": ["prefect", "server", "start"],
@@ -103,8 +105,7 @@ class LocalStack:
     def _base_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # A PREFECT_API_URL inherited from the caller (a test harness) is not this stack's.
         inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        return {**inherited, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                "PYTHONUNBUFFERED": "1", **self.env(), **(extra or {})}
+        return {**runtime_env.DEFAULTS, **inherited, "PYTHONUNBUFFERED": "1", **self.env(), **(extra or {})}
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,

@@ -63,3 +63,28 @@ def test_deploy_refuses_credentials_in_parameters():
     assert dep.entrypoint == "flows.pipeline.ser_pipeline"  # runs wherever the package is installed
     assert [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules] == [("15 3 * * 1", "Europe/Berlin")]
     assert dep.parameters["storage_options"] == {"endpoint_url": "http://127.0.0.1:9000"}
+
+
+def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri):
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    mlflow.set_experiment("cmp")
+    for model, ua, variants in (("notebook_cnn1d", 0.31, "0"), ("compact_cnn", 0.52, "2")):
+        with mlflow.start_run():
+            mlflow.log_params({"train.model": model, "augment.variants": variants, "augment.noise_prob": 0.5,
+                               "augment.pitch_prob": 0.0, "features.n_mels": 64})
+            mlflow.log_metrics({"test_ua": ua, "test_wa": ua + 0.01, "test_macro_f1": ua - 0.02})
+    with mlflow.start_run(run_name="extract-only"):
+        mlflow.log_metric("rows", 10)
+    plot, csv = tmp_path / "cmp.png", tmp_path / "cmp.csv"
+    result = runner.invoke(app, ["compare", "cmp", "--mlflow-uri", mlflow_uri, "--plot", str(plot), "--csv", str(csv)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.index("compact_cnn") < result.output.index("notebook_cnn1d")  # best UA first
+    assert "0.520" in result.output and "log-mel 64" in result.output and "2x noise" in result.output
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 3  # the extraction-only run is left out
+    missing = runner.invoke(app, ["compare", "nope", "--mlflow-uri", mlflow_uri])
+    assert missing.exit_code == 2 and "no MLflow experiment 'nope'" in missing.output

@@ -1,0 +1,107 @@
+"""Compare the runs of an MLflow experiment: one row per evaluated run, and a plot of their scores.
+
+Used by ``ser compare EXPERIMENT``. Only runs that logged test scores (``test_ua``) are listed;
+extraction-only runs have none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .models import MODEL_INPUTS
+
+AUGMENTS = ("noise", "pitch", "stretch", "shift", "gain")
+COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluation", "ua", "wa", "macro_f1",
+           "duration_s", "start_time"]
+
+
+def _augmentation(params: dict) -> str:
+    variants = params.get("augment.variants")
+    if variants in (None, "0"):
+        return "none" if variants == "0" else "?"
+    used = [a for a in AUGMENTS if float(params.get(f"augment.{a}_prob", 0) or 0) > 0]
+    return f"{variants}x " + "+".join(used)
+
+
+def _features(params: dict) -> str:
+    model = params.get("train.model", "")
+    name = MODEL_INPUTS.get(model, "?")
+    if name == "log_mel":
+        return f"log-mel {params.get('features.n_mels', '?')}"
+    if name == "mfcc":
+        return f"MFCC {params.get('features.n_mfcc', '?')}"
+    if name == "zcr_rms":
+        return "ZCR+RMS"
+    return name
+
+
+def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The evaluated runs of ``experiment``, best UA first.
+
+    Returns:
+        Columns :data:`COLUMNS`: ``ua``/``wa``/``macro_f1`` in [0, 1] (test speakers),
+        ``duration_s`` in seconds (run start to end; NaN while running).
+
+    Raises:
+        ValueError: no experiment of that name.
+    """
+    import mlflow
+
+    from .tracking import resolve_uri
+
+    client = mlflow.MlflowClient(resolve_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise ValueError(f"no MLflow experiment {experiment!r} at {resolve_uri(tracking_uri)} (present: {names})")
+    rows = []
+    for run in client.search_runs([exp.experiment_id], max_results=5000):
+        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+        if "test_ua" not in metrics:
+            continue
+        end = run.info.end_time
+        rows.append({
+            "run_id": run.info.run_id, "run_name": run.info.run_name, "model": params.get("train.model", "?"),
+            "features": _features(params), "augmentation": _augmentation(params),
+            "evaluation": tags.get("evaluation", ""), "ua": metrics["test_ua"], "wa": metrics.get("test_wa"),
+            "macro_f1": metrics.get("test_macro_f1"),
+            "duration_s": (end - run.info.start_time) / 1000 if end else float("nan"),
+            "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
+        })
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values("ua", ascending=False, ignore_index=True)
+
+
+def plot_runs(table: pd.DataFrame, path: Path, title: str) -> Path:
+    """Grouped horizontal bars of UA, WA and macro-F1 per run (PNG at ``path``).
+
+    Raises:
+        ValueError: an empty table.
+    """
+    if table.empty:
+        raise ValueError("no evaluated runs to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.model} | {r.augmentation} | {r.run_id[:8]}" for r in table.itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.45 * len(table) * 1.6))
+    height = 0.27
+    for k, (col, name) in enumerate((("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"))):
+        ys = [i + (k - 1) * height for i in range(len(table))]
+        ax.barh(ys, table[col].astype(float), height=height, label=name)
+    ax.set_yticks(range(len(table)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score on held-out speakers")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
