@@ -18,21 +18,11 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
-from ser_tasks.storage import SECRET_KEYS, reveal
+from ser_tasks.storage import reveal, secret_keys
 
 from .pipeline import ser_pipeline
 
 DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00
-
-
-def _secret_keys(options: dict | None, prefix: str = "") -> list[str]:
-    found = []
-    for key, value in (options or {}).items():
-        if isinstance(value, dict):
-            found += _secret_keys(value, f"{prefix}{key}.")
-        elif str(key).lower() in SECRET_KEYS:
-            found.append(prefix + str(key))
-    return found
 
 
 def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEFAULT_CRON, timezone: str = "UTC",
@@ -52,7 +42,7 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
         ValueError: ``storage_options`` holds a credential (it would be stored on the server in
             clear); give it to the serving process through its environment instead.
     """
-    secrets = _secret_keys(storage_options)
+    secrets = secret_keys(storage_options)
     if secrets:
         raise ValueError(f"storage options {secrets} are credentials, which a deployment would store on the "
                          "Prefect server in clear; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile) "

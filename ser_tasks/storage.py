@@ -49,6 +49,17 @@ def seal(options: dict | None) -> dict | None:
     return _seal(options)
 
 
+def secret_keys(options: dict | None, prefix: str = "") -> list[str]:
+    """Dotted names of the credential options in ``options`` (any depth), e.g. ``["key", "secret"]``."""
+    found = []
+    for key, value in (options or {}).items():
+        if isinstance(value, dict):
+            found += secret_keys(value, f"{prefix}{key}.")
+        elif str(key).lower() in SECRET_KEYS:
+            found.append(prefix + str(key))
+    return found
+
+
 def reveal(options: dict | None) -> dict:
     """``options`` with ``SecretStr`` values unwrapped, ready for an fsspec filesystem (``{}`` for ``None``)."""
 

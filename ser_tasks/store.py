@@ -38,7 +38,7 @@ from .augment import PARAM_NAMES, draw_params
 from .config import PipelineConfig
 from .emotions import vocabulary
 from .features import FEATURES, feature_shapes
-from .split import SPLITS
+from .split import SPLITS, split_groups
 from .storage import fs_options
 
 # Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
@@ -236,10 +236,9 @@ class FeatureStore:
             return {}
         g = cls(url, group_name(config), storage_options).open()
         n = int(g.attrs["rows"])
-        speaker, clip_id = read_strings(g["speaker"], slice(0, n)), read_strings(g["clip_id"], slice(0, n))
-        split = g["split"][:n]
-        keys = np.where(speaker != "", speaker, "clip:" + clip_id.astype(str))
-        return {str(k): SPLITS[int(s)] for k, s in zip(keys, split, strict=True)}
+        rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
+                             "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})
+        return dict(zip(split_groups(rows), np.asarray(SPLITS, dtype=object)[g["split"][:n]], strict=True))
 
     def _check_config(self, g: zarr.Group, config: PipelineConfig) -> None:
         if g.attrs.get("fingerprint") != config.extraction_fingerprint():
