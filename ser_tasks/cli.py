@@ -3,6 +3,7 @@
     ser run ROOT          extract features, train, evaluate (one Prefect flow, one MLflow run)
     ser extract ROOT      features only
     ser train STORE       train and evaluate on an existing store
+    ser evaluate ROOT     k-fold cross-validation: actor-disjoint (cv-actor), or the leakage ablation
     ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
     ser deploy ROOT       a scheduled (cron) deployment on a Prefect server, served by this process
     ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
@@ -158,6 +159,50 @@ def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction
         summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options, endpoint_url),
                               str(out_dir))
     _print_scores(summary)
+    _write_summary(summary_json, summary)
+
+
+@app.command()
+def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
+             protocol: Annotated[str, typer.Option("--protocol", help="cv-actor (speaker-independent), clip-split, row-split (the seed notebooks'), or ablation (all three).")] = "cv-actor",
+             folds: Annotated[int, typer.Option("--folds", help="Folds in the partition (RAVDESS: 6 folds of 4 actors, as EmoBox).")] = 6,
+             max_folds: Annotated[int | None, typer.Option("--max-folds", help="Run only the first N folds of each protocol [default: all].")] = None,
+             mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None, config: ConfigOpt = None,
+             summary_json: SummaryOpt = None, corpus: CorpusOpt = None, storage_options: StorageOpt = None,
+             endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None, workers: WorkersOpt = None,
+             epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
+             out_dir: OutOpt = Path("ser-out/evaluate")) -> None:
+    """Cross-validated scores: features of every clip (each augmented, so any fold can train on any
+    clip), then one model per fold on a fixed cosine schedule, scored on the fold's held-out clips.
+
+    Folds are MLflow child runs under one parent per protocol, which holds UA, WA and macro-F1 as
+    mean and standard deviation over folds. Only cv-actor is speaker-independent; clip-split and
+    row-split exist to show how much leaking voices or clips inflates the number.
+    """
+    cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
+                             "augment.variants": variants})
+    from flows.evaluate import ser_evaluate
+    from flows.runtime import prefect_api
+
+    from .crossval import check_protocol
+
+    with _user_errors():  # before any server starts
+        check_protocol(protocol, max_folds)
+    with _user_errors(), prefect_api():
+        summary = ser_evaluate(root, store, protocol, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
+                               folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
+                               str(out_dir))
+    result = summary["evaluation"]
+    per_protocol = result.get("protocols", {result.get("protocol"): result})
+    table = Table(title="Cross-validated scores (mean ± sd over folds)")
+    for col in ("protocol", "held out", "folds", "UA", "WA", "macro-F1", "MLflow run"):
+        table.add_column(col)
+    for name, r in per_protocol.items():
+        table.add_row(name, r["evaluation"], str(r["folds"]), f"{r['ua_mean']:.3f} ± {r['ua_std']:.3f}",
+                      f"{r['wa_mean']:.3f} ± {r['wa_std']:.3f}", f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
+                      r["mlflow_run_id"])
+    console.print(table)
+    console.print(f"total {summary['seconds']:.1f} s")
     _write_summary(summary_json, summary)
 
 

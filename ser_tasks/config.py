@@ -12,7 +12,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -49,7 +49,12 @@ class AudioConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    """Augmentation of training clips only (validation and test rows are never augmented).
+    """Augmentation of clips: of training clips only by default (validation and test rows are never
+    augmented).
+
+    ``scope="all"`` augments every clip, whatever its split: the store is then split-agnostic, for
+    cross-validation and the leakage ablation (``ser evaluate``), which choose each fold's training
+    rows at training time and score held-out clips on their originals (variant 0) only.
 
     Each of ``variants`` augmented copies of a training clip applies each transform with its own
     probability; parameters are drawn uniformly from the given ranges by a generator seeded with
@@ -59,6 +64,7 @@ class AugmentConfig(_Section):
     """
 
     variants: int = Field(2, ge=0, le=32)
+    scope: Literal["train", "all"] = "train"
     seed: int = 0
     noise_prob: float = Field(0.5, ge=0, le=1)
     snr_db: tuple[float, float] = (10.0, 30.0)
@@ -139,10 +145,22 @@ class ExtractConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Model choice and training schedule (Adam, class-weighted cross-entropy)."""
+    """Model choice and training schedule (Adam, class-weighted cross-entropy).
+
+    Attributes:
+        schedule: ``"plateau"`` halves the learning rate when validation UA stalls and stops early
+            (needs validation speakers to be meaningful); ``"cosine"`` decays it to zero over
+            ``epochs`` (Loshchilov & Hutter 2017, without restarts) and keeps the last epoch: a
+            fixed schedule that looks at no held-out speaker, as cross-validation needs.
+        epoch_rows: ``"all"`` trains on every stored row of the training clips each epoch;
+            ``"one_per_clip"`` on one of each clip's rows (original or a copy) drawn afresh every
+            epoch, so augmentation adds variety without adding time per epoch.
+    """
 
     model: str = "compact_cnn"
     epochs: int = Field(30, ge=1)
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    epoch_rows: Literal["all", "one_per_clip"] = "all"
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     early_stopping_patience: int = Field(7, ge=1)
@@ -179,9 +197,12 @@ class PipelineConfig(_Section):
 
     def extraction_dict(self) -> dict[str, Any]:
         """The settings that determine the feature store's contents (rows and values)."""
+        augment = self.augment.model_dump(mode="json")
+        if augment["scope"] == "train":  # the default before scope existed: keeps those groups' names
+            del augment["scope"]
         return {
             "audio": self.audio.model_dump(mode="json"),
-            "augment": self.augment.model_dump(mode="json"),
+            "augment": augment,
             "features": self.features.model_dump(mode="json"),
             "split": self.split.model_dump(mode="json"),
         }

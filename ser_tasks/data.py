@@ -125,6 +125,10 @@ class ZarrSequence(keras.utils.PyDataset):
         seed: base seed; epoch ``e`` uses ``seed + e``.
         class_weights: class index -> loss weight; when given, batches carry per-row sample
             weights (cheaper than Keras's ``class_weight``, which maps them inside the input pipeline).
+        one_per_clip: ``(rows,)`` clip id of every store row; when given, each epoch serves one
+            row of each clip, drawn at random (seeded) from that clip's rows in ``indices`` (its
+            original or an augmented copy), so an epoch costs one pass over the clips however
+            many copies the store holds.
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``;
@@ -134,7 +138,8 @@ class ZarrSequence(keras.utils.PyDataset):
     """
 
     def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
-                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None, **kwargs):
+                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
+                 one_per_clip: np.ndarray | None = None, **kwargs):
         super().__init__(**kwargs)
         if indices.size == 0:
             raise ValueError("ZarrSequence needs at least one row")
@@ -150,15 +155,24 @@ class ZarrSequence(keras.utils.PyDataset):
                 if c < table.size:
                     table[c] = w
             self.weights = table[self.labels_all]
+        self._clip_of = None
+        if one_per_clip is not None:
+            # Integer codes of the clips of ``indices`` (same order), for a cheap per-epoch draw.
+            _, self._clip_of = np.unique(np.asarray(one_per_clip)[self.indices], return_inverse=True)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return self.indices
-        groups = _by_chunk(self.indices, self.chunk)
         rng = np.random.default_rng(self.seed + self.epoch)
+        indices = self.indices
+        if self._clip_of is not None:  # a random permutation, then each clip's first row in it
+            perm = rng.permutation(indices.size)
+            _, first = np.unique(self._clip_of[perm], return_index=True)
+            indices = np.sort(indices[perm[first]])
+        if not self.shuffle:
+            return indices
+        groups = _by_chunk(indices, self.chunk)
         keys = list(groups)
         rng.shuffle(keys)
         return np.concatenate([rng.permutation(groups[k]) for k in keys])

@@ -96,7 +96,8 @@ def library_versions() -> dict[str, str]:
 
 def plan_rows(clips: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     """One row per (clip, variant): every clip's original, plus ``augment.variants`` copies of
-    each training clip, with their drawn augmentation parameters.
+    each training clip (of every clip when ``augment.scope`` is ``"all"``), with their drawn
+    augmentation parameters.
 
     Args:
         clips: manifest rows with a ``split`` column.
@@ -118,7 +119,8 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
     ordered = pd.concat(parts, ignore_index=True)
     rows = []
     for clip in ordered.itertuples(index=False):
-        n_variants = 1 + (config.augment.variants if clip.split == "train" else 0)
+        augmented = clip.split == "train" or config.augment.scope == "all"
+        n_variants = 1 + (config.augment.variants if augmented else 0)
         for v in range(n_variants):
             params = draw_params(config.augment, clip.clip_id, v).as_dict()
             rows.append({"clip_id": clip.clip_id, "path": clip.path, "speaker": clip.speaker if isinstance(clip.speaker, str) else "",

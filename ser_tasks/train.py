@@ -14,13 +14,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import zarr
 
 from . import evaluate
 from .config import TrainConfig
 from .data import ZarrSequence, fit_normalizer, input_shape, row_indices
 from .models import MODEL_INPUTS, build_model
 from .split import SPLITS
-from .store import FeatureStore
+from .store import FeatureStore, read_strings
 
 TRAIN, VAL, TEST = 0, 1, 2  # indices into SPLITS
 
@@ -98,59 +99,117 @@ class FitResult:
 
 def fit(store: FeatureStore, cfg: TrainConfig, out_dir: Path, extra_callbacks: list | None = None,
         verbose: int = 2) -> FitResult:
-    """Train ``cfg.model`` on a store group and save the best epoch.
+    """Train ``cfg.model`` on a store group's training speakers and save the best epoch.
 
     The model is chosen by validation UA when the store has validation speakers, else by training
-    loss. Callbacks: validation UA, EarlyStopping, ReduceLROnPlateau, best checkpoint, then any
-    ``extra_callbacks`` (e.g. :class:`ser_tasks.tracking.MLflowEpochLogger`).
+    loss (see :func:`train_rows`).
 
     Raises:
         ValueError: unknown model, or no completed training rows.
     """
-    if cfg.model not in MODEL_INPUTS:
-        raise ValueError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
     g = store.open()
-    vocab = list(g.attrs["vocabulary"])
-    name = MODEL_INPUTS[cfg.model]
     idx = {s: row_indices(g, s) for s in (TRAIN, VAL, TEST)}
     if idx[TRAIN].size == 0:
         raise ValueError(f"{store.url}/{store.group}: no completed training rows")
-    normalizer = fit_normalizer(g, idx[TRAIN], name)
+    result = train_rows(g, idx[TRAIN], cfg, out_dir, idx[VAL], extra_callbacks, verbose)
+    result.rows["test"] = int(idx[TEST].size)
+    return result
+
+
+def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
+               val_idx: np.ndarray | None = None, extra_callbacks: list | None = None,
+               verbose: int = 2) -> FitResult:
+    """Train ``cfg.model`` on the given store rows and save the model to keep.
+
+    Normalisation statistics are fitted on ``train_idx`` only. With ``cfg.schedule == "plateau"``
+    the callbacks are validation UA, EarlyStopping, ReduceLROnPlateau and a best-epoch checkpoint,
+    monitoring validation UA when ``val_idx`` has rows, else training loss. With ``"cosine"`` the
+    learning rate decays to zero over ``cfg.epochs`` and the last epoch is kept (validation UA is
+    still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
+    :class:`ser_tasks.tracking.MLflowEpochLogger`) run last.
+
+    Args:
+        g: the store group, opened.
+        train_idx, val_idx: store row indices, ``(n,)`` int.
+
+    Returns:
+        A :class:`FitResult` whose ``rows`` has ``train`` and ``val`` (``test`` is 0: the caller
+        knows its own).
+
+    Raises:
+        ValueError: unknown model, or no training rows.
+    """
+    if cfg.model not in MODEL_INPUTS:
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
+    if train_idx.size == 0:
+        raise ValueError("no training rows")
+    val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    vocab = list(g.attrs["vocabulary"])
+    name = MODEL_INPUTS[cfg.model]
+    normalizer = fit_normalizer(g, train_idx, name)
     normalizer_path = out_dir / "normalizer.json"
     normalizer_path.write_text(json.dumps(normalizer.to_dict()))
 
-    model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    weights = class_weights(g["emotion"][:][idx[TRAIN]].astype(int), len(vocab)) if cfg.class_weights else None
+    labels = g["emotion"][:].astype(int)
+    weights = class_weights(labels[train_idx], len(vocab)) if cfg.class_weights else None
+    clips = read_strings(g["clip_id"]) if cfg.epoch_rows == "one_per_clip" else None
     # Two prefetch threads hide reading and stacking behind the training step (measured: 16.6
     # instead of 21.8 ms per example on two cores).
-    train_seq = ZarrSequence(g, idx[TRAIN], name, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                             class_weights=weights, workers=2, max_queue_size=8)
-    has_val = idx[VAL].size > 0
+    train_seq = ZarrSequence(g, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             class_weights=weights, one_per_clip=clips, workers=2, max_queue_size=8)
+    model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer)
+    cosine = cfg.schedule == "cosine"
+    rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
+            if cosine else cfg.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"
-    callbacks: list = [ValidationUA(ZarrSequence(g, idx[VAL], name, 64), vocab)] if has_val else []
-    callbacks += [
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience,
-                                          min_lr=cfg.learning_rate / 100),
-        keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode, save_best_only=True),
-        *(extra_callbacks or []),
-    ]
+    callbacks: list = [ValidationUA(ZarrSequence(g, val_idx, name, 64), vocab)] if has_val else []
+    if not cosine:
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=cfg.lr_factor,
+                                              patience=cfg.lr_patience, min_lr=cfg.learning_rate / 100),
+            keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode, save_best_only=True),
+        ]
+    callbacks += list(extra_callbacks or [])
     t0 = time.perf_counter()
     hist = model.fit(train_seq, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    scores = history.get(monitor, [0.0])
-    best = int(np.argmax(scores) if mode == "max" else np.argmin(scores))
-    if not model_path.exists():  # e.g. every epoch's monitor was NaN: keep the last weights
+    if cosine:
+        best = len(history.get("loss", [0])) - 1
         model.save(model_path)
+    else:
+        scores = history.get(monitor, [0.0])
+        best = int(np.argmax(scores) if mode == "max" else np.argmin(scores))
+        if not model_path.exists():  # e.g. every epoch's monitor was NaN: keep the last weights
+            model.save(model_path)
     return FitResult(model_path, normalizer_path, history, best,
-                     {s: int(idx[i].size) for i, s in enumerate(SPLITS)}, seconds, accelerator())
+                     {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, accelerator())
+
+
+def score_rows(g: zarr.Group, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true class indices of store rows under a saved zoo model.
+
+    Returns:
+        ``(y_true, y_pred)``, each ``(len(rows),)`` int, in the order of sorted ``rows``.
+
+    Raises:
+        ValueError: no rows, or the model is not a zoo model.
+    """
+    model = keras.models.load_model(model_path)
+    if model.name not in MODEL_INPUTS:
+        raise ValueError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
+    if rows.size == 0:
+        raise ValueError("no rows to score")
+    seq = ZarrSequence(g, rows, MODEL_INPUTS[model.name], 64)
+    return seq.labels, predict(model, seq).argmax(axis=1)
 
 
 def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: int = TEST) -> dict:
@@ -164,16 +223,11 @@ def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: 
     """
     g = store.open()
     vocab = list(g.attrs["vocabulary"])
-    model = keras.models.load_model(model_path)
-    if model.name not in MODEL_INPUTS:
-        raise ValueError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
-    name = MODEL_INPUTS[model.name]
     idx = row_indices(g, split)
     if idx.size == 0:
         raise ValueError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
-    seq = ZarrSequence(g, idx, name, 64)
-    pred = predict(model, seq).argmax(axis=1)
-    result = evaluate.metrics(seq.labels, pred, vocab)
+    y_true, pred = score_rows(g, model_path, idx)
+    result = evaluate.metrics(y_true, pred, vocab)
     result["vocabulary"] = vocab
     result["confusion_png"] = str(evaluate.plot_confusion(
         np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",

@@ -72,3 +72,18 @@ def test_class_weights_travel_as_sample_weights(group):
     seq = ZarrSequence(group, idx, "log_mel", batch_size=8, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
     x, y, w = seq[0]
     assert w.dtype == np.float32 and w.tolist() == [{0: 1.0, 1: 2.0, 2: 0.5}[int(c)] for c in y]
+
+
+def test_one_row_per_clip_is_drawn_afresh_each_epoch(group):
+    idx = row_indices(group, 0)  # 29 rows; clips of 3 adjacent rows (the original and two copies)
+    clips = np.array([f"c{r // 3}" for r in range(50)])
+    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=3, one_per_clip=clips)
+    draws = []
+    for _ in range(6):
+        order = seq.order
+        assert len(order) == len(set(clips[idx])) == 10  # one row per clip, every clip
+        assert sorted(clips[order].tolist()) == sorted(set(clips[idx].tolist()))
+        assert set(order.tolist()) <= set(idx.tolist())  # never a row outside the given ones
+        draws.append(tuple(sorted(order.tolist())))
+        seq.on_epoch_end()
+    assert len(set(draws)) > 1  # a different copy is drawn in some epoch

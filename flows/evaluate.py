@@ -1,0 +1,198 @@
+"""Flows ``cross_validate`` and ``ser_evaluate``: k-fold protocols over a split-agnostic store, in MLflow.
+
+MLflow layout: one parent run per protocol, one child run per fold (``fold_ua``, ``fold_wa``,
+``fold_macro_f1``, its confusion matrix and curves), and the mean ± standard deviation on the
+parent as ``test_ua``/``test_ua_std`` (so ``ser compare`` lists one row per protocol, not per
+fold). The leakage ablation nests the three protocols' runs under one more parent that holds the
+table. Folds run one after another in the flow's process (one model at a time, GPU when the Keras
+backend sees one).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from ser_tasks import evaluate, tracking
+from ser_tasks.config import PipelineConfig
+from ser_tasks.crossval import ABLATION, DESCRIPTIONS, PROTOCOLS, Fold, check_protocol, make_folds, summarize
+from ser_tasks.storage import redact_url
+from ser_tasks.store import DONE, FeatureStore, read_strings
+from ser_tasks.train import score_rows, train_rows
+
+from .extract import dask_runner, extract_features
+
+#: Settings ``ser evaluate`` needs whatever the configuration says: every clip augmented (a
+#: split-agnostic store) and a fixed schedule that selects nothing on held-out speakers.
+EVALUATION_OVERRIDES = {"augment.scope": "all", "train.schedule": "cosine"}
+
+
+@task(name="fold", cache_policy=NO_CACHE)
+def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: Path, verbose: int = 0) -> dict:
+    """Train on ``fold.train``, score ``fold.test``, and log both to a child MLflow run.
+
+    Returns:
+        ``{"fold", "ua", "wa", "macro_f1", "n", "train_rows", "test_speakers", "seconds", "confusion",
+        "mlflow_run_id"}``.
+    """
+    g = store.open()
+    vocab = list(g.attrs["vocabulary"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{fold.protocol}-fold{fold.index + 1}"
+    with mlflow.start_run(run_name=name, nested=True, tags={"protocol": fold.protocol, "fold": str(fold.index + 1)}) as run:
+        mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
+                           "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model})
+        fitted = train_rows(g, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
+                            verbose=verbose)
+        y_true, y_pred = score_rows(g, fitted.model_path, fold.test)
+        scores = evaluate.metrics(y_true, y_pred, vocab)
+        mlflow.log_metrics({"fold_ua": scores["ua"], "fold_wa": scores["wa"], "fold_macro_f1": scores["macro_f1"],
+                            "train_seconds": fitted.seconds})
+        png = evaluate.plot_confusion(np.array(scores["confusion"]), vocab, out_dir / "confusion_matrix.png",
+                                      title=f"{name}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}")
+        mlflow.log_artifact(str(png), "evaluation")
+        mlflow.log_artifact(str(evaluate.plot_history(fitted.history, out_dir / "training_curves.png")), "evaluation")
+        mlflow.log_dict({k: scores[k] for k in ("ua", "wa", "macro_f1", "n", "report", "confusion")},
+                        "evaluation/fold_metrics.json")
+    return {"fold": fold.index + 1, "ua": scores["ua"], "wa": scores["wa"], "macro_f1": scores["macro_f1"],
+            "n": scores["n"], "train_rows": int(fold.train.size), "test_speakers": list(fold.test_speakers),
+            "seconds": round(fitted.seconds, 1), "confusion": scores["confusion"], "mlflow_run_id": run.info.run_id}
+
+
+def _folds(store: FeatureStore, protocol: str, n_folds: int, seed: int) -> list[Fold]:
+    g = store.open()
+    return make_folds(protocol, read_strings(g["speaker"]), read_strings(g["clip_id"]), g["variant"][:],
+                      g["status"][:] == DONE, n_folds, seed)
+
+
+def _protocol(store: FeatureStore, protocol: str, cfg: PipelineConfig, n_folds: int, max_folds: int | None,
+              out: Path, verbose: int) -> dict:
+    """Run one protocol's folds under a parent run (nested in the active run, if any)."""
+    logger = get_run_logger()
+    folds = _folds(store, protocol, n_folds, cfg.split.seed)[:max_folds]
+    vocab = list(store.open().attrs["vocabulary"])
+    evaluation = f"{DESCRIPTIONS[protocol]}, {len(folds)} of {n_folds} folds"
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name=protocol, nested=mlflow.active_run() is not None,
+                          tags={"protocol": protocol, "evaluation": evaluation}) as run:
+        mlflow.log_params(cfg.flat_params())
+        mlflow.log_params({"protocol": protocol, "folds": n_folds, "folds_run": len(folds),
+                           "keras_backend": keras.backend.backend()})
+        results = []
+        for fold in folds:
+            res = fold_task(store, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose)
+            logger.info("%s fold %d/%d (%s): UA %.3f  WA %.3f  macro-F1 %.3f  (%d test clips, %.0f s)", protocol,
+                        fold.index + 1, len(folds), ",".join(fold.test_speakers) or "random", res["ua"], res["wa"],
+                        res["macro_f1"], res["n"], res["seconds"])
+            results.append(res)
+        summary = summarize(results)
+        mlflow.log_metrics({"test_ua": summary["ua_mean"], "test_ua_std": summary["ua_std"],
+                            "test_wa": summary["wa_mean"], "test_wa_std": summary["wa_std"],
+                            "test_macro_f1": summary["macro_f1_mean"], "test_macro_f1_std": summary["macro_f1_std"]})
+        table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in results])
+        mlflow.log_text(table.to_csv(index=False), "evaluation/folds.csv")
+        pooled = np.sum([r["confusion"] for r in results], axis=0)
+        png = evaluate.plot_confusion(pooled, vocab, out / protocol / "confusion_pooled.png",
+                                      title=f"{protocol}, all folds pooled: UA {summary['ua_mean']:.3f} "
+                                            f"± {summary['ua_std']:.3f} (mean ± sd over folds)")
+        mlflow.log_artifact(str(png), "evaluation")
+    logger.info("%s: UA %.3f ± %.3f  WA %.3f ± %.3f  macro-F1 %.3f ± %.3f over %d folds", protocol,
+                summary["ua_mean"], summary["ua_std"], summary["wa_mean"], summary["wa_std"],
+                summary["macro_f1_mean"], summary["macro_f1_std"], summary["folds"])
+    return {"protocol": protocol, "evaluation": evaluation, **summary, "n_folds": n_folds,
+            "seconds": round(time.perf_counter() - t0, 1), "fold_results": results,
+            "confusion_pooled": pooled.tolist(), "vocabulary": vocab, "mlflow_run_id": run.info.run_id}
+
+
+@flow(name="cross_validate", log_prints=True)
+def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | None = None, group: str | None = None,
+                   mlflow_uri: str | None = None, n_folds: int = 6, max_folds: int | None = None,
+                   storage_options: dict | None = None, out_dir: str | None = None, verbose: int = 0) -> dict:
+    """Cross-validate one protocol, or the leakage ablation (all three), on a feature-store group.
+
+    Args:
+        store_url: Zarr store path or URL.
+        protocol: ``cv-actor``, ``clip-split``, ``row-split`` (see :mod:`ser_tasks.crossval`) or
+            ``ablation`` (the three, each under its own run, nested in one parent run).
+        config: :class:`ser_tasks.config.PipelineConfig` as a dict (``train``, ``split.seed`` and
+            ``tracking`` are used here).
+        n_folds: folds in each partition; ``max_folds`` runs only the first ones (all when ``None``).
+        out_dir: models, plots and curves per fold (a temporary folder if ``None``).
+
+    Returns:
+        For one protocol: ``{"protocol", "ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean",
+        "macro_f1_std", "folds", "fold_results", "mlflow_run_id", ...}``. For the ablation:
+        ``{"protocols": {name: that}, "table": [...], "mlflow_run_id"}``.
+
+    Raises:
+        ValueError: unknown protocol, too few speakers or clips for the folds, or ``max_folds`` < 1.
+    """
+    check_protocol(protocol, max_folds)
+    cfg = PipelineConfig.model_validate(config or {})
+    store = FeatureStore.locate(store_url, group, storage_options)
+    g = store.open()
+    _folds(store, "cv-actor" if protocol == ABLATION else protocol, n_folds, cfg.split.seed)  # fail before any run
+    tracking.setup(mlflow_uri, cfg.tracking.experiment)
+    out = Path(out_dir or tempfile.mkdtemp(prefix="ser-cv-"))
+    tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
+            "corpus": g.attrs.get("corpus", ""), "manifest_fingerprint": g.attrs.get("manifest_fingerprint", "")}
+    if protocol != ABLATION:
+        with mlflow.start_run(run_name=protocol, tags=tags):
+            return _protocol(store, protocol, cfg, n_folds, max_folds, out, verbose)
+    with mlflow.start_run(run_name="leakage-ablation", tags={**tags, "protocol": ABLATION}) as parent:
+        mlflow.log_params(cfg.flat_params())
+        results = {p: _protocol(store, p, cfg, n_folds, max_folds, out, verbose) for p in PROTOCOLS}
+        table = ablation_table(results)
+        mlflow.log_text(table.to_csv(index=False), "evaluation/ablation.csv")
+        mlflow.log_metrics({f"ablation_{p.replace('-', '_')}_ua": r["ua_mean"] for p, r in results.items()})
+    return {"protocols": results, "table": table.to_dict(orient="records"), "mlflow_run_id": parent.info.run_id}
+
+
+def ablation_table(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per protocol: UA, WA and macro-F1 as mean and sd over folds, and the UA gap to
+    ``cv-actor`` in percentage points (how much the protocol inflates the score)."""
+    base = results.get("cv-actor", {}).get("ua_mean")
+    rows = []
+    for p, r in results.items():
+        rows.append({"protocol": p, "what it holds out": DESCRIPTIONS[p], "folds": r["folds"],
+                     "UA": round(r["ua_mean"], 4), "UA sd": round(r["ua_std"], 4), "WA": round(r["wa_mean"], 4),
+                     "macro-F1": round(r["macro_f1_mean"], 4),
+                     "UA gain over cv-actor (pp)": round(100 * (r["ua_mean"] - base), 1) if base is not None else None})
+    return pd.DataFrame(rows)
+
+
+@flow(name="ser_evaluate", log_prints=True)
+def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: dict | None = None,
+                 corpus: str | None = None, mlflow_uri: str | None = None, dask_address: str | None = None,
+                 n_folds: int = 6, max_folds: int | None = None, storage_options: dict | None = None,
+                 crema_demographics: str | None = None, out_dir: str | None = None, verbose: int = 0) -> dict:
+    """Corpus -> split-agnostic Zarr features (every clip augmented; resumable) -> :func:`cross_validate`.
+
+    ``config`` gets :data:`EVALUATION_OVERRIDES` applied.
+
+    Returns:
+        ``{"extract": <extract_features summary>, "evaluation": <cross_validate result>, "seconds"}``.
+    """
+    t0 = time.perf_counter()
+    check_protocol(protocol, max_folds)  # before minutes of extraction
+    cfg = PipelineConfig.model_validate(config or {}).with_overrides(EVALUATION_OVERRIDES)
+    runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+    extracted = extract_features.with_options(task_runner=runner)(
+        root, store_url, cfg.model_dump(mode="json"), corpus, storage_options, crema_demographics, False)
+    result = cross_validate(store_url, protocol, cfg.model_dump(mode="json"), extracted["group"], mlflow_uri, n_folds,
+                            max_folds, storage_options, out_dir, verbose)
+    return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def summary_json(result: dict) -> str:
+    """``result`` as indented JSON (numpy scalars converted)."""
+    return json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))

@@ -1,0 +1,70 @@
+"""`ser evaluate`: extraction of every clip with its copies, folds as nested MLflow runs, one table."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_ravdess_like
+from ser_tasks.cli import app
+from ser_tasks.store import FeatureStore
+
+pytestmark = pytest.mark.slow
+
+
+def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, prefect_harness, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05", "04"), takes=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
+    config = tmp_path / "c.yaml"
+    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16}\n"
+                      "train: {batch_size: 8, epoch_rows: one_per_clip}\n")
+    result = CliRunner().invoke(app, [
+        "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri, "--protocol", "ablation", "--folds", "3",
+        "--max-folds", "2", "--epochs", "2", "--workers", "1", "--config", str(config),
+        "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads(summary_path.read_text())
+
+    # Every clip (36) got its original and one copy, whatever the store's own holdout split says.
+    g = FeatureStore.locate(store_url).open()
+    assert g["variant"].shape[0] == 72 and (np.bincount(g["variant"][:]) == 36).all()
+    assert summary["extract"]["rows"] == 72 and summary["extract"]["failed_rows"] == 0
+
+    protocols = summary["evaluation"]["protocols"]
+    assert set(protocols) == {"cv-actor", "clip-split", "row-split"}
+    cv = protocols["cv-actor"]
+    assert cv["folds"] == 2 and cv["n_folds"] == 3
+    assert [r["test_speakers"] for r in cv["fold_results"]] == [["ravdess:01", "ravdess:02"], ["ravdess:03", "ravdess:04"]]
+    assert all(r["n"] == 12 for r in cv["fold_results"])  # 2 actors x 6 originals, no copies scored
+    assert all(r["train_rows"] == 48 for r in cv["fold_results"])  # 4 actors x 6 clips x 2 rows
+    ua = [r["ua"] for r in cv["fold_results"]]
+    assert cv["ua_mean"] == pytest.approx(np.mean(ua)) and cv["ua_std"] == pytest.approx(np.std(ua, ddof=1))
+    assert protocols["row-split"]["fold_results"][0]["n"] == 24  # a third of all 72 rows, copies included
+    assert [row["protocol"] for row in summary["evaluation"]["table"]] == ["cv-actor", "clip-split", "row-split"]
+
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(summary["evaluation"]["mlflow_run_id"])
+    assert parent.data.metrics["ablation_cv_actor_ua"] == pytest.approx(cv["ua_mean"])
+    exp = parent.info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["clip-split", "cv-actor", "row-split"]
+    cv_run = next(r for r in children if r.info.run_name == "cv-actor")
+    assert cv_run.data.metrics["test_ua"] == pytest.approx(cv["ua_mean"])
+    assert "actor-disjoint" in cv_run.data.tags["evaluation"]
+    folds = client.search_runs([exp], f"tags.mlflow.parentRunId = '{cv_run.info.run_id}'")
+    assert sorted(r.info.run_name for r in folds) == ["cv-actor-fold1", "cv-actor-fold2"]
+    assert {r.data.params["test_speakers"] for r in folds} == {"ravdess:01,ravdess:02", "ravdess:03,ravdess:04"}
+    assert all("fold_ua" in r.data.metrics and "test_ua" not in r.data.metrics for r in folds)
+    assert cv_run.data.params["train.schedule"] == "cosine" and cv_run.data.params["augment.scope"] == "all"
+
+
+def test_evaluate_refuses_an_unknown_protocol_before_any_work(tmp_path, prefect_harness, ravdess_like, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["evaluate", str(ravdess_like), "--store", str(tmp_path / "f.zarr"),
+                                      "--protocol", "leave-one-in", "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 2 and "unknown protocol 'leave-one-in'" in result.output
+    assert not (tmp_path / "f.zarr").exists()
