@@ -39,7 +39,7 @@ EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", envvar="SER_S
 DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes [config extract.workers, default 2].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs [config train.epochs].")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), notebook_cnn2d or notebook_cnn1d.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), tdnn, notebook_cnn2d or notebook_cnn1d.")]
 VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip [config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
 

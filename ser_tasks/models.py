@@ -7,6 +7,10 @@ sees one), JAX or PyTorch backends.
   batch norm, on the log-mel, the first strided; each frame's remaining bands and channels
   flattened, then mean and standard deviation over time ("statistics pooling", Snyder et al. 2018,
   x-vectors); about 0.23 M parameters, sized to train on two CPU cores.
+- ``tdnn`` (ours, used by ``ser evaluate``'s benchmark): a time-delay network (1D convolutions
+  over time with the mel bands as channels, dilated as in Peddinti et al. 2015 and the x-vector
+  front end of Snyder et al. 2018) on the log-mel averaged over 4 frames (40 ms), then statistics
+  pooling; about 0.24 M parameters and about a quarter of ``compact_cnn``'s time per example.
 - ``notebook_cnn2d``: the seed notebooks' 2D CNN on the log-mel (REFERENCE.md): Conv2D 256 5x5 ->
   Conv2D 128 5x5 -> MaxPool 5x5/2 -> [Conv2D 128 5x5 -> MaxPool 5x5/2] x 2 -> Dense 128 -> softmax.
 - ``notebook_cnn1d``: the seed notebooks' 1D CNN on ZCR and RMS (REFERENCE.md): Conv1D 64/128/256
@@ -26,7 +30,7 @@ from keras import layers
 from .data import Normalizer, norm_axis
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
-MODEL_INPUTS = {"compact_cnn": "log_mel", "notebook_cnn2d": "log_mel", "notebook_cnn1d": "zcr_rms"}
+MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel", "notebook_cnn1d": "zcr_rms"}
 
 
 def _normalization(normalizer: Normalizer) -> layers.Layer:
@@ -73,6 +77,31 @@ def compact_cnn(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
+def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
+    """Body of ``tdnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
+
+    Frames are averaged ``pool`` at a time first (10 ms hop -> 40 ms): emotion lives in prosody
+    and spectral envelope that change more slowly, and a quarter of the frames buys four times
+    the epochs in the same time. On actor-disjoint RAVDESS (train actors 9-24, test 5-8, one
+    drawn copy per clip per epoch) that raised UA from 34.8 % (25 epochs on strided full-rate
+    frames) to 54.3 % (60 epochs at 40 ms) in about the same time. Layers: Conv1D ``width``
+    k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
+    mean and standard deviation over time; Dense 128; softmax.
+    """
+    x = layers.Reshape((x.shape[1], x.shape[2]))(x)  # (batch, n_mels, T)
+    x = layers.Permute((2, 1))(x)  # (batch, T, n_mels): bands become channels
+    x = layers.AveragePooling1D(pool, padding="same")(x)  # (batch, ceil(T / pool), n_mels)
+    for filters, kernel, dilation in ((width, 5, 1), (width, 3, 2), (width, 3, 3), (2 * width, 1, 1)):
+        x = layers.Conv1D(filters, kernel, dilation_rate=dilation, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = StatisticsPooling(name="stats_pool")(x)  # (batch, 4 width)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
 def notebook_cnn2d(x, n_classes: int):
     """Body of the seed notebooks' 2D CNN (REFERENCE.md, about 6.6 M parameters at 128 x 151)."""
     x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
@@ -97,7 +126,7 @@ def notebook_cnn1d(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
-MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "notebook_cnn2d": notebook_cnn2d,
+MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
                                "notebook_cnn1d": notebook_cnn1d}
 
 

@@ -11,7 +11,7 @@ def normalizer(name, bands):
 
 
 @pytest.mark.parametrize("name, shape, bands", [
-    ("compact_cnn", (16, 40, 1), 16), ("notebook_cnn2d", (16, 40, 1), 16), ("notebook_cnn1d", (40, 2), 2)])
+    ("compact_cnn", (16, 40, 1), 16), ("tdnn", (16, 41, 1), 16), ("notebook_cnn2d", (16, 40, 1), 16), ("notebook_cnn1d", (40, 2), 2)])
 def test_models_output_class_probabilities(name, shape, bands):
     model = build_model(name, shape, 5, normalizer(MODEL_INPUTS[name], bands))
     x = np.random.default_rng(0).normal(5, 2, (3, *shape)).astype("float32")
@@ -40,3 +40,10 @@ def test_unknown_model_and_mismatched_normalizer_raise():
         build_model("resnet", (8, 8, 1), 2, normalizer("log_mel", 8))
     with pytest.raises(ValueError, match="normalizer is for"):
         build_model("notebook_cnn1d", (8, 2), 2, normalizer("log_mel", 8))
+
+
+def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate():
+    model = build_model("tdnn", (16, 301, 1), 8, normalizer("log_mel", 16))
+    pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling1D))
+    assert tuple(pooled.output.shape) == (None, 76, 16)  # ceil(301 / 4) frames of 16 bands
+    assert model.get_layer("stats_pool").output.shape[-1] == 4 * 128
