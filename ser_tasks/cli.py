@@ -255,10 +255,11 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
         if table.empty:
             raise ValueError(f"experiment {experiment!r} has no evaluated runs (none logged test_ua)")
     out = Table(title=f"MLflow experiment {experiment!r}: scores on held-out speakers")
-    for col in ("run", "model", "features", "augmentation", "UA", "WA", "macro-F1", "duration", "started"):
+    for col in ("run", "model", "features", "augmentation", "evaluation", "UA", "WA", "macro-F1", "duration", "started"):
         out.add_column(col, justify="right" if col in ("UA", "WA", "macro-F1", "duration") else "left")
     for r in table.itertuples():
-        out.add_row(r.run_id[:8], r.model, r.features, r.augmentation, f"{r.ua:.3f}", f"{r.wa:.3f}",
+        ua = f"{r.ua:.3f}" if r.ua_std != r.ua_std else f"{r.ua:.3f} ± {r.ua_std:.3f}"  # NaN: a single split
+        out.add_row(r.run_id[:8], r.model, r.features, r.augmentation, r.evaluation or "-", ua, f"{r.wa:.3f}",
                     f"{r.macro_f1:.3f}", f"{r.duration_s:.0f} s", f"{r.start_time:%Y-%m-%d %H:%M}")
     console.print(out)
     path = plot_runs(table, plot or Path(f"ser-out/compare-{experiment}.png"), f"{experiment}: held-out speakers")

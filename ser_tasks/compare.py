@@ -13,8 +13,8 @@ import pandas as pd
 from .models import MODEL_INPUTS
 
 AUGMENTS = ("noise", "pitch", "stretch", "shift", "gain")
-COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluation", "ua", "wa", "macro_f1",
-           "duration_s", "start_time"]
+COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluation", "ua", "ua_std", "wa",
+           "macro_f1", "duration_s", "start_time"]
 
 
 def _augmentation(params: dict) -> str:
@@ -41,7 +41,8 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
     """The evaluated runs of ``experiment``, best UA first.
 
     Returns:
-        Columns :data:`COLUMNS`: ``ua``/``wa``/``macro_f1`` in [0, 1] (test speakers),
+        Columns :data:`COLUMNS`: ``ua``/``wa``/``macro_f1`` in [0, 1] (test speakers; a
+        cross-validation's means over folds, with ``ua_std`` its sd, NaN for a single split),
         ``duration_s`` in seconds (run start to end; NaN while running).
 
     Raises:
@@ -65,7 +66,8 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
         rows.append({
             "run_id": run.info.run_id, "run_name": run.info.run_name, "model": params.get("train.model", "?"),
             "features": _features(params), "augmentation": _augmentation(params),
-            "evaluation": tags.get("evaluation", ""), "ua": metrics["test_ua"], "wa": metrics.get("test_wa"),
+            "evaluation": tags.get("evaluation", ""), "ua": metrics["test_ua"],
+            "ua_std": metrics.get("test_ua_std", float("nan")), "wa": metrics.get("test_wa"),
             "macro_f1": metrics.get("test_macro_f1"),
             "duration_s": (end - run.info.start_time) / 1000 if end else float("nan"),
             "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
