@@ -1,12 +1,16 @@
 """`ser evaluate`: extraction of every clip with its copies, folds as nested MLflow runs, one table."""
 
 import json
+import os
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import flows.evaluate  # noqa: F401  (Dask sets up its log handlers on import: here, not inside CliRunner's stream)
 from conftest import make_ravdess_like
 from ser_tasks.cli import app
 from ser_tasks.store import FeatureStore
@@ -22,11 +26,18 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
     config = tmp_path / "c.yaml"
     config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16}\n"
                       "train: {batch_size: 8, epoch_rows: one_per_clip}\n")
-    result = CliRunner().invoke(app, [
-        "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri, "--protocol", "ablation", "--folds", "3",
-        "--max-folds", "2", "--epochs", "2", "--workers", "1", "--config", str(config),
-        "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output + repr(result.exception)
+    # A child process, as a user runs it: in-process, TensorFlow's and Prefect's log handlers would
+    # bind to CliRunner's stream, which is closed afterwards, and break later tests' capture.
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = subprocess.run([
+        sys.executable, "-m", "ser_tasks.cli", "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri,
+        "--protocol", "ablation", "--folds", "3", "--max-folds", "2", "--epochs", "2", "--workers", "1",
+        "--config", str(config), "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Cross-validated scores" in result.stderr and "cv-actor" in result.stderr
     summary = json.loads(summary_path.read_text())
 
     # Every clip (36) got its original and one copy, whatever the store's own holdout split says.
