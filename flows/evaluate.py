@@ -75,7 +75,7 @@ def _folds(store: FeatureStore, protocol: str, n_folds: int, seed: int) -> list[
 
 
 def _protocol(store: FeatureStore, protocol: str, cfg: PipelineConfig, n_folds: int, max_folds: int | None,
-              out: Path, verbose: int) -> dict:
+              out: Path, verbose: int, tags: dict | None = None) -> dict:
     """Run one protocol's folds under a parent run (nested in the active run, if any)."""
     logger = get_run_logger()
     folds = _folds(store, protocol, n_folds, cfg.split.seed)[:max_folds]
@@ -83,7 +83,7 @@ def _protocol(store: FeatureStore, protocol: str, cfg: PipelineConfig, n_folds: 
     evaluation = f"{DESCRIPTIONS[protocol]}, {len(folds)} of {n_folds} folds"
     t0 = time.perf_counter()
     with mlflow.start_run(run_name=protocol, nested=mlflow.active_run() is not None,
-                          tags={"protocol": protocol, "evaluation": evaluation}) as run:
+                          tags={**(tags or {}), "protocol": protocol, "evaluation": evaluation}) as run:
         mlflow.log_params(cfg.flat_params())
         mlflow.log_params({"protocol": protocol, "folds": n_folds, "folds_run": len(folds),
                            "keras_backend": keras.backend.backend()})
@@ -146,11 +146,10 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | No
     tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
             "corpus": g.attrs.get("corpus", ""), "manifest_fingerprint": g.attrs.get("manifest_fingerprint", "")}
     if protocol != ABLATION:
-        with mlflow.start_run(run_name=protocol, tags=tags):
-            return _protocol(store, protocol, cfg, n_folds, max_folds, out, verbose)
+        return _protocol(store, protocol, cfg, n_folds, max_folds, out, verbose, tags)
     with mlflow.start_run(run_name="leakage-ablation", tags={**tags, "protocol": ABLATION}) as parent:
         mlflow.log_params(cfg.flat_params())
-        results = {p: _protocol(store, p, cfg, n_folds, max_folds, out, verbose) for p in PROTOCOLS}
+        results = {p: _protocol(store, p, cfg, n_folds, max_folds, out, verbose, tags) for p in PROTOCOLS}
         table = ablation_table(results)
         mlflow.log_text(table.to_csv(index=False), "evaluation/ablation.csv")
         mlflow.log_metrics({f"ablation_{p.replace('-', '_')}_ua": r["ua_mean"] for p, r in results.items()})

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import flows.evaluate  # noqa: F401  (Dask sets up its log handlers on import: here, not inside CliRunner's stream)
 from conftest import make_ravdess_like
+from flows.evaluate import cross_validate  # imports Dask, which binds log handlers: here, not in CliRunner
 from ser_tasks.cli import app
+from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore
 
 pytestmark = pytest.mark.slow
@@ -71,6 +72,16 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
     assert {r.data.params["test_speakers"] for r in folds} == {"ravdess:01,ravdess:02", "ravdess:03,ravdess:04"}
     assert all("fold_ua" in r.data.metrics and "test_ua" not in r.data.metrics for r in folds)
     assert cv_run.data.params["train.schedule"] == "cosine" and cv_run.data.params["augment.scope"] == "all"
+
+    # One protocol alone: its run is the top-level parent of its folds, carrying the store's tags.
+    cfg = PipelineConfig().with_overrides({"train.epochs": 1, "train.batch_size": 8, "train.schedule": "cosine"})
+    alone = cross_validate(store_url, "cv-actor", cfg.model_dump(mode="json"), None, uri, 3, 1,
+                           out_dir=str(tmp_path / "alone"))
+    top = client.get_run(alone["mlflow_run_id"])
+    assert "mlflow.parentRunId" not in top.data.tags and top.data.tags["store_group"] == FeatureStore.locate(store_url).group
+    assert alone["folds"] == 1 and "test_ua" in top.data.metrics
+    (fold,) = client.search_runs([exp], f"tags.mlflow.parentRunId = '{top.info.run_id}'")
+    assert fold.info.run_name == "cv-actor-fold1"
 
 
 def test_evaluate_refuses_an_unknown_protocol_before_any_work(tmp_path, prefect_harness, ravdess_like, monkeypatch):
