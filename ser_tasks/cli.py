@@ -29,18 +29,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True)
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Zarr feature store: local path or URL (s3://bucket/x.zarr).")]
-MlflowOpt = Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")]
+MlflowOpt = Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI \\[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")]
 DaskOpt = Annotated[str | None, typer.Option("--dask-address", help="Existing Dask scheduler (tcp://host:8786); default: a LocalCluster.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
 SummaryOpt = Annotated[Path | None, typer.Option("--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
-CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="ravdess, crema_d, tess, savee, emodb or folders [default: detect].")]
+CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="ravdess, crema_d, tess, savee, emodb or folders \\[default: detect].")]
 StorageOpt = Annotated[str | None, typer.Option("--storage-options", envvar="SER_STORAGE_OPTIONS", help="fsspec/s3fs options as JSON, e.g. '{\"key\": \"...\", \"secret\": \"...\"}' (credentials are never logged; the AWS environment/config chain works too).")]
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", envvar="SER_S3_ENDPOINT_URL", help="S3-compatible endpoint (MinIO, Ceph...), e.g. http://127.0.0.1:9000.")]
 DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes [config extract.workers, default 2].")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs [config train.epochs].")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes \\[config extract.workers, default 2].")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs \\[config train.epochs].")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), tdnn, notebook_cnn2d or notebook_cnn1d.")]
-VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip [config augment.variants].")]
+VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip \\[config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
 
 
@@ -142,7 +142,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
 
 
 @app.command()
-def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction group [default: the only one].")] = None,
+def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction group \\[default: the only one].")] = None,
           mlflow_uri: MlflowOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
           storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
           out_dir: OutOpt = Path("ser-out/train")) -> None:
@@ -166,7 +166,7 @@ def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction
 def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
              protocol: Annotated[str, typer.Option("--protocol", help="cv-actor (speaker-independent), clip-split, row-split (the seed notebooks'), or ablation (all three).")] = "cv-actor",
              folds: Annotated[int, typer.Option("--folds", help="Folds in the partition (RAVDESS: 6 folds of 4 actors, as EmoBox).")] = 6,
-             max_folds: Annotated[int | None, typer.Option("--max-folds", help="Run only the first N folds of each protocol [default: all].")] = None,
+             max_folds: Annotated[int | None, typer.Option("--max-folds", help="Run only the first N folds of each protocol \\[default: all].")] = None,
              mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None, config: ConfigOpt = None,
              summary_json: SummaryOpt = None, corpus: CorpusOpt = None, storage_options: StorageOpt = None,
              endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None, workers: WorkersOpt = None,
@@ -244,7 +244,7 @@ def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlf
 @app.command()
 def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment name (e.g. ser).")] = "ser",
             mlflow_uri: MlflowOpt = None,
-            plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the runs' scores [default: ser-out/compare-EXPERIMENT.png].")] = None,
+            plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the runs' scores \\[default: ser-out/compare-EXPERIMENT.png].")] = None,
             csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
     """Table of an experiment's evaluated runs (model, features, augmentation, UA, WA, macro-F1,
     duration), best UA first, and a plot of their scores."""
