@@ -10,7 +10,6 @@ backend sees one).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -191,7 +190,3 @@ def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: 
                             max_folds, storage_options, out_dir, verbose)
     return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
 
-
-def summary_json(result: dict) -> str:
-    """``result`` as indented JSON (numpy scalars converted)."""
-    return json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))

@@ -75,9 +75,16 @@ class Normalizer:
                 "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
-def row_indices(group: zarr.Group, split: int) -> np.ndarray:
-    """Sorted indices of completed rows in one split (0 train, 1 val, 2 test). Failed rows are left out."""
-    return np.flatnonzero((group["split"][:] == split) & (group["status"][:] == DONE))
+def row_indices(group: zarr.Group, split: int, originals_only: bool = False) -> np.ndarray:
+    """Sorted indices of completed rows in one split (0 train, 1 val, 2 test). Failed rows are left out.
+
+    ``originals_only`` keeps variant 0 only: validation and test speakers are scored on their
+    original clips, even in a store that augmented every clip (``augment.scope: all``).
+    """
+    keep = (group["split"][:] == split) & (group["status"][:] == DONE)
+    if originals_only:
+        keep &= group["variant"][:] == 0
+    return np.flatnonzero(keep)
 
 
 def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:

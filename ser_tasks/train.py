@@ -108,7 +108,7 @@ def fit(store: FeatureStore, cfg: TrainConfig, out_dir: Path, extra_callbacks: l
         ValueError: unknown model, or no completed training rows.
     """
     g = store.open()
-    idx = {s: row_indices(g, s) for s in (TRAIN, VAL, TEST)}
+    idx = {s: row_indices(g, s, originals_only=s != TRAIN) for s in (TRAIN, VAL, TEST)}
     if idx[TRAIN].size == 0:
         raise ValueError(f"{store.url}/{store.group}: no completed training rows")
     result = train_rows(g, idx[TRAIN], cfg, out_dir, idx[VAL], extra_callbacks, verbose)
@@ -223,7 +223,7 @@ def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: 
     """
     g = store.open()
     vocab = list(g.attrs["vocabulary"])
-    idx = row_indices(g, split)
+    idx = row_indices(g, split, originals_only=split != TRAIN)
     if idx.size == 0:
         raise ValueError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
     y_true, pred = score_rows(g, model_path, idx)

@@ -28,6 +28,12 @@ def test_rows_of_a_split_exclude_failures(group):
     assert train.size == 29 and 5 not in train
 
 
+def test_held_out_rows_can_be_limited_to_original_clips(group):
+    group.create_array("variant", shape=(50,), chunks=(8,), dtype="int16")[:] = np.arange(50) % 2
+    assert row_indices(group, 2).tolist() == list(range(40, 50))
+    assert row_indices(group, 2, originals_only=True).tolist() == [40, 42, 44, 46, 48]
+
+
 def test_sequence_serves_every_row_once_per_epoch_and_reshuffles(group):
     idx = row_indices(group, 0)
     seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=1)
