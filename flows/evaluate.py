@@ -73,11 +73,10 @@ def _folds(store: FeatureStore, protocol: str, n_folds: int, seed: int) -> list[
                       g["status"][:] == DONE, n_folds, seed)
 
 
-def _protocol(store: FeatureStore, protocol: str, cfg: PipelineConfig, n_folds: int, max_folds: int | None,
+def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: PipelineConfig, n_folds: int,
               out: Path, verbose: int, tags: dict | None = None) -> dict:
-    """Run one protocol's folds under a parent run (nested in the active run, if any)."""
+    """Run the given folds of one protocol under a parent run (nested in the active run, if any)."""
     logger = get_run_logger()
-    folds = _folds(store, protocol, n_folds, cfg.split.seed)[:max_folds]
     vocab = list(store.open().attrs["vocabulary"])
     evaluation = f"{DESCRIPTIONS[protocol]}, {len(folds)} of {n_folds} folds"
     t0 = time.perf_counter()
@@ -139,16 +138,18 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | No
     cfg = PipelineConfig.model_validate(config or {})
     store = FeatureStore.locate(store_url, group, storage_options)
     g = store.open()
-    _folds(store, "cv-actor" if protocol == ABLATION else protocol, n_folds, cfg.split.seed)  # fail before any run
+    # Every protocol's folds, once, before any run: too few speakers or clips fails here.
+    folds = {p: _folds(store, p, n_folds, cfg.split.seed)[:max_folds]
+             for p in (PROTOCOLS if protocol == ABLATION else (protocol,))}
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-cv-"))
     tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
             "corpus": g.attrs.get("corpus", ""), "manifest_fingerprint": g.attrs.get("manifest_fingerprint", "")}
     if protocol != ABLATION:
-        return _protocol(store, protocol, cfg, n_folds, max_folds, out, verbose, tags)
+        return _protocol(store, protocol, folds[protocol], cfg, n_folds, out, verbose, tags)
     with mlflow.start_run(run_name="leakage-ablation", tags={**tags, "protocol": ABLATION}) as parent:
         mlflow.log_params(cfg.flat_params())
-        results = {p: _protocol(store, p, cfg, n_folds, max_folds, out, verbose, tags) for p in PROTOCOLS}
+        results = {p: _protocol(store, p, folds[p], cfg, n_folds, out, verbose, tags) for p in PROTOCOLS}
         table = ablation_table(results)
         mlflow.log_text(table.to_csv(index=False), "evaluation/ablation.csv")
         mlflow.log_metrics({f"ablation_{p.replace('-', '_')}_ua": r["ua_mean"] for p, r in results.items()})
