@@ -94,3 +94,26 @@ def mlflow_uri(tmp_path: Path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris():
+    """Restore MLflow's process-wide tracking and registry URIs after each test.
+
+    ``tracking.setup`` (any in-process flow) sets both with ``mlflow.set_*_uri``, which write module
+    globals *and* ``os.environ`` (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI). Left behind, one test's
+    sqlite registry answers the next test's ``models:/`` lookups (seen: test_scale_out could not
+    find its registered model after an in-process ``cross_validate``).
+    """
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = tracking._tracking_uri, registry._registry_uri, {n: os.environ.get(n) for n in names}
+    yield
+    tracking._tracking_uri, registry._registry_uri = saved[:2]
+    for name, value in saved[2].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

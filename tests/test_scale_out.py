@@ -106,8 +106,10 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     client_env |= {"PREFECT_API_URL": stack.urls["prefect"], "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     options = json.dumps({"key": DEV_KEY, "secret": SECRET})
     summary_path = tmp_path / "run.json"
-    config = tmp_path / "ser.yaml"  # small chunks, so that an append leaves whole old chunks behind it
-    config.write_text("extract:\n  batch_rows: 16\n")
+    # Small chunks, so that an append leaves whole old chunks behind it even on the synthetic
+    # corpus (9 clips, 12 rows: fewer than one chunk of 16).
+    config = tmp_path / "ser.yaml"
+    config.write_text("extract:\n  batch_rows: 4\n")
 
     # ---- phase 1: `ser run` with everything remote ------------------------------------------
     out = _ser(["run", ROOT, "--store", STORE, "--dask-address", stack.urls["dask"], "--mlflow-uri",
