@@ -39,3 +39,31 @@ def test_log_mel_peaks_in_the_band_of_the_tone():
     peak_band = int(np.argmax(lm[:, 50]))
     assert abs(centres[peak_band] - 1000) < 100
     assert lm.max() - lm.min() <= cfg.top_db + 1e-3  # floored top_db below the peak
+
+
+def _speechlike(seed: int = 0) -> np.ndarray:
+    """Noise bursts of varied level with exact silence, tiny values and both signs: the cases where
+    a frame-sum shortcut could differ from librosa's per-frame computation."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(SR * 2, np.float32)
+    y[3000:12000] = 0.3 * rng.standard_normal(9000)
+    y[15000:20000] = 1e-4 * rng.standard_normal(5000)
+    y[20000:20100] = 5e-11  # below the zero-crossing threshold
+    y[20100:20200] = -5e-11
+    y[22000:28000] = np.sin(np.arange(6000) * 0.3)
+    return y
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(n_fft=400, win_length=400, hop_length=123)])
+def test_features_equal_librosa_reference(cfg):
+    y = _speechlike()
+    feats = extract(y, SR, cfg)
+    zcr = librosa.feature.zero_crossing_rate(y, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True)[0]
+    np.testing.assert_array_equal(feats["zcr"], zcr.astype(np.float32))
+    rms = librosa.feature.rms(y=y, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True)[0]
+    np.testing.assert_allclose(feats["rms"], rms, rtol=1e-5, atol=1e-9)
+    assert feats["rms"][-3:].tolist() == [0.0, 0.0, 0.0]  # silence stays exactly silent
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                         win_length=cfg.win_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    ref = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
+    np.testing.assert_allclose(feats["log_mel"], ref, atol=1e-3)
