@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SR, dominant_freq, sine
 from ser_tasks.augment import (NO_AUGMENTATION, PARAM_NAMES, AugmentParams, add_noise, apply_gain, draw_params,
-                               pitch_shift, time_shift, time_stretch)
+                               pitch_shift, stretch_and_pitch_shift, time_shift, time_stretch)
 from ser_tasks.config import AugmentConfig
 
 
@@ -23,6 +23,18 @@ def test_time_stretch_changes_length_not_pitch():
     fast = time_stretch(y, 1.25)
     assert len(fast) == pytest.approx(len(y) / 1.25, rel=0.02)
     assert dominant_freq(fast[1000:-1000]) == pytest.approx(300, rel=0.01)
+
+
+def test_stretch_and_pitch_in_one_pass_match_the_two_in_turn():
+    y = sine(330, 1.0)
+    both = stretch_and_pitch_shift(y, SR, 0.8, -2.0)
+    in_turn = pitch_shift(time_stretch(y, 0.8), SR, -2.0)
+    assert len(both) == len(in_turn) == round(len(y) / 0.8)
+    assert dominant_freq(both[2000:-2000]) == pytest.approx(330 * 2 ** (-2 / 12), rel=0.01)
+    assert dominant_freq(both[2000:-2000]) == pytest.approx(dominant_freq(in_turn[2000:-2000]), rel=0.005)
+    # same envelope: the tone fills the same stretched span
+    rms = lambda x: np.sqrt(np.mean(x[2000:-2000] ** 2))  # noqa: E731
+    assert rms(both) == pytest.approx(rms(in_turn), rel=0.05)
 
 
 def test_noise_is_added_at_the_requested_snr():
