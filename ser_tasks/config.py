@@ -134,11 +134,15 @@ class SplitConfig(_Section):
 class ExtractConfig(_Section):
     """How extraction is fanned out; none of this changes the features themselves.
 
-    ``batch_rows`` is both the rows handled by one Prefect task and the Zarr chunk length along the
-    row axis, so every task writes whole chunks only.
+    ``batch_rows`` is the Zarr chunk length along the row axis (the unit of a write, and of the
+    training loader's shuffle); one Prefect task computes up to ``chunks_per_task`` adjacent pending
+    chunks, so every task writes whole chunks only. Each task costs about 0.4 CPU-seconds of
+    Prefect bookkeeping (its own API client, settings and state changes; docs/benchmarks.md), so
+    four 64-row chunks, about 5 s of work, keep that under a tenth.
     """
 
     batch_rows: int = Field(64, ge=1, le=4096)
+    chunks_per_task: int = Field(4, ge=1, le=1024)
     workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     retries: int = Field(2, ge=0)

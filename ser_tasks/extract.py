@@ -33,7 +33,7 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
 
 
 def process_region(url: str, group: str, start: int, stop: int, storage_options: dict | None = None) -> dict:
-    """Compute and write the features of store rows ``start:stop`` (one whole chunk).
+    """Compute and write the features of store rows ``start:stop`` (whole chunks).
 
     Each distinct clip in the range is decoded once; a clip that fails marks its rows failed with
     the reason and the rest of the range carries on. Rows no longer pending are copied as stored.
@@ -56,8 +56,8 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     variants = g["variant"][start:stop]
     params = g["augment"][start:stop]
     n = stop - start
-    # Rows already finished (the tail of a chunk an appending run grew) are copied, not recomputed:
-    # the task must still write the whole chunk.
+    # Rows already finished (the head of a chunk an appending run grew) are copied, not recomputed:
+    # the task must still write whole chunks.
     status = g["status"][start:stop].astype(np.int8)
     errors = list(read_strings(g["error"], slice(start, stop)))
     kept = status != PENDING

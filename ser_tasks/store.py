@@ -331,17 +331,36 @@ class FeatureStore:
         status = self.open()["status"][:]
         return [(s, e) for s, e in self.regions() if (status[s:e] == PENDING).any()]
 
+    def task_regions(self, chunks_per_task: int) -> list[tuple[int, int]]:
+        """:meth:`pending_regions` merged into runs of up to ``chunks_per_task`` adjacent chunks: one
+        extraction task each. A complete chunk is never part of a task, so it is never rewritten.
+
+        Raises:
+            ValueError: ``chunks_per_task`` < 1.
+        """
+        if chunks_per_task < 1:
+            raise ValueError(f"chunks_per_task must be >= 1, got {chunks_per_task}")
+        out: list[list[int]] = []
+        run = 0
+        for s, e in self.pending_regions():
+            if out and out[-1][1] == s and run < chunks_per_task:
+                out[-1][1], run = e, run + 1
+            else:
+                out.append([s, e])
+                run = 1
+        return [(s, e) for s, e in out]
+
     def write_region(self, start: int, stop: int, features: dict[str, np.ndarray], status: np.ndarray,
                      errors: list[str]) -> None:
-        """Write one whole chunk-aligned row range: features first, then status (the commit mark).
+        """Write a row range of whole chunks: features first, then status (the commit mark).
 
         Raises:
             ValueError: ``start``/``stop`` not on chunk boundaries, or arrays of the wrong length.
         """
         g = self.open("r+")
         b, n = g.attrs["batch_rows"], g["status"].shape[0]
-        if start % b or (stop != min(start + b, n)):
-            raise ValueError(f"rows {start}:{stop} are not one whole chunk of {b} rows")
+        if start % b or not start < stop <= n or (stop % b and stop != n):
+            raise ValueError(f"rows {start}:{stop} are not whole chunks of {b} rows (of {n})")
         for name in FEATURES:
             g[name][start:stop] = features[name]
         g["error"][start:stop] = np.asarray(errors, dtype=str)

@@ -51,6 +51,24 @@ def test_extraction_fills_store_and_second_run_computes_nothing(ravdess_like, tm
     assert {k: v for k, v in _mtimes(tmp_path / "f.zarr").items() if "/c/" in k} == before
 
 
+def test_tasks_merge_adjacent_pending_chunks_only(ravdess_like, tmp_path):
+    cfg = CFG.with_overrides({"extract.batch_rows": 10})
+    _, plan = planned(ravdess_like, cfg)
+    url = str(tmp_path / "f.zarr")
+    store = FeatureStore.create_or_resume(url, cfg, plan)
+    n = len(plan)
+    assert n == 112  # 11 whole chunks and a partial one
+    process_region(url, store.group, 20, 30)  # a finished chunk splits the runs around it
+    assert store.task_regions(3) == [(0, 20), (30, 60), (60, 90), (90, 112)]
+    assert store.task_regions(1) == [r for r in store.regions() if r != (20, 30)]
+    with pytest.raises(ValueError, match="chunks_per_task"):
+        store.task_regions(0)
+    with pytest.raises(ValueError, match="whole chunks"):
+        process_region(url, store.group, 10, 15)
+    out = process_region(url, store.group, 90, 112)  # a multi-chunk task ending in the partial chunk
+    assert out["rows"] == out["done"] == 22
+
+
 def _mtimes(root):
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
@@ -148,7 +166,9 @@ def test_new_files_are_appended_and_only_they_are_computed(tmp_path):
     g = again.open()
     assert read_strings(g["clip_id"]).tolist()[:n0] == before
     assert (g["status"][:n0] == DONE).all() and (g["status"][n0:] == 0).all()
-    results = [process_region(url, again.group, s, e) for s, e in again.pending_regions()]
+    tasks = again.task_regions(3)  # the partial old chunk leads the first multi-chunk task
+    assert tasks[0][0] == n0 // 8 * 8 and tasks[0][1] - tasks[0][0] > 8
+    results = [process_region(url, again.group, s, e) for s, e in tasks]
     assert sum(r["rows"] for r in results) == n_new
     assert again.pending_regions() == [] and again.counts()["done"] == len(plan2)
     np.testing.assert_array_equal(g["log_mel"][:n0], old_features)  # the shared chunk's old rows kept
