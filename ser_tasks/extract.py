@@ -18,14 +18,16 @@ from .store import DONE, FAILED, PENDING, FeatureStore, read_strings
 
 
 def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig, params: AugmentParams,
-                  noise_rng: np.random.Generator) -> dict[str, np.ndarray]:
+                  noise_rng: np.random.Generator, trim: bool = True) -> dict[str, np.ndarray]:
     """Features of one (already decoded, resampled) clip under one variant's parameters.
 
-    Steps: trim silence -> stretch/pitch (length-changing) -> fix length -> shift/gain/noise ->
-    features. Shapes as :func:`ser_tasks.features.feature_shapes`.
+    Steps: trim silence (unless ``trim`` is false: the caller trimmed once for all of a clip's
+    variants) -> stretch/pitch (length-changing) -> fix length -> shift/gain/noise -> features.
+    Shapes as :func:`ser_tasks.features.feature_shapes`.
     """
     sr = audio_cfg.sample_rate
-    y = audio.trim_silence(y, audio_cfg.trim_top_db)
+    if trim:
+        y = audio.trim_silence(y, audio_cfg.trim_top_db)
     y = augment.augment_before_length(y, sr, params)
     y = audio.fix_length(y, audio_cfg.n_samples)
     y = augment.augment_after_length(y, sr, params, noise_rng)
@@ -71,7 +73,8 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
         path = str(paths[i])
         if path not in decoded:
             try:
-                decoded = {path: audio.load_audio(path, audio_cfg.sample_rate, storage_options)}
+                y = audio.load_audio(path, audio_cfg.sample_rate, storage_options)
+                decoded = {path: audio.trim_silence(y, audio_cfg.trim_top_db)}  # once for every variant
             except audio.AudioError as exc:
                 decoded = {path: exc}
         y = decoded[path]
@@ -79,7 +82,7 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
             if isinstance(y, Exception):
                 raise y
             rng = variant_rng(aug_cfg.seed, str(clip_ids[i]), int(variants[i]), stream=1)
-            feats = clip_features(y, audio_cfg, feat_cfg, AugmentParams.from_array(params[i]), rng)
+            feats = clip_features(y, audio_cfg, feat_cfg, AugmentParams.from_array(params[i]), rng, trim=False)
             for name, value in feats.items():
                 out[name][i] = value
         except Exception as exc:  # one bad clip must not sink the batch
