@@ -86,9 +86,10 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
                "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
     pending = store.task_regions(cfg.extract.chunks_per_task)
     rows_total = store.counts()["rows"]
+    b = cfg.extract.batch_rows  # tasks start on chunk boundaries: count their chunks without another status read
     logger.info("store %s group %s: %d rows (%d appended now), %d tasks over %d of %d chunks to compute",
                 redact_url(store_url), store.group, rows_total, store.appended_rows, len(pending),
-                len(store.pending_regions()), len(store.regions()))
+                sum(-(-(e - s) // b) for s, e in pending), -(-rows_total // b))
 
     results = []
     if pending:
