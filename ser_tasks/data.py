@@ -1,10 +1,12 @@
-"""Streaming training input from the Zarr store: never more than two row chunks in memory.
+"""Training input from the Zarr store: streamed (at most two row chunks in memory) or held in RAM.
 
 A :class:`ZarrSequence` (a ``keras.utils.PyDataset``, so it needs no ``tf.data`` and runs under
 any Keras backend) serves mini-batches of one model input for a set of store rows. Each epoch it
 shuffles the order of the row chunks and the rows within each chunk, so reads stay chunk-sequential
 while batches stay mixed. :func:`fit_normalizer` computes mean and variance over training rows in
-one streaming pass (float64 sums), for the model's ``Normalization`` layer.
+one streaming pass (float64 sums), for the model's ``Normalization`` layer. When the decoded
+input of its rows fits under ``memory_limit_mib``, a sequence reads them once and serves every
+epoch from RAM instead (see :class:`ZarrSequence`).
 """
 
 from __future__ import annotations
@@ -136,17 +138,26 @@ class ZarrSequence(keras.utils.PyDataset):
             row of each clip, drawn at random (seeded) from that clip's rows in ``indices`` (its
             original or an augmented copy), so an epoch costs one pass over the clips however
             many copies the store holds.
+        memory_limit_mib: when the decoded input of ``indices`` (``rows x prod(input_shape) x 4``
+            bytes) fits under this many MiB, it is read once here, chunk by chunk, and every epoch
+            is served from RAM; otherwise (and at 0) rows are streamed. Why: with
+            ``one_per_clip`` an epoch needs one row in ``1 + variants`` of every chunk, so streaming
+            decodes the whole store each epoch (measured on RAVDESS, 6,000 rows of 64 x 301: 2.9 s
+            of reading per 2.7 s of ``tdnn`` training per epoch on two cores).
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``;
     with ``class_weights``, a third item ``w`` float32 ``(batch,)``.
-    Memory: at most two decoded row chunks (``batch_rows`` rows each) are held in the cache, plus
-    the batches queued by prefetch workers.
+    Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each) are held in the
+    cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
+
+    Raises:
+        ValueError: no rows, or an unknown ``input_name``.
     """
 
     def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
-                 one_per_clip: np.ndarray | None = None, **kwargs):
+                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, **kwargs):
         super().__init__(**kwargs)
         if indices.size == 0:
             raise ValueError("ZarrSequence needs at least one row")
@@ -168,7 +179,27 @@ class ZarrSequence(keras.utils.PyDataset):
             _, self._clip_of = np.unique(np.asarray(one_per_clip)[self.indices], return_inverse=True)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._resident: np.ndarray | None = None
+        _arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
+        if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(group, input_name)) \
+                <= memory_limit_mib * 2**20:
+            self._resident = self._read_rows()
         self._order = self._make_order()
+
+    def _read_rows(self) -> np.ndarray:
+        """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
+        out = np.empty((self.indices.size, *input_shape(self.group, self.input_name)), dtype=np.float32)
+        at = 0
+        for c, rows in _by_chunk(self.indices, self.chunk).items():
+            out[at:at + rows.size] = self._chunk_input(c)[rows - c * self.chunk]
+            at += rows.size
+        self._cache.clear()
+        return out
+
+    @property
+    def resident(self) -> bool:
+        """Whether rows are served from RAM (read once) rather than streamed from the store."""
+        return self._resident is not None
 
     def _make_order(self) -> np.ndarray:
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -211,7 +242,10 @@ class ZarrSequence(keras.utils.PyDataset):
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
         rows = self._order[idx * self.batch_size:(idx + 1) * self.batch_size]
-        x = np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
+        if self._resident is not None:
+            x = self._resident[np.searchsorted(self.indices, rows)]
+        else:
+            x = np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
         if self.weights is not None:
             return x, self.labels_all[rows], self.weights[rows]
         return x, self.labels_all[rows]

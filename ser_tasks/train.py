@@ -158,7 +158,8 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     # Two prefetch threads hide reading and stacking behind the training step (measured: 16.6
     # instead of 21.8 ms per example on two cores).
     train_seq = ZarrSequence(g, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                             class_weights=weights, one_per_clip=clips, workers=2, max_queue_size=8)
+                             class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
+                             workers=2, max_queue_size=8)
     model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer)
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))

@@ -93,3 +93,22 @@ def test_one_row_per_clip_is_drawn_afresh_each_epoch(group):
         draws.append(tuple(sorted(order.tolist())))
         seq.on_epoch_end()
     assert len(set(draws)) > 1  # a different copy is drawn in some epoch
+
+
+def test_resident_rows_serve_the_same_batches_as_streaming(group):
+    idx = row_indices(group, 0)
+    clips = np.array([f"c{r // 3}" for r in range(50)])
+    kw = dict(batch_size=4, shuffle=True, seed=5, one_per_clip=clips, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
+    streamed = ZarrSequence(group, idx, "log_mel", **kw)
+    resident = ZarrSequence(group, idx, "log_mel", memory_limit_mib=1, **kw)
+    assert resident.resident and not streamed.resident and not resident._cache
+    for _ in range(3):  # several epochs: each draws other copies, in the same order for both
+        assert resident.order.tolist() == streamed.order.tolist()
+        for i in range(len(streamed)):
+            for a, b in zip(resident[i], streamed[i], strict=True):
+                np.testing.assert_array_equal(a, b)
+        resident.on_epoch_end()
+        streamed.on_epoch_end()
+    row_bytes = 4 * int(np.prod(input_shape(group, "log_mel")))
+    too_small = idx.size * row_bytes / 2**20 * 0.99  # one row short of fitting: streams
+    assert not ZarrSequence(group, idx, "log_mel", memory_limit_mib=too_small).resident
