@@ -66,6 +66,21 @@ def test_prefect_api_exports_the_configured_server_to_child_processes(prefect_ha
     assert "PREFECT_API_URL" not in os.environ
 
 
+def test_flow_heartbeats_are_off_unless_the_user_sets_them(prefect_harness, monkeypatch):
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY as HEARTBEAT
+    from prefect.settings import temporary_settings
+
+    for name in ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        monkeypatch.delenv(name, raising=False)
+    with prefect_api():
+        assert HEARTBEAT.value() is None  # no heartbeat thread for flow runs to join on exit
+    assert HEARTBEAT.value() is not None  # Prefect's own default again outside
+    # A user who starts with the variable set: Prefect read it into its settings at start-up.
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "45")
+    with temporary_settings(updates={HEARTBEAT: 45}), prefect_api():
+        assert HEARTBEAT.value() == 45  # their choice is kept
+
+
 def test_dask_workers_import_neither_keras_nor_mlflow():
     """A worker unpickling the extraction task imports flows.extract; TensorFlow alone would add
     about 450 MiB to every worker (measured: 965 against 510 MiB peak per worker)."""
