@@ -79,13 +79,13 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
         logger.info(note)
     logger.info("%s: %d clips, %d skipped, %d speakers", manifest.corpus, len(manifest.clips),
                 len(manifest.skipped), manifest.clips["speaker"].nunique())
-    plan = plan_rows(manifest.clips, cfg)
+    plan = plan_rows(manifest.clips, cfg, params=False)  # drawn for the rows written only
     store = FeatureStore.create_or_resume(
         store_url, cfg, plan, storage_options=storage_options,
         attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes,
                "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
     pending = store.task_regions(cfg.extract.chunks_per_task)
-    rows_total = store.counts()["rows"]
+    rows_total = int(store.open().attrs["rows"])
     b = cfg.extract.batch_rows  # tasks start on chunk boundaries: count their chunks without another status read
     logger.info("store %s group %s: %d rows (%d appended now), %d tasks over %d of %d chunks to compute",
                 redact_url(store_url), store.group, rows_total, store.appended_rows, len(pending),
@@ -101,12 +101,12 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
             for fut in as_completed(futures):
                 results.append(fut.result())
                 progress.advance(bar)
-    store.finalize({"manifest_fingerprint": manifest.fingerprint()})
+    counts = store.finalize({"manifest_fingerprint": manifest.fingerprint()})
 
     seconds = time.perf_counter() - t0
     computed = sum(r["rows"] for r in results)
     computed_clips = sum(r["clips"] for r in results)  # a clip's variants share one batch
-    failures = store.failures()
+    failures = store.failures(counts)
     summary = {
         "corpus": manifest.corpus, "clips": len(manifest.clips), "skipped": len(manifest.skipped),
         "speakers": int(manifest.clips["speaker"].nunique()), "rows": rows_total, "appended_rows": store.appended_rows,

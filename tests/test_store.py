@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import zarr
 
 from conftest import make_ravdess_like
+from ser_tasks.augment import PARAM_NAMES
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import clip_features, process_region
 from ser_tasks.manifest import build_manifest
@@ -159,7 +161,7 @@ def test_new_files_are_appended_and_only_they_are_computed(tmp_path):
     grown, notes = assign_split(m.clips, CFG.split, fixed=fixed)
     assert any("new speaker" in n for n in notes)
     assert grown.set_index("speaker")["split"].groupby(level=0).first().loc[list(fixed)].to_dict() == fixed
-    plan2 = plan_rows(grown, CFG)
+    plan2 = plan_rows(grown, CFG, params=False)  # as the flow plans: drawn for the appended rows only
     again = FeatureStore.create_or_resume(url, CFG, plan2)
     n_new = len(plan2) - n0
     assert again.appended_rows == n_new > 0
@@ -174,3 +176,37 @@ def test_new_files_are_appended_and_only_they_are_computed(tmp_path):
     np.testing.assert_array_equal(g["log_mel"][:n0], old_features)  # the shared chunk's old rows kept
     assert np.isfinite(g["log_mel"][n0:]).all()
     assert FeatureStore.create_or_resume(url, CFG, plan2).appended_rows == 0
+    drawn = plan_rows(grown, CFG).set_index(["clip_id", "variant"])[list(PARAM_NAMES)]
+    stored = g["augment"][:]  # float32
+    keys = list(zip(read_strings(g["clip_id"]), g["variant"][:].tolist(), strict=True))
+    np.testing.assert_array_equal(stored, drawn.loc[keys].to_numpy(np.float32))  # old and appended rows alike
+
+
+def test_planning_without_parameters_stores_the_same_parameters(ravdess_like, tmp_path):
+    clips, plan = planned(ravdess_like)
+    lazy = plan_rows(clips, CFG, params=False)
+    assert not set(PARAM_NAMES) & set(lazy.columns)
+    assert lazy.equals(plan.drop(columns=list(PARAM_NAMES)))
+    a = FeatureStore.create_or_resume(str(tmp_path / "a.zarr"), CFG, plan).open()
+    b = FeatureStore.create_or_resume(str(tmp_path / "b.zarr"), CFG, lazy).open()
+    np.testing.assert_array_equal(a["augment"][:], b["augment"][:])
+    assert np.isnan(b["augment"][:][b["variant"][:] == 0]).all() and not np.isnan(b["augment"][:]).all()
+
+
+def test_finalize_writes_only_what_changed(tmp_path):
+    root = make_ravdess_like(tmp_path / "c", actors=(1, 2, 3), takes=2)
+    url = str(tmp_path / "f.zarr")
+    clips, plan = planned(root)
+    store = FeatureStore.create_or_resume(url, CFG, plan)
+    assert store.finalize() == {"rows": len(plan), "done": 0, "failed": 0, "pending": len(plan)}
+    meta = {k: v for k, v in _mtimes(tmp_path / "f.zarr").items() if k.endswith("zarr.json")}
+    assert FeatureStore.create_or_resume(url, CFG, plan).finalize()["pending"] == len(plan)
+    assert {k: v for k, v in _mtimes(tmp_path / "f.zarr").items() if k.endswith("zarr.json")} == meta
+    # a grown corpus appends rows: the consolidated metadata must show the new shapes
+    make_ravdess_like(tmp_path / "c", actors=(4,), takes=2, seed=1)
+    grown, _ = assign_split(build_manifest(str(root)).clips, CFG.split, fixed=FeatureStore.planned_splits(url, CFG))
+    again = FeatureStore.create_or_resume(url, CFG, plan_rows(grown, CFG, params=False))
+    assert again.appended_rows > 0
+    again.finalize()
+    consolidated = zarr.open_group(url, mode="r", use_consolidated=True)[again.group]["status"]
+    assert consolidated.shape == (len(plan) + again.appended_rows,)
