@@ -5,7 +5,7 @@ import os
 
 import mlflow
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
@@ -30,6 +30,11 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
                                      dashboard_address=":0") as cluster:
         first = extract_features.with_options(task_runner=dask_runner(cluster.scheduler_address))(
             str(root), url, cfg.model_dump(mode="json"), show_progress=False)
+        # runtime_env (applied in conftest, as by the CLI) reaches the workers: no stack sampling
+        with Client(cluster) as client:
+            import dask
+
+            assert set(client.run(dask.config.get, "distributed.worker.profile.enabled").values()) == {False}
     assert first["clips"] == 16 and first["skipped"] == 1
     n_train_clips = first["rows"] - first["clips"]  # one augmented copy per training clip
     assert first["computed_rows"] == first["rows"] == 16 + n_train_clips
