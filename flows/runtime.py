@@ -25,7 +25,8 @@ def prefect_api() -> Iterator[str]:
     3.8 sends them by default (every 180 s) from a thread that sleeps in 1 s steps, and every flow
     run joins that thread on exit: 0 to 1 s added to each run, half of a 2 s run with nothing new
     to extract (measured on RAVDESS). They serve the server's zombie-flow automations for
-    deployments; set the variable (>= 30 s) where those are in use.
+    deployments: the runs that ``ser deploy`` serves do not pass through here and keep Prefect's
+    default. For the ``ser`` commands' own runs, set the variable (>= 30 s) to send them.
 
     Yields:
         The API URL in use.
