@@ -103,7 +103,7 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) 
         clips: manifest rows with a ``split`` column.
         params: draw the augmentation parameters now. ``False`` leaves them out; then
             :meth:`FeatureStore.create_or_resume` draws them for the rows it writes only (a rerun
-            with nothing new draws none: 0.1 s of a 1.5 s no-op run on RAVDESS).
+            with nothing new draws none; on RAVDESS, 3,480 rows, drawing took 0.3 s, measured under load).
 
     Returns:
         Columns ``clip_id, path, speaker, emotion, split, variant`` and (with ``params``) one per
