@@ -184,7 +184,7 @@ class ZarrSequence(keras.utils.PyDataset):
         if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(group, input_name)) \
                 <= memory_limit_mib * 2**20:
             self._resident = self._read_rows()
-        self._order = self._make_order()
+        self._order = self.order_for(0)
 
     def _read_rows(self) -> np.ndarray:
         """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
@@ -201,8 +201,10 @@ class ZarrSequence(keras.utils.PyDataset):
         """Whether rows are served from RAM (read once) rather than streamed from the store."""
         return self._resident is not None
 
-    def _make_order(self) -> np.ndarray:
-        rng = np.random.default_rng(self.seed + self.epoch)
+    def order_for(self, epoch: int) -> np.ndarray:
+        """Store row indices ``(rows served per epoch,)`` int64 in epoch ``epoch``'s serving order
+        (epochs are numbered from 0; the order depends only on ``seed`` and ``epoch``)."""
+        rng = np.random.default_rng(self.seed + epoch)
         indices = self.indices
         if self._clip_of is not None:  # a random permutation, then each clip's first row in it
             perm = rng.permutation(indices.size)
@@ -254,4 +256,52 @@ class ZarrSequence(keras.utils.PyDataset):
         """Advance the epoch and reshuffle (when shuffling)."""
         self.epoch += 1
         if self.shuffle:
-            self._order = self._make_order()
+            self._order = self.order_for(self.epoch)
+
+
+def resident_tf_dataset(seq: ZarrSequence, epochs: int):
+    """A ``tf.data.Dataset`` of exactly the batches ``seq`` serves in its epochs ``0 .. epochs - 1``,
+    for a resident sequence under the TensorFlow backend.
+
+    Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
+    whose per-batch Python calls stall the training step: on RAVDESS (1,200 clips of 64 x 301
+    log-mel per epoch, ``tdnn``, two cores) an epoch took 4.7 s that way against 1.8-2.7 s from
+    in-graph batches, although iterating the generator alone took 0.1-0.25 s. Here the rows live
+    in a CPU ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a
+    ``tf.gather`` of its positions, with every epoch's order drawn up front by
+    :meth:`ZarrSequence.order_for`.
+
+    Pass it to ``model.fit`` with ``epochs`` and ``steps_per_epoch=len(seq)``: Keras then keeps one
+    iterator across epochs, so epoch ``e`` gets order ``e``.
+
+    Returns:
+        Batches as ``seq[i]`` gives them: ``x`` float32 ``(batch, *input_shape)``, ``y`` int32
+        ``(batch,)`` and, with class weights, ``w`` float32 ``(batch,)``.
+        Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
+        per epoch`` int32 positions.
+
+    Raises:
+        ValueError: the sequence streams (is not resident), or ``epochs < 1``.
+    """
+    import tensorflow as tf  # only under the TensorFlow backend
+
+    if seq._resident is None:
+        raise ValueError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    # Positions into the resident array, one row per epoch (every epoch serves the same count).
+    positions = np.stack([np.searchsorted(seq.indices, seq.order_for(e if seq.shuffle else 0))
+                          for e in range(epochs)]).astype(np.int32)
+    with tf.device("/CPU:0"):
+        x_all = tf.Variable(seq._resident, trainable=False, name="resident_rows")
+    y_all = tf.constant(seq.labels_all[seq.indices])
+    w_all = None if seq.weights is None else tf.constant(seq.weights[seq.indices])
+
+    def batch(pos):
+        x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
+        return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
+
+    return (tf.data.Dataset.from_tensor_slices(positions)
+            .flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(seq.batch_size))
+            .map(batch, num_parallel_calls=1)
+            .prefetch(2))

@@ -18,7 +18,7 @@ import zarr
 
 from . import evaluate
 from .config import TrainConfig
-from .data import ZarrSequence, fit_normalizer, input_shape, row_indices
+from .data import ZarrSequence, fit_normalizer, input_shape, resident_tf_dataset, row_indices
 from .models import MODEL_INPUTS, build_model
 from .split import SPLITS
 from .store import FeatureStore, read_strings
@@ -126,7 +126,9 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     monitoring validation UA when ``val_idx`` has rows, else training loss. With ``"cosine"`` the
     learning rate decays to zero over ``cfg.epochs`` and the last epoch is kept (validation UA is
     still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
-    :class:`ser_tasks.tracking.MLflowEpochLogger`) run last.
+    :class:`ser_tasks.tracking.MLflowEpochLogger`) run last. Training rows that fit under
+    ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
+    (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order).
 
     Args:
         g: the store group, opened.
@@ -180,7 +182,13 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
         ]
     callbacks += list(extra_callbacks or [])
     t0 = time.perf_counter()
-    hist = model.fit(train_seq, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    data, steps = train_seq, None
+    if train_seq.resident and keras.backend.backend() == "tensorflow":
+        data, steps = resident_tf_dataset(train_seq, cfg.epochs), len(train_seq)
+    # shuffle=False: the sequence shuffles itself, and Keras would otherwise reorder a PyDataset's
+    # batches (not a tf.data one's), so the two feeds would differ.
+    hist = model.fit(data, epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks,
+                     verbose=verbose)
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if cosine:

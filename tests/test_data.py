@@ -1,8 +1,9 @@
+import keras
 import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import ZarrSequence, assemble, fit_normalizer, input_shape, row_indices
+from ser_tasks.data import ZarrSequence, assemble, fit_normalizer, input_shape, resident_tf_dataset, row_indices
 
 
 @pytest.fixture
@@ -112,3 +113,40 @@ def test_resident_rows_serve_the_same_batches_as_streaming(group):
     row_bytes = 4 * int(np.prod(input_shape(group, "log_mel")))
     too_small = idx.size * row_bytes / 2**20 * 0.99  # one row short of fitting: streams
     assert not ZarrSequence(group, idx, "log_mel", memory_limit_mib=too_small).resident
+
+
+def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group):
+    idx = row_indices(group, 0)
+    clips = np.array([f"c{r // 3}" for r in range(50)])
+    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=5, one_per_clip=clips,
+                       class_weights={0: 1.0, 1: 2.0, 2: 0.5}, memory_limit_mib=1)
+    batches = list(resident_tf_dataset(seq, 3).as_numpy_iterator())
+    assert len(batches) == 3 * len(seq)
+    for e in range(3):  # each epoch draws other copies: the dataset must follow, batch for batch
+        for i in range(len(seq)):
+            for a, b in zip(batches[e * len(seq) + i], seq[i], strict=True):
+                np.testing.assert_array_equal(a, b)
+        seq.on_epoch_end()
+    with pytest.raises(ValueError, match="resident"):
+        resident_tf_dataset(ZarrSequence(group, idx, "log_mel"), 1)
+
+
+def test_fit_on_the_resident_dataset_moves_to_the_next_epoch_order(group):
+    # Keras keeps one iterator across epochs only when steps_per_epoch is given; without it the
+    # second epoch would replay the first epoch's order.
+    idx = row_indices(group, 0)
+    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=1, memory_limit_mib=1)
+    seen = []
+    inputs = keras.Input(shape=input_shape(group, "log_mel"))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", run_eagerly=True)
+    orig_step = model.train_step
+
+    def step(data):
+        seen.append(np.asarray(data[0])[:, 0, 0, 0].astype(int))  # row r's features start at r
+        return orig_step(data)
+
+    model.train_step = step
+    model.fit(resident_tf_dataset(seq, 2), epochs=2, steps_per_epoch=len(seq), shuffle=False, verbose=0)
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([seq.order_for(0), seq.order_for(1)]))
+    assert not np.array_equal(seq.order_for(0), seq.order_for(1))
