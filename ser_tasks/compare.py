@@ -19,10 +19,13 @@ COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluatio
 
 def _augmentation(params: dict) -> str:
     variants = params.get("augment.variants")
+    masking = any(int(params.get(f"train.spec_{k}_masks", 0) or 0) > 0 for k in ("freq", "time"))
     if variants in (None, "0"):
+        if masking:
+            return "SpecAugment"
         return "none" if variants == "0" else "?"
     used = [a for a in AUGMENTS if float(params.get(f"augment.{a}_prob", 0) or 0) > 0]
-    return f"{variants}x " + "+".join(used)
+    return f"{variants}x " + "+".join(used + ["SpecAugment"] * masking)
 
 
 def _features(params: dict) -> str:

@@ -164,6 +164,10 @@ class TrainConfig(_Section):
             store every epoch; 0 always streams. Held in RAM, a ``one_per_clip`` epoch of ``tdnn``
             on 20 RAVDESS actors took 4.6 instead of 6.8 s on two cores, and 1.4-1.6 s once fed
             to TensorFlow as in-graph batches (:func:`ser_tasks.data.resident_tf_dataset`).
+        spec_freq_masks, spec_freq_width, spec_time_masks, spec_time_width: SpecAugment in
+            training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
+            ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default
+            hop); off while both counts are 0 (the default). Spectrogram models only.
     """
 
     model: str = "compact_cnn"
@@ -177,7 +181,16 @@ class TrainConfig(_Section):
     lr_patience: int = Field(3, ge=1)
     lr_factor: float = Field(0.5, gt=0, lt=1)
     class_weights: bool = True
+    spec_freq_masks: int = Field(0, ge=0)
+    spec_freq_width: int = Field(8, ge=0)
+    spec_time_masks: int = Field(0, ge=0)
+    spec_time_width: int = Field(25, ge=0)
     seed: int = 0
+
+    @property
+    def spec_augment(self) -> bool:
+        """Whether SpecAugment masking is on."""
+        return self.spec_freq_masks > 0 or self.spec_time_masks > 0
 
 
 class TrackingConfig(_Section):

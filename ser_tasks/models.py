@@ -51,6 +51,75 @@ class StatisticsPooling(layers.Layer):
         return keras.ops.concatenate([mean, std], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="ser")
+class SpecAugment(layers.Layer):
+    """Frequency and time masking of a normalised spectrogram, in training only (Park et al. 2019,
+    "SpecAugment: a simple data augmentation method for automatic speech recognition"; no time
+    warping).
+
+    On ``(batch, bands, T, 1)`` float32 input each example gets ``freq_masks`` bands of
+    ``0 .. freq_width`` adjacent mel bands (or MFCC coefficients) and ``time_masks`` spans of
+    ``0 .. time_width`` frames set to zero, each width and start drawn uniformly; masks may
+    overlap. Placed after the ``Normalization`` layer, zero is the training mean of each band.
+    Outside training the input passes unchanged, so a saved model predicts as without it.
+
+    Args:
+        freq_masks, time_masks: masks per example (0: none of that kind).
+        freq_width: widest frequency mask, in bands.
+        time_width: widest time mask, in frames (10 ms each at the default hop).
+        seed: seed of the layer's own random stream.
+
+    Raises:
+        ValueError: a negative count or width (at construction); input that is not
+            ``(batch, bands, T, 1)`` (at build).
+    """
+
+    def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 25,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if min(freq_masks, freq_width, time_masks, time_width) < 0:
+            raise ValueError("SpecAugment mask counts and widths must be non-negative")
+        self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
+        self.time_masks, self.time_width = int(time_masks), int(time_width)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] != 1 or None in input_shape[1:3]:
+            raise ValueError(f"SpecAugment needs (batch, bands, T, 1) input, got {input_shape}")
+        self.bands, self.frames = int(input_shape[1]), int(input_shape[2])
+
+    def _keep(self, batch, size: int, count: int, width: int):
+        """``(batch, size)`` float32: 0 inside any of ``count`` random spans of ``0 .. width``, else 1."""
+        ops = keras.ops
+        keep = ops.ones((batch, size), dtype="float32")
+        position = ops.arange(size, dtype="float32")[None, :]
+        for _ in range(count):
+            w = ops.floor(keras.random.uniform((batch, 1), 0.0, min(width, size) + 1.0, seed=self.seed_generator))
+            start = ops.floor(keras.random.uniform((batch, 1), seed=self.seed_generator) * (size - w + 1.0))
+            inside = ops.logical_and(position >= start, position < start + w)
+            keep = keep * (1.0 - ops.cast(inside, "float32"))
+        return keep
+
+    def call(self, x, training=None):
+        """``(batch, bands, T, 1)`` -> the same shape, masked when ``training``."""
+        if not training or (self.freq_masks == 0 and self.time_masks == 0):
+            return x
+        batch = keras.ops.shape(x)[0]
+        keep_f = self._keep(batch, self.bands, self.freq_masks, self.freq_width)  # (batch, bands)
+        keep_t = self._keep(batch, self.frames, self.time_masks, self.time_width)  # (batch, T)
+        return x * keras.ops.cast(keep_f[:, :, None, None] * keep_t[:, None, :, None], x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        """Unchanged: ``(batch, bands, T, 1)``."""
+        return input_shape
+
+    def get_config(self) -> dict:
+        """Constructor arguments, for saving and loading the model."""
+        return {**super().get_config(), "freq_masks": self.freq_masks, "freq_width": self.freq_width,
+                "time_masks": self.time_masks, "time_width": self.time_width, "seed": self.seed}
+
+
 def compact_cnn(x, n_classes: int):
     """Body of ``compact_cnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
 
@@ -130,25 +199,33 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
                                "notebook_cnn1d": notebook_cnn1d}
 
 
-def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer) -> keras.Model:
-    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> body -> softmax.
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
+                spec_augment: SpecAugment | None = None) -> keras.Model:
+    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``]
+    -> body -> softmax.
 
     Args:
         name: a key of :data:`MODELS`.
         input_shape: per-row input shape, e.g. ``(64, 301, 1)`` for log-mel.
         n_classes: output classes (the store's vocabulary size).
         normalizer: statistics fitted on training rows, for this model's input.
+        spec_augment: masking applied in training after normalisation (spectrogram inputs only).
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
 
     Raises:
-        ValueError: unknown name, or a normalizer fitted for another input.
+        ValueError: unknown name, a normalizer fitted for another input, or ``spec_augment`` on a
+            model whose input is not a spectrogram (``log_mel``, ``mfcc``).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if normalizer.input_name != MODEL_INPUTS[name]:
         raise ValueError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
+    if spec_augment is not None and MODEL_INPUTS[name] not in ("log_mel", "mfcc"):
+        raise ValueError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
+    if spec_augment is not None:
+        x = spec_augment(x)
     return keras.Model(inputs, MODELS[name](x, n_classes), name=name)

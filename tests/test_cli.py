@@ -76,7 +76,8 @@ def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri)
                                "augment.pitch_prob": 0.0, "features.n_mels": 64})
             mlflow.log_metrics({"test_ua": ua, "test_wa": ua + 0.01, "test_macro_f1": ua - 0.02})
     with mlflow.start_run(run_name="cv-actor", tags={"evaluation": "actor-disjoint cross-validation"}):
-        mlflow.log_params({"train.model": "tdnn", "augment.variants": "4", "features.n_mels": 64})
+        mlflow.log_params({"train.model": "tdnn", "augment.variants": "4", "augment.noise_prob": 0.5,
+                           "features.n_mels": 64, "train.spec_freq_masks": 2, "train.spec_time_masks": 0})
         mlflow.log_metrics({"test_ua": 0.45, "test_ua_std": 0.05, "test_wa": 0.46, "test_macro_f1": 0.44})
         with mlflow.start_run(run_name="cv-actor-fold1", nested=True):
             mlflow.log_metrics({"fold_ua": 0.5})  # folds are not listed, their parent is
@@ -89,6 +90,7 @@ def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri)
     assert result.output.index("compact_cnn") < result.output.index("notebook_cnn1d")  # best UA first
     assert "0.520" in result.output and "log-mel 64" in result.output and "2x noise" in result.output
     assert "0.450 ± 0.050" in result.output and "actor-disjoint cross-validation" in result.output
+    assert "4x noise+SpecAugment" in result.output
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
     lines = csv.read_text().splitlines()
     assert len(lines) == 4  # the extraction-only run and the fold are left out

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ser_tasks.data import Normalizer
-from ser_tasks.models import MODEL_INPUTS, build_model
+from ser_tasks.models import MODEL_INPUTS, SpecAugment, build_model
 
 
 def normalizer(name, bands):
@@ -47,3 +47,33 @@ def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate():
     pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling1D))
     assert tuple(pooled.output.shape) == (None, 76, 16)  # ceil(301 / 4) frames of 16 bands
     assert model.get_layer("stats_pool").output.shape[-1] == 4 * 128
+
+
+def test_spec_augment_masks_whole_bands_and_frames_in_training_only():
+    layer = SpecAugment(freq_masks=1, freq_width=3, time_masks=1, time_width=5, seed=3)
+    x = np.ones((64, 16, 40, 1), dtype="float32")
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))[..., 0]
+    zero_bands = (out == 0).all(axis=2).sum(axis=1)  # per example: bands masked at every frame
+    zero_frames = (out == 0).all(axis=1).sum(axis=1)  # frames masked in every band
+    assert zero_bands.max() <= 3 and zero_frames.max() <= 5  # never wider than allowed
+    assert len(set(zero_bands.tolist())) > 1 and len(set(zero_frames.tolist())) > 1  # widths are drawn
+    # What is not masked is left alone: every zero lies in a masked band or a masked frame.
+    masked = ((out == 0).all(axis=2)[:, :, None]) | ((out == 0).all(axis=1)[:, None, :])
+    assert np.array_equal(out == 0, masked) and (out[~masked] == 1).all()
+    starts = {int(np.argmax((out[i] == 0).all(axis=1))) for i in range(64) if zero_bands[i]}
+    assert len(starts) > 3  # the masked band moves from example to example
+
+
+def test_spec_augment_saves_with_the_model_and_refuses_non_spectrograms(tmp_path):
+    masking = SpecAugment(2, 4, 2, 10, seed=0, name="spec_augment")
+    model = build_model("tdnn", (16, 41, 1), 4, normalizer("log_mel", 16), masking)
+    x = np.random.default_rng(2).normal(size=(2, 16, 41, 1)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(model.predict_on_batch(x), again.predict_on_batch(x), rtol=1e-6)
+    assert again.get_layer("spec_augment").get_config()["time_width"] == 10
+    with pytest.raises(ValueError, match="spectrograms"):
+        build_model("notebook_cnn1d", (40, 2), 2, normalizer("zcr_rms", 2), SpecAugment())
+    with pytest.raises(ValueError, match="non-negative"):
+        SpecAugment(freq_masks=-1)

@@ -47,3 +47,17 @@ def test_unknown_model_raises(tone_store):
     store, cfg, tmp = tone_store
     with pytest.raises(ValueError, match="unknown model"):
         fit(store, cfg.train.model_copy(update={"model": "transformer"}), tmp / "x")
+
+
+def test_spec_augment_settings_reach_the_saved_model(tone_store):
+    import keras
+
+    store, cfg, tmp = tone_store
+    masked = cfg.train.model_copy(update={"model": "tdnn", "epochs": 2, "schedule": "cosine", "spec_freq_masks": 2,
+                                          "spec_time_masks": 1, "spec_time_width": 7})
+    layer = keras.models.load_model(fit(store, masked, tmp / "masked", verbose=0).model_path).get_layer("spec_augment")
+    assert {k: layer.get_config()[k] for k in ("freq_masks", "freq_width", "time_masks", "time_width")} == \
+        {"freq_masks": 2, "freq_width": 8, "time_masks": 1, "time_width": 7}
+    plain = keras.models.load_model(fit(store, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0}),
+                                        tmp / "plain", verbose=0).model_path)
+    assert "spec_augment" not in [layer.name for layer in plain.layers]
