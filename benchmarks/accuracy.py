@@ -68,6 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: no RAVDESS folder (set SER_TEST_DATA or --data)")
+    args.work = args.work.resolve()  # the runs execute with it as their working directory
     args.work.mkdir(parents=True, exist_ok=True)
     args.config = args.config.resolve()
 
