@@ -266,8 +266,8 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
 
     Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
     whose per-batch Python calls stall the training step: on RAVDESS (1,200 clips of 64 x 301
-    log-mel per epoch, ``tdnn``, two cores) an epoch took 4.7 s that way against 1.8-2.7 s from
-    in-graph batches, although iterating the generator alone took 0.1-0.25 s. Here the rows live
+    log-mel per epoch, ``tdnn``, two cores) an epoch took 4.7 s that way against 1.4-1.6 s from
+    these in-graph batches, although iterating the generator alone took 0.1-0.25 s. Here the rows live
     in a CPU ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a
     ``tf.gather`` of its positions, with every epoch's order drawn up front by
     :meth:`ZarrSequence.order_for`.
@@ -290,7 +290,7 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
         raise ValueError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    # Positions into the resident array, one row per epoch (every epoch serves the same count).
+    # Positions into the resident array: one row of them per epoch (every epoch serves as many rows).
     positions = np.stack([np.searchsorted(seq.indices, seq.order_for(e if seq.shuffle else 0))
                           for e in range(epochs)]).astype(np.int32)
     with tf.device("/CPU:0"):
