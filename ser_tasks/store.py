@@ -14,6 +14,9 @@ Layout of a store (local path or fsspec URL, e.g. ``s3://bucket/features.zarr``)
         status   (rows,) int8     0 pending, 1 done, -1 failed
         error    (rows,) str      the failure reason of a failed row
 
+Features, ``status`` and ``error`` are chunked by ``batch_rows`` rows, the unit a task writes; the
+label and provenance arrays (``emotion`` to ``augment``), written once, by :data:`LABEL_CHUNK_ROWS`.
+
 Rows are ordered train, val, test; within a split by a seeded shuffle of clips, with a clip's
 variants adjacent. The planner writes every label/provenance array once; extraction tasks then
 each own one chunk-aligned row range (zarr-python 3 loses data when two writers share a chunk,
@@ -46,6 +49,9 @@ from .storage import fs_options
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
 
 STORE_VERSION = 1
+
+#: Row chunk of the label and provenance arrays (``emotion`` ... ``augment``), which tasks only read.
+LABEL_CHUNK_ROWS = 16384
 PENDING, DONE, FAILED = 0, 1, -1
 
 
@@ -313,8 +319,12 @@ class FeatureStore:
         g = root.create_group(self.group)
         for name, shape in feature_shapes(config.audio, config.features).items():
             g.create_array(name, shape=(n, *shape), chunks=(b, *shape), dtype="float32", fill_value=np.nan)
+        # Label arrays are written once here and only read by tasks, so they need no chunk-per-task
+        # alignment: larger chunks make creation a few writes instead of one per row chunk per array
+        # (385 writes, 0.9 s of the flow's serial time for 3,480 RAVDESS rows; a PUT each on S3).
+        label_chunk = max(b, LABEL_CHUNK_ROWS)
         for name, values in _label_arrays(with_params(plan, config), vocab).items():
-            arr = g.create_array(name, shape=values.shape, chunks=(b, *values.shape[1:]),
+            arr = g.create_array(name, shape=values.shape, chunks=(label_chunk, *values.shape[1:]),
                                  dtype=str if values.dtype.kind == "U" else values.dtype)
             arr[:] = values
         g.create_array("status", shape=(n,), chunks=(b,), dtype="int8", fill_value=PENDING)
