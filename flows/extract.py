@@ -8,6 +8,7 @@ default, or an existing scheduler given by address.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pandas as pd
@@ -120,9 +121,11 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     }
     logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", computed, computed_clips,
                 seconds, summary["clips_per_second"], len(failures))
-    import mlflow  # here, not at the top: Dask workers import this module and need neither MLflow nor Keras
-
-    if mlflow.active_run() is not None:
+    # No MLflow run can be active unless something imported mlflow: importing it only to ask would
+    # cost the flow 1.5 s (measured), serial time that no worker can share. Workers import this
+    # module too and need neither MLflow nor Keras.
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
         log_extraction(manifest, failures, summary)
     return summary
 
