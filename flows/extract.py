@@ -27,12 +27,18 @@ from ser_tasks.storage import redact_url
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
-    """A Dask task runner: the scheduler at ``address``, or a LocalCluster of worker processes."""
+    """A Dask task runner: the scheduler at ``address``, or a LocalCluster of worker processes.
+
+    The LocalCluster's workers preload :mod:`ser_tasks.worker_setup`, which warms them up for
+    extraction while the flow plans the store; workers of a cluster given by address are started
+    by their owner (``dask worker --preload ser_tasks.worker_setup`` does the same there).
+    """
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": workers, "threads_per_worker": threads_per_worker,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "dashboard_address": None,
+                                          "preload": ["ser_tasks.worker_setup"]})
 
 
 @task(name="build-manifest", cache_policy=NO_CACHE)

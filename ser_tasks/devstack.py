@@ -161,7 +161,8 @@ class LocalStack:
                                       "--no-dashboard"], ready=lambda: _port_open(port))
         for i in range(workers):
             self.spawn(f"dask-worker-{i}", [*COMMANDS["dask-worker"], address, "--nthreads", str(threads),
-                                            "--nworkers", "1", "--no-dashboard", "--name", f"worker-{i}"])
+                                            "--nworkers", "1", "--no-dashboard", "--name", f"worker-{i}",
+                                            "--preload", "ser_tasks.worker_setup"])
         from distributed import Client
 
         with Client(address, timeout=60) as client:

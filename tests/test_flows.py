@@ -96,3 +96,32 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
             "print(heavy); sys.exit(1 if heavy else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pipeline_workers_warm_up_for_extraction_before_their_first_task():
+    """dask_runner's LocalCluster preloads ser_tasks.worker_setup: the worker has librosa's lazily
+    imported modules before it is sent any task (nothing else in a fresh worker imports them)."""
+    kwargs = dask_runner(workers=1).cluster_kwargs
+
+    def warmed() -> dict:
+        import sys
+        import threading
+
+        for thread in threading.enumerate():
+            if thread.name == "ser-warm-up":
+                thread.join(120)
+        return {m: m in sys.modules for m in ("ser_tasks.extract", "scipy.signal", "mlflow", "keras")}
+
+    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        loaded = list(client.run(warmed).values())
+    assert loaded == [{"ser_tasks.extract": True, "scipy.signal": True, "mlflow": False, "keras": False}]
+
+
+def test_warm_up_runs_a_clip_through_and_leaves_nothing_behind():
+    import fsspec
+
+    from ser_tasks.config import AudioConfig
+    from ser_tasks.extract import warm_up
+
+    assert warm_up(AudioConfig(duration=0.5)) > 0
+    assert fsspec.filesystem("memory").glob("/ser-warm-up-*") == []
