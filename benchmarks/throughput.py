@@ -1,7 +1,7 @@
 """Extraction throughput, orchestration overhead, no-op rerun and worker memory, against the seed
 notebooks' loop, on RAVDESS.
 
-    .venv/bin/python benchmarks/throughput.py [--data ../shared/data] [--limit N] [--skip-4x]
+    .venv/bin/python benchmarks/throughput.py [--data ../shared/data] [--limit N] [--repeats 3] [--skip-4x]
 
 Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes:
 
@@ -23,10 +23,18 @@ Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes
 * **4x corpus**: every clip linked 4 times (folder-per-emotion layout, distinct names), 2 workers,
   for the peak memory per worker.
 
-Every scenario starts its clock after its imports: the loops import librosa first, the workers the
-flow's module. Everything after that is counted, in the workers and in the flow's process:
-Prefect's and Dask's work per task, the first task's warm-up (Prefect's client and settings,
-numba's cached kernels, scipy's lazy modules) and building the manifest.
+Every process starts its clock after its one-time start-up: imports, then one synthetic clip
+through :func:`ser_tasks.extract.warm_up` (what librosa loads on first use: scipy's lazy modules,
+numba's cached kernels; about 3 s, reported as ``warm_up_s``). The seed loop's process warms up
+the same way, as do the pipeline's workers (which do it in the background when the pipeline
+starts them: :mod:`ser_tasks.worker_setup`). Everything after that is counted, in the workers and
+in the flow's process: Prefect's and Dask's work per task, the first task's Prefect client and
+settings, building the manifest and planning the store.
+
+The plain loop, its two-process pair and the pipeline with 1 and 2 workers run ``--repeats``
+times, interleaved (1 worker, 2 workers, 1 worker, ...), since one run on a shared 2-vCPU VM
+varies by 10 % or more; each scenario's key holds its run of median wall time, and
+``wall_s_runs`` every run's.
 
 Throughput is counted in feature rows (one clip or augmented copy through features), the unit both
 loops share: the seed loop makes 3 rows per clip, the pipeline 3 per training clip and 1 per
@@ -64,6 +72,9 @@ EMOTION_FOLDERS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "0
 # -- the seed notebooks' loop (REFERENCE.md), benchmark only ---------------------------------
 def seed_loop(paths: list[str]) -> dict:
     """Per file: load at the native rate, noisy + pitch-shifted copies, pad to 3.5 s, mel/ZCR/RMS."""
+    from ser_tasks.extract import warm_up
+
+    warm = warm_up()
     rng = np.random.default_rng(0)
     mels, zcrs, rmss = [], [], []
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -82,7 +93,7 @@ def seed_loop(paths: list[str]) -> dict:
             rmss.append(librosa.feature.rms(y=x, frame_length=2048, hop_length=512))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"clips": len(paths), "rows": len(mels), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "peak_rss_mib": round(_peak_rss_mib(), 1)}
+            "peak_rss_mib": round(_peak_rss_mib(), 1), "warm_up_s": round(warm, 2)}
 
 
 # -- the pipeline ------------------------------------------------------------------------------
@@ -108,13 +119,15 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
     from prefect_dask import DaskTaskRunner
 
     from flows.extract import extract_features
+    from ser_tasks.extract import warm_up
 
     out = []
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        # Workers import the task's module before the clock starts, as both loops import librosa
-        # before theirs: a once-per-process cost, like starting the worker (2.6 CPU-s measured).
+        # Workers import the task's module and warm up before the clock starts, as both loops do:
+        # a once-per-process cost, like starting the worker (2.6 CPU-s measured).
         client.run(importlib.import_module, "flows.extract")
+        warm = max(client.run(warm_up).values())
         for _ in range(runs):
             before = client.run(_worker_usage)
             wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -127,19 +140,21 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
                         "computed_rows": summary["computed_rows"], "wall_s": round(wall, 2),
                         "flow_seconds": summary["seconds"], "cpu_s": round(worker_cpu + flow_cpu, 2),
                         "worker_cpu_s": round(worker_cpu, 2),
-                        "peak_rss_mib_per_worker": round(max(a["peak_rss_mib"] for a in after.values()), 1)})
+                        "peak_rss_mib_per_worker": round(max(a["peak_rss_mib"] for a in after.values()), 1),
+                        "warm_up_s": round(warm, 2)})
     return out
 
 
 def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
     """The flow's task body over every batch, in this process (no Prefect, no Dask)."""
     from ser_tasks.config import PipelineConfig
-    from ser_tasks.extract import process_region
+    from ser_tasks.extract import process_region, warm_up
     from ser_tasks.manifest import build_manifest
     from ser_tasks.split import assign_split
     from ser_tasks.store import FeatureStore, plan_rows
 
     cfg = PipelineConfig.model_validate(cfg_dict)
+    warm = warm_up()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     m = build_manifest(root)
     clips, _ = assign_split(m.clips, cfg.split)
@@ -149,7 +164,8 @@ def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
         rows += process_region(fs.url, fs.group, s, e)["rows"]
     fs.finalize()
     return {"clips": len(clips), "rows": rows, "wall_s": round(time.perf_counter() - wall0, 2),
-            "cpu_s": round(time.process_time() - cpu0, 2), "peak_rss_mib": round(_peak_rss_mib(), 1)}
+            "cpu_s": round(time.process_time() - cpu0, 2), "peak_rss_mib": round(_peak_rss_mib(), 1),
+            "warm_up_s": round(warm, 2)}
 
 
 def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size: int = 32, steps: int = 30) -> dict:
@@ -255,6 +271,13 @@ def machine_ceiling(paths: list[Path], work: Path, cfg: dict) -> dict:
             "outer_wall_s": round(time.perf_counter() - wall0, 2), "cpu_s": round(sum(p["cpu_s"] for p in parts), 2)}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median ``wall_s`` (the lower middle of an even count), plus ``wall_s_runs``: every
+    run's, in the order they ran."""
+    middle = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return {**middle, "wall_s_runs": [r["wall_s"] for r in runs]}
+
+
 def figures(results: dict) -> dict:
     """The headline ratios from the scenarios' results (also to recompute them from a saved JSON)."""
     seed, w1, w2 = results["seed_loop"], results["pipeline_1_worker"], results["pipeline_2_workers"]
@@ -275,7 +298,8 @@ def figures(results: dict) -> dict:
         "two_process_ceiling": round((pair["rows"] / pair["wall_s"]) / (plain["rows"] / plain["wall_s"]), 2),
         "two_process_cpu_inflation": round((pair["cpu_s"] / pair["rows"]) / (plain["cpu_s"] / plain["rows"]), 3),
         "orchestration_overhead_fraction": round(w1["wall_s"] / plain["wall_s"] - 1, 3),
-        "noop_rerun_fraction": round(results["noop_rerun"]["wall_s"] / w2["wall_s"], 4),
+        "noop_rerun_fraction": round(results["noop_rerun"]["wall_s"]
+                                     / results["noop_rerun"].get("first_run_wall_s", w2["wall_s"]), 4),
         "loader_to_model_ratio": results["loader"]["loader_to_model_ratio"],
     }
     if "memory_4x" in results:
@@ -288,6 +312,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(HERE.parents[1] / "shared" / "data")))
     ap.add_argument("--limit", type=int, default=None, help="first N clips only (a quick look)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each scaling scenario (median kept)")
     ap.add_argument("--skip-4x", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     args = ap.parse_args()
@@ -302,27 +327,38 @@ def main() -> None:
         paths = paths[::max(1, len(paths) // args.limit)][:args.limit]
     root = link_tree(paths, work / "ravdess")  # the (possibly limited) corpus, linked, never copied
     cfg = PipelineConfig().model_dump(mode="json")
-    results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths)}
+    results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths),
+                     "repeats": args.repeats}
 
     print(f"seed loop on {len(paths)} clips ...", flush=True)
     results["seed_loop"] = in_child("seed_loop", [str(p) for p in paths])
     print(json.dumps(results["seed_loop"]), flush=True)
-    print("plain loop ...", flush=True)
-    results["plain_loop"] = in_child("plain_loop", str(root), str(work / "plain.zarr"), cfg)
-    print(json.dumps(results["plain_loop"]), flush=True)
-    print("plain loop as two processes at once, half the actors each (the machine's ceiling) ...", flush=True)
-    results["plain_loop_2_processes"] = machine_ceiling(paths, work, cfg)
-    print(json.dumps(results["plain_loop_2_processes"]), flush=True)
+    plain, pair = [], []
+    for k in range(args.repeats):
+        print(f"plain loop, run {k + 1} of {args.repeats} ...", flush=True)
+        plain.append(in_child("plain_loop", str(root), str(work / f"plain{k}.zarr"), cfg))
+        print(json.dumps(plain[-1]), flush=True)
+        print("plain loop as two processes at once, half the actors each (the machine's ceiling) ...", flush=True)
+        (work / f"pair{k}").mkdir()
+        pair.append(machine_ceiling(paths, work / f"pair{k}", cfg))
+        print(json.dumps(pair[-1]), flush=True)
+    results["plain_loop"], results["plain_loop_2_processes"] = median_run(plain), median_run(pair)
     with prefect_api():
-        print("pipeline, 1 worker ...", flush=True)
-        results["pipeline_1_worker"] = run_flow(str(root), str(work / "w1.zarr"), cfg, 1)[0]
-        print(json.dumps(results["pipeline_1_worker"]), flush=True)
-        print("pipeline, 2 workers, then a no-op rerun ...", flush=True)
-        first, noop = run_flow(str(root), str(work / "w2.zarr"), cfg, 2, runs=2)
-        results["pipeline_2_workers"], results["noop_rerun"] = first, noop
-        print(json.dumps(first), json.dumps(noop), flush=True)
+        one, two = [], []
+        for k in range(args.repeats):
+            print(f"pipeline, 1 worker, run {k + 1} of {args.repeats} ...", flush=True)
+            one.append(run_flow(str(root), str(work / f"w1-{k}.zarr"), cfg, 1)[0])
+            print(json.dumps(one[-1]), flush=True)
+            print(f"pipeline, 2 workers, run {k + 1} of {args.repeats}" + (", then a no-op rerun" if k == 0 else ""),
+                  "...", flush=True)
+            runs = run_flow(str(root), str(work / f"w2-{k}.zarr"), cfg, 2, runs=2 if k == 0 else 1)
+            two.append(runs[0])
+            if k == 0:  # against the run it repeats
+                results["noop_rerun"] = {**runs[1], "first_run_wall_s": runs[0]["wall_s"]}
+            print(*(json.dumps(r) for r in runs), flush=True)
+        results["pipeline_1_worker"], results["pipeline_2_workers"] = median_run(one), median_run(two)
         print("training input: Zarr loader against the model's training step ...", flush=True)
-        results["loader"] = loader_vs_model(str(work / "w2.zarr"))
+        results["loader"] = loader_vs_model(str(work / "w2-0.zarr"))
         print(json.dumps(results["loader"]), flush=True)
         if not args.skip_4x:
             print("pipeline, 2 workers, 1x and 4x corpus in folder layout ...", flush=True)
