@@ -8,6 +8,7 @@ configuration are read from the store itself.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import fsspec
@@ -37,6 +38,11 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
     return features.extract(y, sr, feat_cfg)
 
 
+# Held while warm_up runs in a worker's background thread: a task that arrives meanwhile waits for
+# it rather than compile the same numba kernels alongside it (numba warns of a repeated compile)
+# or enter warnings.catch_warnings from a second thread (not thread-safe).
+_WARMING = threading.Lock()
+
 #: Every transform applied, so that :func:`warm_up` reaches every kernel a variant can use.
 WARM_UP_PARAMS = AugmentParams(noise_snr_db=20.0, pitch_semitones=1.0, stretch_rate=1.1, shift_seconds=0.1,
                                gain_db=-3.0)
@@ -60,8 +66,12 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
     Returns:
         Seconds taken (wall clock).
     """
+    with _WARMING:
+        return _warm_up(audio_cfg or AudioConfig(), feat_cfg or FeatureConfig())
+
+
+def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig) -> float:
     t0 = time.perf_counter()
-    audio_cfg, feat_cfg = audio_cfg or AudioConfig(), feat_cfg or FeatureConfig()
     rate = 2 * audio_cfg.sample_rate  # not the target rate, so the resampler loads too
     tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(rate) / rate)).astype(np.float32)
     path = f"memory://ser-warm-up-{os.getpid()}.wav"
@@ -88,6 +98,8 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     Raises:
         OSError and zarr errors from reading or writing the store (transient: the caller retries).
     """
+    with _WARMING:  # free unless this worker is still warming up
+        pass
     t0 = time.perf_counter()
     store = FeatureStore(url, group, storage_options)
     g = store.open()

@@ -125,3 +125,25 @@ def test_warm_up_runs_a_clip_through_and_leaves_nothing_behind():
 
     assert warm_up(AudioConfig(duration=0.5)) > 0
     assert fsspec.filesystem("memory").glob("/ser-warm-up-*") == []
+
+
+def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
+    """A task arriving mid-warm-up must not run librosa alongside it (numba compiles twice and
+    warnings.catch_warnings is not thread-safe)."""
+    import threading
+
+    from ser_tasks import extract
+
+    entered = threading.Event()
+
+    def stub_store(*args, **kwargs):
+        entered.set()
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(extract, "FeatureStore", stub_store)
+    task = threading.Thread(target=lambda: pytest.raises(RuntimeError, extract.process_region, "u", "g", 0, 1))
+    with extract._WARMING:  # as warm_up holds it
+        task.start()
+        assert not entered.wait(0.5)
+    assert entered.wait(30)
+    task.join(30)
