@@ -18,6 +18,8 @@ Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes
 * **pipeline, 1 and 2 workers**: the ``extract_features`` flow (Prefect + Dask), same corpus, same
   config (2 augmented copies per training clip, log-mel + MFCC + ZCR + RMS).
 * **no-op rerun**: the flow again on the 2-worker store: nothing new to compute.
+* **cold start, 1 and 2 workers**: the flow as ``ser extract --workers N`` runs it, starting and
+  stopping its own LocalCluster inside the clock (``two_worker_speedup_cold``).
 * **training input**: samples per second of the Zarr loader alone (:class:`ser_tasks.data.ZarrSequence`
   over the training rows) against the default model's training step alone.
 * **4x corpus**: every clip linked 4 times (folder-per-emotion layout, distinct names), 2 workers,
@@ -143,6 +145,26 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
                         "peak_rss_mib_per_worker": round(max(a["peak_rss_mib"] for a in after.values()), 1),
                         "warm_up_s": round(warm, 2)})
     return out
+
+
+def run_flow_cold(root: str, store: str, cfg: dict, workers: int) -> dict:
+    """The extraction flow as ``ser extract --workers N`` runs it: the flow starts its own
+    LocalCluster (:func:`flows.extract.dask_runner`, workers preloading the warm-up) and stops it.
+
+    Wall time from the flow call to its return, cluster start and stop included. CPU seconds: the
+    flow's process plus its reaped children, i.e. the worker processes from their start."""
+    from flows.extract import dask_runner, extract_features
+
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = extract_features.with_options(task_runner=dask_runner(None, workers))(root, store, cfg,
+                                                                                     show_progress=False)
+    wall, flow_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = (kids.ru_utime + kids.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    return {"workers": workers, "rows": summary["rows"], "computed_rows": summary["computed_rows"],
+            "wall_s": round(wall, 2), "flow_seconds": summary["seconds"], "cpu_s": round(worker_cpu + flow_cpu, 2),
+            "worker_cpu_s": round(worker_cpu, 2)}
 
 
 def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
@@ -302,6 +324,9 @@ def figures(results: dict) -> dict:
                                      / results["noop_rerun"].get("first_run_wall_s", w2["wall_s"]), 4),
         "loader_to_model_ratio": results["loader"]["loader_to_model_ratio"],
     }
+    if "cold_2_workers" in results:  # cluster start, warm-up and stop inside the clock
+        cold1, cold2 = results["cold_1_worker"], results["cold_2_workers"]
+        out["two_worker_speedup_cold"] = round(cold1["wall_s"] / cold2["wall_s"], 2)
     if "memory_4x" in results:
         out |= {"peak_rss_mib_1x": results["memory_1x"]["peak_rss_mib_per_worker"],
                 "peak_rss_mib_4x": results["memory_4x"]["peak_rss_mib_per_worker"]}
@@ -344,7 +369,7 @@ def main() -> None:
         print(json.dumps(pair[-1]), flush=True)
     results["plain_loop"], results["plain_loop_2_processes"] = median_run(plain), median_run(pair)
     with prefect_api():
-        one, two = [], []
+        one, two, cold1, cold2 = [], [], [], []
         for k in range(args.repeats):
             print(f"pipeline, 1 worker, run {k + 1} of {args.repeats} ...", flush=True)
             one.append(run_flow(str(root), str(work / f"w1-{k}.zarr"), cfg, 1)[0])
@@ -356,7 +381,12 @@ def main() -> None:
             if k == 0:  # against the run it repeats
                 results["noop_rerun"] = {**runs[1], "first_run_wall_s": runs[0]["wall_s"]}
             print(*(json.dumps(r) for r in runs), flush=True)
+            for n, cold in ((1, cold1), (2, cold2)):
+                print(f"pipeline from a cold start, {n} worker(s), run {k + 1} of {args.repeats} ...", flush=True)
+                cold.append(run_flow_cold(str(root), str(work / f"cold{n}-{k}.zarr"), cfg, n))
+                print(json.dumps(cold[-1]), flush=True)
         results["pipeline_1_worker"], results["pipeline_2_workers"] = median_run(one), median_run(two)
+        results["cold_1_worker"], results["cold_2_workers"] = median_run(cold1), median_run(cold2)
         print("training input: Zarr loader against the model's training step ...", flush=True)
         results["loader"] = loader_vs_model(str(work / "w2-0.zarr"))
         print(json.dumps(results["loader"]), flush=True)
