@@ -33,8 +33,8 @@ starts them: :mod:`ser_tasks.worker_setup`). Everything after that is counted, i
 in the flow's process: Prefect's and Dask's work per task, the first task's Prefect client and
 settings, building the manifest and planning the store.
 
-The plain loop, its two-process pair and the pipeline with 1 and 2 workers run ``--repeats``
-times, interleaved (1 worker, 2 workers, 1 worker, ...), since one run on a shared 2-vCPU VM
+The plain loop, its two-process pair and the pipeline with 1 and 2 workers (warm and cold) run
+``--repeats`` times, interleaved (1 worker, 2 workers, cold 1, cold 2, 1 worker, ...), since one run on a shared 2-vCPU VM
 varies by 10 % or more; each scenario's key holds its run of median wall time, and
 ``wall_s_runs`` every run's.
 
