@@ -6,7 +6,7 @@ The LocalCluster that the pipeline starts (:func:`flows.extract.dask_runner`) pr
 so the warm-up (:func:`ser_tasks.extract.warm_up`: about 3 s of imports and numba kernels per
 process) overlaps the flow's manifest and store planning instead of lengthening the first task.
 It runs in a background thread, so the worker registers with its scheduler at once; a task that
-arrives earlier simply shares the interpreter with it.
+arrives before it ends waits for it (:func:`ser_tasks.extract.process_region`).
 """
 
 from __future__ import annotations
