@@ -115,6 +115,13 @@ def _worker_usage() -> dict:
     return {"cpu_s": r.ru_utime + r.ru_stime, "peak_rss_mib": _peak_rss_mib()}
 
 
+def _flow_record(summary: dict, workers: int, wall: float, flow_cpu: float, worker_cpu: float) -> dict:
+    """One pipeline run's figures: the flow's summary counts, wall and CPU seconds (workers + flow)."""
+    return {"workers": workers, "clips": summary["clips"], "rows": summary["rows"],
+            "computed_rows": summary["computed_rows"], "wall_s": round(wall, 2), "flow_seconds": summary["seconds"],
+            "cpu_s": round(worker_cpu + flow_cpu, 2), "worker_cpu_s": round(worker_cpu, 2)}
+
+
 def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None = None, runs: int = 1) -> list[dict]:
     """The extraction flow on a fresh LocalCluster of ``workers`` processes, ``runs`` times in a row."""
     from distributed import Client, LocalCluster
@@ -138,10 +145,7 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
             wall, flow_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             after = client.run(_worker_usage)
             worker_cpu = sum(after[w]["cpu_s"] - before[w]["cpu_s"] for w in after)
-            out.append({"workers": workers, "clips": summary["clips"], "rows": summary["rows"],
-                        "computed_rows": summary["computed_rows"], "wall_s": round(wall, 2),
-                        "flow_seconds": summary["seconds"], "cpu_s": round(worker_cpu + flow_cpu, 2),
-                        "worker_cpu_s": round(worker_cpu, 2),
+            out.append({**_flow_record(summary, workers, wall, flow_cpu, worker_cpu),
                         "peak_rss_mib_per_worker": round(max(a["peak_rss_mib"] for a in after.values()), 1),
                         "warm_up_s": round(warm, 2)})
     return out
@@ -162,9 +166,7 @@ def run_flow_cold(root: str, store: str, cfg: dict, workers: int) -> dict:
     wall, flow_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker_cpu = (kids.ru_utime + kids.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-    return {"workers": workers, "rows": summary["rows"], "computed_rows": summary["computed_rows"],
-            "wall_s": round(wall, 2), "flow_seconds": summary["seconds"], "cpu_s": round(worker_cpu + flow_cpu, 2),
-            "worker_cpu_s": round(worker_cpu, 2)}
+    return _flow_record(summary, workers, wall, flow_cpu, worker_cpu)
 
 
 def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
