@@ -9,7 +9,6 @@ Drawing and recording the parameters follows audiomentations' ``randomize_parame
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import warnings
@@ -91,14 +90,12 @@ def draw_params(cfg: AugmentConfig, clip_id: str, variant: int) -> AugmentParams
     return AugmentParams(**out)
 
 
-@contextlib.contextmanager
-def _vocoder_warnings_quiet():
-    """librosa 1.0's phase vocoder passes its own deprecated arguments (FutureWarning) and its numba
-    phasor warns on a cast on every call (RuntimeWarning); the output is checked by :func:`_finite`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
-        yield
+# librosa 1.0's phase vocoder passes its own deprecated arguments (FutureWarning) and its numba
+# phasor warns on a cast on every call (RuntimeWarning); the output is checked by _finite. Narrow
+# process-wide filters, installed once: warnings.catch_warnings is not thread-safe, and a Dask worker
+# warms up in a background thread while its main thread runs (ser_tasks.worker_setup).
+warnings.filterwarnings("ignore", r"The `\w+` parameter is deprecated", FutureWarning, r"librosa\.")
+warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning, r"numba\.")
 
 
 def _finite(y: np.ndarray, what: str) -> np.ndarray:
@@ -122,14 +119,12 @@ def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
     """Shift pitch by ``semitones`` keeping the duration (``librosa.effects.pitch_shift``:
     phase-vocoder stretch then resampling)."""
-    with _vocoder_warnings_quiet():
-        return _finite(librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones), "pitch shift")
+    return _finite(librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones), "pitch shift")
 
 
 def time_stretch(y: np.ndarray, rate: float) -> np.ndarray:
     """Change tempo by ``rate`` keeping the pitch; output has about ``len(y) / rate`` samples."""
-    with _vocoder_warnings_quiet():
-        return _finite(librosa.effects.time_stretch(y, rate=rate), "time stretch")
+    return _finite(librosa.effects.time_stretch(y, rate=rate), "time stretch")
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
@@ -164,9 +159,8 @@ def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: floa
         ValueError: the result has non-finite samples.
     """
     q = 2.0 ** (-semitones / 12)
-    with _vocoder_warnings_quiet():
-        stretched = librosa.effects.time_stretch(y, rate=rate * q)
-        shifted = librosa.resample(stretched, orig_sr=sr / q, target_sr=sr, res_type="soxr_hq")
+    stretched = librosa.effects.time_stretch(y, rate=rate * q)
+    shifted = librosa.resample(stretched, orig_sr=sr / q, target_sr=sr, res_type="soxr_hq")
     return _finite(librosa.util.fix_length(shifted, size=round(y.shape[0] / rate)), "stretch and pitch shift")
 
 

@@ -39,8 +39,7 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
 
 
 # Held while warm_up runs in a worker's background thread: a task that arrives meanwhile waits for
-# it rather than compile the same numba kernels alongside it (numba warns of a repeated compile)
-# or enter warnings.catch_warnings from a second thread (not thread-safe).
+# it rather than compile the same numba kernels alongside it (numba warns of a repeated compile).
 _WARMING = threading.Lock()
 
 #: Every transform applied, so that :func:`warm_up` reaches every kernel a variant can use.

@@ -83,3 +83,20 @@ def test_probability_zero_disables_a_transform_without_changing_the_others():
 def test_negative_variant_raises():
     with pytest.raises(ValueError):
         draw_params(AugmentConfig(), "c", -1)
+
+
+def test_vocoder_warnings_are_filtered_in_any_thread():
+    """librosa's own deprecation and numba's cast warnings are silenced by process-wide filters,
+    not a catch_warnings block (not thread-safe: workers warm up in a background thread). Run in
+    a fresh interpreter with every other warning an error."""
+    import subprocess
+    import sys
+
+    code = ("import threading, numpy as np\n"
+            "from ser_tasks.augment import pitch_shift, time_stretch, stretch_and_pitch_shift\n"
+            "y = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)\n"
+            "t = threading.Thread(target=lambda: (pitch_shift(y, 16000, 1.0), time_stretch(y, 1.1),\n"
+            "                                     stretch_and_pitch_shift(y, 16000, 1.1, -1.0)))\n"
+            "t.start(); t.join()\n")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr

@@ -128,8 +128,7 @@ def test_warm_up_runs_a_clip_through_and_leaves_nothing_behind():
 
 
 def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
-    """A task arriving mid-warm-up must not run librosa alongside it (numba compiles twice and
-    warnings.catch_warnings is not thread-safe)."""
+    """A task arriving mid-warm-up must not run librosa alongside it (numba compiles twice)."""
     import threading
 
     from ser_tasks import extract
