@@ -1,16 +1,21 @@
 """Decoding and length normalisation: file -> mono float32 waveform at a fixed rate and length.
 
 Pipeline per clip: decode (soundfile, through fsspec) -> mix down to mono -> resample (soxr high
-quality) -> trim leading/trailing silence -> pad or crop to a fixed length around the centre.
+quality) -> trim leading/trailing silence and refuse clips that carry no speech (:func:`speech`)
+-> pad or crop to a fixed length around the centre. Extraction and the registered model
+(:mod:`ser_tasks.predict`) both call these functions, so a clip is prepared one way only.
 """
 
 from __future__ import annotations
+
+import io
 
 import fsspec
 import librosa
 import numpy as np
 import soundfile as sf
 
+from .config import AudioConfig
 from .storage import fs_options
 
 
@@ -30,38 +35,123 @@ def load_audio(path: str, sample_rate: int, storage_options: dict | None = None)
         ``(samples,)`` float32 in [-1, 1] (channels averaged).
 
     Raises:
-        AudioError: unreadable, empty, or non-finite audio (message names ``path``).
+        AudioError: missing, unreadable, empty, or non-finite audio (message names ``path``).
     """
     try:
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
-            data, rate = sf.read(fh, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+            return _decode(fh, path, sample_rate)
+    except OSError as exc:  # missing file, permissions, network
+        raise AudioError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def decode_audio(data: bytes, sample_rate: int, name: str = "audio") -> np.ndarray:
+    """Decode an encoded file held in memory (anything soundfile reads) as :func:`load_audio` does.
+
+    Args:
+        data: the file's bytes (WAV, FLAC, OGG, MP3, ...).
+        sample_rate: target rate in Hz.
+        name: what error messages call the input (a path or a row number).
+
+    Returns:
+        ``(samples,)`` float32 in [-1, 1] (channels averaged).
+
+    Raises:
+        AudioError: undecodable, empty, or non-finite audio (message names ``name``).
+    """
+    return _decode(io.BytesIO(data), name, sample_rate)
+
+
+def _decode(fh, name: str, sample_rate: int) -> np.ndarray:
+    try:
+        data, rate = sf.read(fh, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        # its str() names the file object ("Error opening <...LocalFileOpener at 0x..>"); keep the reason
+        raise AudioError(f"{name}: cannot decode audio ({exc.error_string.rstrip('.')})") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{name}: cannot decode audio ({exc})") from exc
     if data.size == 0:
-        raise AudioError(f"{path}: no samples")
+        raise AudioError(f"{name}: no samples")
     y = data.mean(axis=1)
     if not np.isfinite(y).all():
-        raise AudioError(f"{path}: non-finite samples")
+        raise AudioError(f"{name}: non-finite samples")
     if rate != sample_rate:
         y = librosa.resample(y, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def trim_silence(y: np.ndarray, top_db: float | None, frame_length: int = 512, hop_length: int = 128) -> np.ndarray:
-    """Drop leading and trailing frames quieter than ``top_db`` dB below the peak.
+def silence_bounds(y: np.ndarray, top_db: float | None, frame_length: int = 512,
+                   hop_length: int = 128) -> tuple[int, int]:
+    """Sample range ``[start, stop)`` left after dropping leading and trailing frames quieter than
+    ``top_db`` dB below the peak (``librosa.effects.trim``).
 
     Args:
         y: ``(samples,)`` waveform.
-        top_db: threshold in dB below the clip's maximum frame RMS; ``None`` returns ``y``.
+        top_db: threshold in dB below the clip's maximum frame RMS; ``None`` keeps everything.
         frame_length, hop_length: analysis frame and hop in samples.
 
     Returns:
-        ``(samples',)`` float32; all of ``y`` if it is silent throughout.
+        ``(start, stop)`` in samples; ``(0, len(y))`` when ``top_db`` is ``None`` or ``y`` is silent.
     """
     if top_db is None or not np.any(y):
-        return y
-    trimmed, _ = librosa.effects.trim(y, top_db=top_db, frame_length=frame_length, hop_length=hop_length)
-    return trimmed if trimmed.size else y
+        return 0, int(y.size)
+    _, (start, stop) = librosa.effects.trim(y, top_db=top_db, frame_length=frame_length, hop_length=hop_length)
+    return (int(start), int(stop)) if stop > start else (0, int(y.size))
+
+
+def trim_silence(y: np.ndarray, top_db: float | None, frame_length: int = 512, hop_length: int = 128) -> np.ndarray:
+    """Drop leading and trailing frames quieter than ``top_db`` dB below the peak
+    (:func:`silence_bounds`).
+
+    Returns:
+        ``(samples',)`` float32; ``y`` itself when nothing is cut (silent throughout, or ``top_db``
+        is ``None``).
+    """
+    start, stop = silence_bounds(y, top_db, frame_length, hop_length)
+    return y if (start, stop) == (0, y.size) else y[start:stop]
+
+
+def speech_bounds(y: np.ndarray, cfg: AudioConfig, name: str) -> tuple[int, int]:
+    """Where the speech of a decoded clip lies, refusing clips that carry none.
+
+    A clip whose peak is below ``cfg.silence_floor_dbfs`` (dB re full scale) is silent; one whose
+    trimmed length (whole length when ``cfg.trim_top_db`` is ``None``) is under
+    ``cfg.min_speech_seconds`` is too short. Either would otherwise enter training, or be given an
+    emotion, as a constant -100 dB spectrogram.
+
+    Args:
+        y: ``(samples,)`` float32 at ``cfg.sample_rate``.
+        cfg: the audio settings (trim threshold, silence floor, minimum length).
+        name: what the error names (a path or a row).
+
+    Returns:
+        ``(start, stop)`` in samples of ``y``, silence trimmed (:func:`silence_bounds`).
+
+    Raises:
+        AudioError: silent, or too short (message names ``name`` and the measured value).
+    """
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
+    if peak_db < cfg.silence_floor_dbfs:
+        raise AudioError(f"{name}: silent (peak {peak_db:.1f} dBFS, below the {cfg.silence_floor_dbfs:g} dBFS floor)")
+    start, stop = silence_bounds(y, cfg.trim_top_db)
+    seconds = (stop - start) / cfg.sample_rate
+    if seconds < cfg.min_speech_seconds:
+        raise AudioError(f"{name}: {seconds:.3f} s of sound, under the {cfg.min_speech_seconds:g} s minimum "
+                         "(audio.min_speech_seconds)")
+    return start, stop
+
+
+def speech(y: np.ndarray, cfg: AudioConfig, name: str) -> np.ndarray:
+    """The clip with its silence trimmed, refused when it carries no speech (:func:`speech_bounds`).
+
+    Returns:
+        ``(samples',)`` float32, not yet of fixed length.
+
+    Raises:
+        AudioError: silent, or too short.
+    """
+    start, stop = speech_bounds(y, cfg, name)
+    return y[start:stop]
 
 
 def fix_length(y: np.ndarray, n_samples: int) -> np.ndarray:

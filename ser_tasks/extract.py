@@ -25,8 +25,8 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
                   noise_rng: np.random.Generator, trim: bool = True) -> dict[str, np.ndarray]:
     """Features of one (already decoded, resampled) clip under one variant's parameters.
 
-    Steps: trim silence (unless ``trim`` is false: the caller trimmed once for all of a clip's
-    variants) -> stretch/pitch (length-changing) -> fix length -> shift/gain/noise -> features.
+    Steps: trim silence (unless ``trim`` is false: the caller took :func:`ser_tasks.audio.speech`
+    once for all of a clip's variants) -> stretch/pitch (length-changing) -> fix length -> shift/gain/noise -> features.
     Shapes as :func:`ser_tasks.features.feature_shapes`.
     """
     sr = audio_cfg.sample_rate
@@ -77,7 +77,7 @@ def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig) -> float:
     with fsspec.open(path, "wb") as fh:
         sf.write(fh, tone, rate, format="WAV")
     try:
-        y = audio.trim_silence(audio.load_audio(path, audio_cfg.sample_rate), audio_cfg.trim_top_db)
+        y = audio.speech(audio.load_audio(path, audio_cfg.sample_rate), audio_cfg, path)
     finally:
         fsspec.filesystem("memory").rm(path)
     clip_features(y, audio_cfg, feat_cfg, WARM_UP_PARAMS, np.random.default_rng(0), trim=False)
@@ -126,7 +126,7 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
         if path not in decoded:
             try:
                 y = audio.load_audio(path, audio_cfg.sample_rate, storage_options)
-                decoded = {path: audio.trim_silence(y, audio_cfg.trim_top_db)}  # once for every variant
+                decoded = {path: audio.speech(y, audio_cfg, path)}  # trimmed once for every variant
             except audio.AudioError as exc:
                 decoded = {path: exc}
         y = decoded[path]

@@ -3,7 +3,8 @@ import pytest
 import soundfile as sf
 
 from conftest import dominant_freq, sine, write_wav
-from ser_tasks.audio import AudioError, fix_length, load_audio, trim_silence
+from ser_tasks.audio import AudioError, decode_audio, fix_length, load_audio, speech, speech_bounds, trim_silence
+from ser_tasks.config import AudioConfig
 
 
 def test_stereo_is_mixed_down_and_resampled_keeping_frequency(tmp_path):
@@ -44,3 +45,35 @@ def test_fix_length_pads_and_crops_around_the_centre():
     assert padded.tolist() == [0, 0] + list(range(1, 11)) + [0, 0]
     assert fix_length(y, 4).tolist() == [4, 5, 6, 7]
     assert fix_length(y, 10).tolist() == y.tolist()
+
+
+def test_decoding_errors_name_the_file_and_the_reason_not_the_file_object(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(AudioError) as err:
+        load_audio(str(bad), 16_000)
+    assert str(err.value) == f"{bad}: cannot decode audio (Error in WAV/W64/RF64 file. Malformed 'fmt ' chunk)"
+    with pytest.raises(AudioError, match=r"^row 3: cannot decode audio"):
+        decode_audio(b"garbage", 16_000, "row 3")
+
+
+def test_bytes_decode_as_the_file_does(tmp_path):
+    path = write_wav(tmp_path / "a.wav", sine(440, 0.5, sr=22_050), sr=22_050)
+    assert np.array_equal(decode_audio(path.read_bytes(), 16_000), load_audio(str(path), 16_000))
+
+
+def test_silent_and_too_short_clips_are_refused_with_the_measured_value():
+    cfg = AudioConfig()
+    with pytest.raises(AudioError, match=r"^z.wav: silent \(peak -inf dBFS, below the -60 dBFS floor\)"):
+        speech(np.zeros(16_000, np.float32), cfg, "z.wav")
+    with pytest.raises(AudioError, match="q.wav: silent .peak -66.0 dBFS"):
+        speech(sine(300, 1.0, amp=10 ** (-66 / 20)), cfg, "q.wav")
+    click = np.concatenate([np.zeros(8000, np.float32), sine(300, 0.01), np.zeros(8000, np.float32)])
+    with pytest.raises(AudioError, match=r"c.wav: 0\.0\d\d s of sound, under the 0.25 s minimum"):
+        speech(click, cfg, "c.wav")
+    tone = np.concatenate([np.zeros(8000, np.float32), sine(300, 0.5), np.zeros(8000, np.float32)])
+    start, stop = speech_bounds(tone, cfg, "t.wav")
+    assert abs(start - 8000) < 512 and abs(stop - 16000) < 512
+    assert np.array_equal(speech(tone, cfg, "t.wav"), tone[start:stop])
+    # what is allowed is configurable
+    assert speech(click, cfg.model_copy(update={"min_speech_seconds": 0.0}), "c.wav").size > 0

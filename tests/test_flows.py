@@ -2,13 +2,15 @@
 
 import json
 import os
+from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
-from conftest import make_ravdess_like
+from conftest import make_ravdess_like, sine, write_wav
 from flows.extract import dask_runner, extract_features
 from flows.runtime import prefect_api
 from ser_tasks.cli import app
@@ -23,6 +25,8 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
     bad = root / "Actor_03" / "03-01-05-01-01-01-03.wav"
     bad.write_bytes(b"not audio at all")
     (root / "Actor_03" / "03-01-99-01-01-01-03.wav").write_bytes(b"")  # name does not parse
+    silent = write_wav(root / "Actor_04" / "03-01-01-01-01-01-04.wav", np.zeros(16_000, np.float32))
+    click = write_wav(root / "Actor_02" / "03-01-05-01-02-01-02.wav", sine(300, 0.01))  # 10 ms
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 1, "extract.batch_rows": 4})
     url = str(tmp_path / "f.zarr")
     # an existing cluster, reached by address as with --dask-address
@@ -38,7 +42,11 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
     assert first["clips"] == 16 and first["skipped"] == 1
     n_train_clips = first["rows"] - first["clips"]  # one augmented copy per training clip
     assert first["computed_rows"] == first["rows"] == 16 + n_train_clips
-    assert first["failed_rows"] >= 1 and all("03-01-05-01-01-01-03.wav" in f["path"] for f in first["failures"])
+    reasons = {Path(f["path"]).name: f["reason"] for f in first["failures"]}
+    assert set(reasons) == {bad.name, silent.name, click.name} and first["failed_rows"] >= 3
+    assert reasons[bad.name].startswith(f"{bad}: cannot decode audio (") and " at 0x" not in reasons[bad.name]
+    assert reasons[silent.name] == f"{silent}: silent (peak -inf dBFS, below the -60 dBFS floor)"
+    assert "s of sound, under the 0.25 s minimum" in reasons[click.name]
     assert first["clips_per_second"] > 0
     store = FeatureStore(url, first["group"])
     counts = store.counts()
