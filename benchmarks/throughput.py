@@ -353,7 +353,8 @@ def main() -> None:
     if args.limit:  # spread over every actor, so the split has speakers to work with
         paths = paths[::max(1, len(paths) // args.limit)][:args.limit]
     root = link_tree(paths, work / "ravdess")  # the (possibly limited) corpus, linked, never copied
-    cfg = PipelineConfig().model_dump(mode="json")
+    # 2 copies per training clip, as in every round so far: the seed loop makes 2 copies too
+    cfg = PipelineConfig().with_overrides({"augment.variants": 2}).model_dump(mode="json")
     results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths),
                      "repeats": args.repeats}
 

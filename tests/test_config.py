@@ -56,5 +56,15 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 def test_flat_params_cover_every_section():
     params = PipelineConfig().flat_params()
-    assert params["features.n_mels"] == 64 and params["train.model"] == "compact_cnn"
+    assert params["features.n_mels"] == 64 and params["train.model"] == "tdnn"
     assert {k.split(".")[0] for k in params} == {"audio", "augment", "features", "split", "extract", "train", "tracking"}
+
+
+def test_defaults_are_the_benchmarked_recipe():
+    """`ser run` trains what benchmarks/accuracy.yaml measured, on a fixed schedule."""
+    from pathlib import Path
+
+    recipe = load_config(Path(__file__).parents[1] / "benchmarks" / "accuracy.yaml")
+    default = PipelineConfig()
+    assert default.train == recipe.train and default.augment.variants == recipe.augment.variants
+    assert default.train.schedule == "cosine" and default.train.epoch_rows == "one_per_clip"
