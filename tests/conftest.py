@@ -9,6 +9,12 @@ from ser_tasks import runtime_env
 
 runtime_env.apply()
 
+# Prefect configures logging when prefect.main is first imported (lazily, on the first `from prefect
+# import flow`), binding its console handler to the sys.stderr of that moment. Inside a CliRunner
+# invoke that stream is closed when the command returns, and every later flow in the process then
+# fails in its log handler (RecursionError through log_prints). Configure it now, on pytest's stream.
+import prefect.main  # noqa: E402, F401
+
 import numpy as np
 import pytest
 import soundfile as sf
