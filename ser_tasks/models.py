@@ -31,6 +31,8 @@ from .data import Normalizer, norm_axis
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel", "notebook_cnn1d": "zcr_rms"}
+#: Inputs that :class:`SpecAugment` can mask.
+SPECTROGRAMS = ("log_mel", "mfcc")
 
 
 def _normalization(normalizer: Normalizer) -> layers.Layer:
@@ -222,7 +224,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if normalizer.input_name != MODEL_INPUTS[name]:
         raise ValueError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
-    if spec_augment is not None and MODEL_INPUTS[name] not in ("log_mel", "mfcc"):
+    if spec_augment is not None and MODEL_INPUTS[name] not in SPECTROGRAMS:
         raise ValueError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)

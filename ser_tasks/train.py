@@ -19,7 +19,7 @@ import zarr
 from . import evaluate
 from .config import TrainConfig
 from .data import ZarrSequence, fit_normalizer, input_shape, resident_tf_dataset, row_indices
-from .models import MODEL_INPUTS, SpecAugment, build_model
+from .models import MODEL_INPUTS, SPECTROGRAMS, SpecAugment, build_model
 from .split import SPLITS
 from .store import FeatureStore, read_strings
 
@@ -128,7 +128,8 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
     :class:`ser_tasks.tracking.MLflowEpochLogger`) run last. Training rows that fit under
     ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
-    (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order).
+    (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order). The
+    ``spec_*`` masks apply to models that read a spectrogram; others train without them.
 
     Args:
         g: the store group, opened.
@@ -162,8 +163,9 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     train_seq = ZarrSequence(g, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
                              workers=2, max_queue_size=8)
+    # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
-                          seed=cfg.seed, name="spec_augment") if cfg.spec_augment else None
+                          seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
     model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer, masking)
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))

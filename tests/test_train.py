@@ -61,3 +61,8 @@ def test_spec_augment_settings_reach_the_saved_model(tone_store):
     plain = keras.models.load_model(fit(store, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0}),
                                         tmp / "plain", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in plain.layers]
+    # the default masks are on; a model that reads no spectrogram trains without them
+    assert cfg.train.spec_augment
+    cnn1d = keras.models.load_model(fit(store, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1}),
+                                        tmp / "cnn1d", verbose=0).model_path)
+    assert "spec_augment" not in [layer.name for layer in cnn1d.layers]
