@@ -19,7 +19,6 @@ from prefect.cache_policies import NO_CACHE
 
 from ser_tasks import evaluate, tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.models import MODEL_INPUTS
 from ser_tasks.storage import redact_url
 from ser_tasks.store import FeatureStore
@@ -39,21 +38,30 @@ def evaluate_task(store: FeatureStore, model_path: Path, out_dir: Path) -> dict:
 
 
 @task(name="log-model", cache_policy=NO_CACHE)
-def log_model_task(store: FeatureStore, fit_result: FitResult, registered_model: str) -> dict:
-    """Log the model with its signature and register a new version; returns name and version."""
-    model = keras.models.load_model(fit_result.model_path)
-    g = store.open()
-    idx = row_indices(g, TEST)[:2]
-    x, _ = ZarrSequence(g, idx if idx.size else row_indices(g, 0)[:2], MODEL_INPUTS[model.name], 2)[0]
-    signature = mlflow.models.infer_signature(x, model.predict_on_batch(x))
-    # Explicit requirements: inferring them re-loads the model in a subprocess (slow, and fragile offline).
-    info = mlflow.keras.log_model(
-        model, name="model", signature=signature, registered_model_name=registered_model,
-        pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu", "ser-pipeline"],
-    )
-    mlflow.log_artifact(str(fit_result.normalizer_path), "model_extra")
-    return {"model_name": registered_model, "model_version": int(info.registered_model_version),
-            "model_uri": info.model_uri}
+def log_model_task(fit_result: FitResult, config: PipelineConfig, vocabulary: list[str], scores: dict,
+                   tags: dict) -> dict:
+    """Log the raw-audio model (:class:`ser_tasks.predict.EmotionModel`), register a version with
+    its scores as tags, and give it the champion or challenger alias (:mod:`ser_tasks.registry`).
+
+    Returns:
+        ``{"model_name", "model_version", "model_uri", "alias", "promotion"}``.
+    """
+    from ser_tasks import registry
+    from ser_tasks.predict import Preprocessing, log_emotion_model
+
+    name = config.tracking.registered_model
+    prep = Preprocessing(config.audio, config.features, MODEL_INPUTS[config.train.model], tuple(vocabulary),
+                         config.train.model)
+    info = log_emotion_model(fit_result.model_path, fit_result.normalizer_path, prep, name)
+    version = int(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in registry.version_tags(scores, tags["manifest_fingerprint"], tags["store_group"],
+                                            tags["git_commit"]).items():
+        client.set_model_version_tag(name, str(version), key, value)
+    promotion = registry.promote_if_better(name, version, client)
+    mlflow.set_tags({"model_alias": promotion.alias, "promotion": promotion.reason})
+    return {"model_name": name, "model_version": version, "model_uri": info.model_uri, "alias": promotion.alias,
+            "promotion": promotion.reason}
 
 
 @contextlib.contextmanager
@@ -119,10 +127,12 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
                         "evaluation/test_metrics.json")
         mlflow.log_text(_report_text(result), "evaluation/classification_report.txt")
         mlflow.log_dict(fit_result.history, "evaluation/history.json")
-        registered = log_model_task(store, fit_result, cfg.tracking.registered_model)
+        registered = log_model_task(fit_result, cfg, result["vocabulary"], result, tags)
         logger.info("test speakers: UA %.3f  WA %.3f  macro-F1 %.3f  (%d clips); model %s v%d; run %s",
                     result["ua"], result["wa"], result["macro_f1"], result["n"], registered["model_name"],
                     registered["model_version"], run.info.run_id)
+        logger.info("model %s v%d is %s: %s", registered["model_name"], registered["model_version"],
+                    registered["alias"], registered["promotion"])
         return {"ua": result["ua"], "wa": result["wa"], "macro_f1": result["macro_f1"], "test_clips": result["n"],
                 "best_epoch": fit_result.best_epoch, "epochs": len(fit_result.history.get("loss", [])),
                 "train_seconds": round(fit_result.seconds, 3), "device": fit_result.device,

@@ -7,6 +7,9 @@
     ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
     ser deploy ROOT       a scheduled (cron) deployment on a Prefect server, served by this process
     ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
+    ser predict PATH...   emotions of audio files with the registered model (champion by default)
+    ser score MODEL ROOT  a model's scores on a labelled corpus, logged to MLflow
+    ser promote VERSION   make a registered version the champion
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", envvar="SER_S
 DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes \\[config extract.workers, default 2].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs \\[config train.epochs].")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="compact_cnn (default), tdnn, notebook_cnn2d or notebook_cnn1d.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="tdnn (default), compact_cnn, notebook_cnn2d or notebook_cnn1d.")]
 VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip \\[config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
 
@@ -87,8 +90,9 @@ def _print_scores(train: dict) -> None:
     for col in ("UA", "WA", "macro-F1", "clips", "model", "MLflow run"):
         table.add_column(col)
     table.add_row(f"{train['ua']:.3f}", f"{train['wa']:.3f}", f"{train['macro_f1']:.3f}", str(train["test_clips"]),
-                  f"{train['model_name']} v{train['model_version']}", train["mlflow_run_id"])
+                  f"{train['model_name']} v{train['model_version']} ({train['alias']})", train["mlflow_run_id"])
     console.print(table)
+    console.print(f"{train['alias']}: {train['promotion']}")
 
 
 @app.command()
@@ -319,6 +323,126 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
         for row in m.skipped.itertuples(index=False):
             table.add_row(row.path, row.reason)
         console.print(table)
+
+
+def _default_model() -> str:
+    from .config import TrackingConfig
+
+    return f"models:/{TrackingConfig().registered_model}@champion"
+
+
+@app.command()
+def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folders (recursive) or s3:// prefixes.")],
+            model: Annotated[str | None, typer.Option("--model", help="MLflow model URI \\[default: models:/ser-emotion@champion].")] = None,
+            out: Annotated[Path | None, typer.Option("--out", help="Write the predictions as CSV.")] = None,
+            windows: Annotated[bool, typer.Option("--windows", help="One row per window (start and end in seconds) instead of one per file.")] = False,
+            window_seconds: Annotated[float | None, typer.Option("--window-seconds", help="Window length for long recordings \\[default: the training duration].")] = None,
+            hop_seconds: Annotated[float | None, typer.Option("--hop-seconds", help="Hop between windows \\[default: half the window].")] = None,
+            mlflow_uri: MlflowOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
+    """Emotions of audio files with a registered model: CSV columns path, emotion, p_<label>..., error.
+
+    Speech longer than the training duration is scored in windows (50 % overlap by default) whose
+    probabilities are averaged. A file that cannot be used gets its reason in the error column; the
+    others are scored all the same.
+    """
+    import mlflow
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import tracking
+    from .predict import expand_inputs, predict_files
+
+    mlflow.set_tracking_uri(tracking.resolve_uri(mlflow_uri))
+    uri = model or _default_model()
+    opts = _storage(storage_options, endpoint_url)
+    with _user_errors():
+        files = expand_inputs(paths, opts)
+        if not files:
+            raise ValueError(f"no audio files under {', '.join(paths)}")
+        try:
+            loaded = mlflow.pyfunc.load_model(uri)
+        except mlflow.exceptions.MlflowException as exc:
+            raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
+    params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}
+    # no redirection of sys.stdout/stderr: a later Prefect flow in the same process would log into the proxy
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  TimeElapsedColumn(), console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+        bar = progress.add_task("predict", total=len(files))
+        preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        preds.to_csv(out, index=False)
+        console.print(f"predictions written to {out}")
+    else:
+        typer.echo(preds.to_csv(index=False), nl=False)
+    per_file = preds.drop_duplicates("path") if windows else preds
+    table = Table(title=f"{len(files)} files, model {uri}")
+    table.add_column("emotion")
+    table.add_column("files", justify="right")
+    for emotion, count in per_file.loc[per_file["error"] == "", "emotion"].value_counts().items():
+        table.add_row(emotion, str(count))
+    failed = per_file[per_file["error"] != ""]
+    if len(failed):
+        table.add_row("[red]failed[/red]", str(len(failed)))
+    console.print(table)
+    for reason in failed["error"].head(10):
+        console.print(f"[red]failed:[/red] {reason}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. models:/ser-emotion@champion.")],
+          root: Annotated[str, typer.Argument(help="A labelled corpus folder or s3:// prefix.")],
+          mlflow_uri: MlflowOpt = None, summary_json: SummaryOpt = None, corpus: CorpusOpt = None,
+          storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
+          out_dir: OutOpt = Path("ser-out/score"),
+          experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "ser") -> None:
+    """A model's UA, WA and macro-F1 on a labelled corpus, on the classes the model knows (the others
+    are listed as ignored), with a confusion matrix; logged as an MLflow run tagged with the model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import tracking
+    from .score import score_corpus
+
+    tracking.setup(mlflow_uri, experiment)
+    with _user_errors(), Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                                  TimeElapsedColumn(), console=console, redirect_stdout=False,
+                                  redirect_stderr=False) as progress:
+        bar = progress.add_task("score", total=None)
+        result = score_corpus(model, root, corpus, _storage(storage_options, endpoint_url), crema_demographics,
+                              out_dir, on_start=lambda n: progress.update(bar, total=n),
+                              on_batch=lambda n: progress.advance(bar, n))
+    table = Table(title=f"{model} on {root} ({result['corpus']}; {len(result['classes'])} shared classes)")
+    for col in ("UA", "WA", "macro-F1", "clips", "failed", "ignored", "MLflow run"):
+        table.add_column(col)
+    ignored = ", ".join(f"{k} {v}" for k, v in result["ignored"].items()) or "-"
+    table.add_row(f"{result['ua']:.3f}", f"{result['wa']:.3f}", f"{result['macro_f1']:.3f}", str(result["n"]),
+                  str(result["failed"]), ignored, result["mlflow_run_id"])
+    console.print(table)
+    per_class = Table(title="per class (true classes of the corpus)")
+    for col in ("class", "precision", "recall", "f1", "clips"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for cls in result["classes"]:
+        r = result["report"][cls]
+        per_class.add_row(cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
+    console.print(per_class)
+    _write_summary(summary_json, result)
+
+
+@app.command()
+def promote(version: Annotated[int, typer.Argument(help="Registered model version to make the champion.")],
+            name: Annotated[str | None, typer.Option("--name", help="Registered model \\[default: ser-emotion].")] = None,
+            mlflow_uri: MlflowOpt = None) -> None:
+    """Make a registered model version the champion (the model `ser predict` uses by default)."""
+    import mlflow
+
+    from . import registry, tracking
+    from .config import TrackingConfig
+
+    uri = tracking.resolve_uri(mlflow_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with _user_errors():
+        done = registry.promote(name or TrackingConfig().registered_model, version)
+    console.print(done.reason)
 
 
 if __name__ == "__main__":

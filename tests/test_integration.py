@@ -6,11 +6,14 @@ import os
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from ser_tasks.cli import app
+from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.store import FeatureStore, read_strings
+from ser_tasks.train import predict
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,9 +79,30 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
     assert split_csv.count("ravdess:") == 4
     version = client.get_model_version("ser-emotion", str(summary["model_version"]))
     assert version.run_id == run.info.run_id
-    model = mlflow.pyfunc.load_model(f"models:/ser-emotion/{summary['model_version']}")
-    x = np.zeros((1, 64, 301, 1), dtype=np.float32)
-    assert model.predict(x).shape == (1, 8)
+    assert version.aliases == ["champion"] and summary["train"]["alias"] == "champion"
+    assert version.tags["test_ua"] == f"{summary['ua']:.6f}" and version.tags["store_group"] == ext["group"]
+
+    # the registered model on the test actor's raw files: the evaluation's classes and probabilities
+    model = mlflow.pyfunc.load_model("models:/ser-emotion@champion")
+    rows = row_indices(g, 2, originals_only=True)
+    stored = predict(model.unwrap_python_model().keras_model, ZarrSequence(g, rows, "log_mel", 64))
+    paths = [str(p) for p in read_strings(g["path"])[rows]]
+    as_stored = model.predict(pd.DataFrame({"path": paths}), params={"windows": False})
+    probs = as_stored.filter(like="p_").to_numpy()
+    assert (as_stored["error"] == "").all() and np.abs(probs - stored).max() < 1e-4
+    assert list(as_stored["emotion"]) == [g.attrs["vocabulary"][i] for i in stored.argmax(axis=1)]
+    windowed = model.predict(pd.DataFrame({"path": paths}))  # the default: speech over 3 s in windows
+    one = (windowed["windows"] == 1).to_numpy()
+    assert one.mean() > 0.9 and np.abs(windowed.filter(like="p_").to_numpy()[one] - stored[one]).max() < 1e-4
+
+    # `ser predict` on the test actor's folder, with the champion
+    test_actor = read_strings(g["speaker"])[rows[0]].split(":")[1]
+    result = CliRunner().invoke(app, ["predict", str(four_actors / f"Actor_{test_actor}"), "--mlflow-uri", uri,
+                                      "--out", str(tmp_path / "preds.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    preds = pd.read_csv(tmp_path / "preds.csv", keep_default_na=False).sort_values("path")
+    assert len(preds) == 60 and (preds["error"] == "").all()
+    assert list(preds["emotion"]) == list(windowed.assign(path=paths).sort_values("path")["emotion"])
 
     # `ser train` on the same store: a new run and the next model version, no extraction
     result = CliRunner().invoke(app, ["train", store_url, "--mlflow-uri", uri, "--epochs", "1",
@@ -86,6 +110,37 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
                                       "--summary-json", str(tmp_path / "train.json")])
     assert result.exit_code == 0, result.output + repr(result.exception)
     again = json.loads((tmp_path / "train.json").read_text())
-    assert again["model_version"] == summary["model_version"] + 1
+    assert again["model_version"] == summary["model_version"] + 1 and again["alias"] in ("champion", "challenger")
+    assert again["promotion"] == client.get_model_version("ser-emotion", str(again["model_version"])).tags["promotion"]
     assert again["mlflow_run_id"] != summary["mlflow_run_id"] and again["rows"]["test"] == 60  # 1 actor x 60
     assert mlflow.get_run(again["mlflow_run_id"]).data.params["train.model"] == "notebook_cnn1d"
+
+
+def test_ser_score_of_a_ravdess_model_on_crema_d_clips(shared_data, tmp_path, mlflow_uri):
+    """A RAVDESS-trained model scored on CREMA-D (two actors), on the six classes both corpora have."""
+    crema = shared_data / "crema-d" / "AudioFLAC"
+    if not crema.is_dir():
+        pytest.skip("CREMA-D audio not in SER_TEST_DATA")
+    root = tmp_path / "crema2"
+    root.mkdir()
+    for f in sorted(crema.glob("10[01][06]_*.flac")):  # actors 1006 and 1010 (female, male), linked
+        os.symlink(f, root / f.name)
+    os.symlink(shared_data / "crema-d" / "VideoDemographics.csv", root / "VideoDemographics.csv")
+    # a RAVDESS-trained model, briefly: one actor per split, 2 epochs
+    ravdess = tmp_path / "ravdess3"
+    ravdess.mkdir()
+    for actor in ("01", "02", "03"):
+        os.symlink(shared_data / "ravdess" / f"Actor_{actor}", ravdess / f"Actor_{actor}")
+    run = CliRunner().invoke(app, ["run", str(ravdess), "--store", str(tmp_path / "f.zarr"), "--mlflow-uri", mlflow_uri,
+                                   "--epochs", "2", "--variants", "0", "--out-dir", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output + repr(run.exception)
+    summary = tmp_path / "score.json"
+    result = CliRunner().invoke(app, ["score", "models:/ser-emotion@champion", str(root), "--mlflow-uri", mlflow_uri,
+                                      "--summary-json", str(summary), "--out-dir", str(tmp_path / "score")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    s = json.loads(summary.read_text())
+    n = len(list(root.glob("*.flac")))
+    assert s["corpus"] == "crema_d" and s["clips"] == n and s["n"] + s["failed"] == n and s["ignored"] == {}
+    assert s["classes"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
+    assert 0 <= s["ua"] <= 1 and s["model_version"] == 1
+    assert mlflow.get_run(s["mlflow_run_id"]).data.tags["model_version"] == "1"

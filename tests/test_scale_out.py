@@ -19,6 +19,7 @@ from pathlib import Path
 import boto3
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 
@@ -139,11 +140,14 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     assert any(k.endswith("evaluation/confusion_matrix.png") for k in keys)
     version = client.get_model_version("ser-emotion", str(summary["model_version"]))
     assert version.run_id == run.info.run_id and version.status == "READY"
-    import ser_tasks.models  # noqa: F401 - registers the StatisticsPooling layer the model uses
+    assert version.aliases == ["champion"] and version.tags["manifest_fingerprint"] == ext["manifest_fingerprint"]
+    # the registered model takes audio: a clip read from S3, its artifacts read through the MLflow server
+    from ser_tasks.predict import read_bytes
 
     model = mlflow.pyfunc.load_model(f"models:/ser-emotion/{summary['model_version']}")
-    x = np.zeros((1, *g["log_mel"].shape[1:], 1), dtype=np.float32)
-    assert model.predict(x).shape == (1, len(g.attrs["vocabulary"]))
+    clip = str(read_strings(g["path"])[0])
+    out = model.predict(pd.DataFrame({"path": [clip], "audio": [read_bytes(clip, opts)]}))
+    assert out["error"][0] == "" and out["emotion"][0] in g.attrs["vocabulary"]
 
     # The secret is nowhere: output, summary, MLflow params/tags, Prefect parameters and logs.
     with _prefect_client(stack.urls["prefect"]) as pc:

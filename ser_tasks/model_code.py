@@ -1,0 +1,11 @@
+"""The registered model's code file (MLflow "models from code"): logged with every version and run
+when the version is loaded, so loading unpickles nothing and needs only this package installed.
+
+Not imported by the pipeline; :func:`ser_tasks.predict.log_emotion_model` logs this file.
+"""
+
+import mlflow
+
+from ser_tasks.predict import EmotionModel
+
+mlflow.models.set_model(EmotionModel())

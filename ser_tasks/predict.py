@@ -1,0 +1,373 @@
+"""Emotions from raw audio: the registered model (an MLflow pyfunc) and the windows of long recordings.
+
+Each registered version of the model is an :class:`EmotionModel`. It takes a DataFrame of files,
+``path`` (local path or fsspec URL) or ``audio`` (the encoded file's bytes; base64 in JSON, which
+MLflow decodes for a binary column), and returns one row per input: ``emotion``, ``p_<label>`` for
+every class, ``windows`` and ``error`` (empty, or why the file could not be used; a bad file never
+fails the batch).
+
+Inside, every clip goes through the functions extraction uses (one implementation): decode, mono,
+resample (:mod:`ser_tasks.audio`), trim and refuse silence (:func:`ser_tasks.audio.speech_bounds`),
+pad or crop to ``audio.duration`` (:func:`ser_tasks.audio.fix_length`), features
+(:mod:`ser_tasks.features`), model input (:func:`ser_tasks.data.assemble`), then the Keras model,
+whose first layer holds the training rows' normalisation.
+
+A recording whose speech is longer than the training duration is scored in windows
+(:func:`window_bounds`); the result is the mean of the windows' probabilities, or one row per window
+on request (``per_window``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from . import audio, features
+from .config import AudioConfig, FeatureConfig
+
+#: Artifact keys of a logged :class:`EmotionModel`.
+KERAS_MODEL, PREPROCESSING, NORMALIZER = "keras_model", "preprocessing", "normalizer"
+#: Rows per call of the Keras model; batches are padded to it, so the graph is traced once.
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns a file into the model's input, saved beside the model as ``preprocessing.json``.
+
+    Attributes:
+        audio, features: the extraction settings the model was trained on.
+        input_name: the model input (``log_mel``, ``mfcc`` or ``zcr_rms``; :data:`ser_tasks.data.INPUTS`).
+        vocabulary: class labels, in the order of the model's outputs.
+        model: the zoo model's name.
+    """
+
+    audio: AudioConfig
+    features: FeatureConfig
+    input_name: str
+    vocabulary: tuple[str, ...]
+    model: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"audio": self.audio.model_dump(mode="json"), "features": self.features.model_dump(mode="json"),
+                "input_name": self.input_name, "vocabulary": list(self.vocabulary), "model": self.model}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        """Inverse of :meth:`to_dict`."""
+        return cls(AudioConfig(**data["audio"]), FeatureConfig(**data["features"]), data["input_name"],
+                   tuple(data["vocabulary"]), data["model"])
+
+    def model_input(self, y: np.ndarray) -> np.ndarray:
+        """Model input of one fixed-length clip.
+
+        Args:
+            y: ``(audio.n_samples,)`` float32 at ``audio.sample_rate``.
+
+        Returns:
+            ``(1, ...)`` float32, as :func:`ser_tasks.data.assemble` builds it from stored rows.
+        """
+        from .data import assemble
+
+        sr, cfg = self.audio.sample_rate, self.features
+        if self.input_name == "zcr_rms":
+            arrays = {"zcr": features.zero_crossing_rate(y, cfg), "rms": features.rms_energy(y, cfg)}
+        else:
+            lm = features.log_mel(y, sr, cfg)
+            arrays = {"log_mel": lm} if self.input_name == "log_mel" else {"mfcc": features.mfcc_from_log_mel(lm, cfg.n_mfcc)}
+        return assemble(self.input_name, {k: v[np.newaxis] for k, v in arrays.items()})
+
+
+def window_bounds(n: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """Windows over ``n`` samples of speech.
+
+    One window ``(0, n)`` when ``n <= window`` (padded later, as in training). Otherwise windows of
+    ``window`` samples starting every ``hop`` samples, and one more ending at ``n`` when the speech
+    runs on past the last of them by at least a quarter of a hop: every window is whole, and at
+    most ``hop // 4`` samples of tail go unscored (trimming's frame granularity alone leaves a few
+    milliseconds, which must not add a near-copy of the last window).
+
+    Args:
+        n, window, hop: lengths in samples (``window``, ``hop`` > 0).
+
+    Returns:
+        ``[(start, stop), ...]`` in samples, in order.
+
+    Raises:
+        ValueError: a window or hop that is not positive.
+    """
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window ({window}) and hop ({hop}) must be positive numbers of samples")
+    if n <= window:
+        return [(0, n)]
+    starts = list(range(0, n - window + 1, hop))
+    if n - (starts[-1] + window) >= max(1, hop // 4):
+        starts.append(n - window)
+    return [(s, s + window) for s in starts]
+
+
+def _decoded(row: dict, index: int, rate: int, storage_options: dict | None) -> tuple[np.ndarray, str]:
+    """Decode one input row: its ``audio`` bytes when present, else its ``path``."""
+    path = row.get("path")
+    path = path if isinstance(path, str) and path else None
+    data = row.get("audio")
+    name = path or f"row {index}"
+    if isinstance(data, str):  # base64 that nothing decoded (e.g. a JSON record passed in-process)
+        try:
+            data = base64.b64decode(data, validate=True)
+        except ValueError as exc:
+            raise audio.AudioError(f"{name}: the audio column holds text that is not base64") from exc
+    if isinstance(data, (bytes, bytearray, memoryview)) and len(data):
+        return audio.decode_audio(bytes(data), rate, name), name
+    if path is None:
+        raise audio.AudioError(f"row {index}: neither a path nor audio bytes")
+    return audio.load_audio(path, rate, storage_options), name
+
+
+def _probabilities(model, x: np.ndarray) -> np.ndarray:
+    """``(n, k)`` float32 probabilities, :data:`BATCH` rows a call, the last batch padded: one
+    input shape, so the graph is traced once however many files come."""
+    n = x.shape[0]
+    padded = np.concatenate([x, np.zeros((-n % BATCH, *x.shape[1:]), x.dtype)]) if n % BATCH else x
+    out = [np.asarray(model.predict_on_batch(padded[i:i + BATCH])) for i in range(0, len(padded), BATCH)]
+    return np.concatenate(out)[:n]
+
+
+def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
+                  window_seconds: float | None = None, hop_seconds: float | None = None,
+                  storage_options: dict | None = None) -> pd.DataFrame:
+    """Emotions of the files in ``frame`` (the body of :meth:`EmotionModel.predict`).
+
+    Args:
+        model: the Keras model (input as :meth:`Preprocessing.model_input`, output ``(n, k)``).
+        prep: the preprocessing it was trained with.
+        frame: a ``path`` column (local path or fsspec URL) and/or an ``audio`` column (encoded
+            file bytes); a row uses its bytes when it has them.
+        windows: score speech longer than ``window_seconds`` in windows; ``False`` scores every
+            clip as extraction stores it (one ``audio.duration`` crop around the centre).
+        per_window: one output row per window (with ``input``, ``start`` and ``end`` in seconds
+            of the recording) instead of one per input.
+        window_seconds: window length [default ``audio.duration``]; each window is padded or
+            cropped to ``audio.duration``, the model's input length.
+        hop_seconds: hop between windows [default half the window].
+        storage_options: fsspec options for remote paths.
+
+    Returns:
+        One row per input: ``emotion``, ``p_<label>`` (float64, summing to 1), ``windows`` (how
+        many were averaged), ``error`` (empty when scored; else the reason, with an empty emotion
+        and NaN probabilities). With ``per_window``, one row per window, led by ``input`` (the
+        input's row number), ``start`` and ``end``; a failed input has one row, NaN times.
+
+    Raises:
+        ValueError: ``frame`` has neither a ``path`` nor an ``audio`` column, or a window or hop
+            that is not positive.
+    """
+    if not {"path", "audio"} & set(frame.columns):
+        raise ValueError(f"input needs a 'path' or an 'audio' column, got {list(frame.columns)}")
+    cfg, vocab = prep.audio, list(prep.vocabulary)
+    sr, n_samples = cfg.sample_rate, cfg.n_samples
+    window = int(round((window_seconds or cfg.duration) * sr))
+    hop = int(round((hop_seconds or (window_seconds or cfg.duration) / 2) * sr))
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window_seconds and hop_seconds must be positive, got {window_seconds}, {hop_seconds}")
+    inputs, owners, spans, errors = [], [], [], {}
+    for i, row in enumerate(frame.to_dict("records")):
+        try:
+            y, name = _decoded(row, i, sr, storage_options)
+            start, stop = audio.speech_bounds(y, cfg, name)
+            bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
+            loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
+                    if len(bounds) == 1 or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
+            for s, e in loud:
+                inputs.append(prep.model_input(audio.fix_length(y[start + s:start + e], n_samples)))
+                owners.append(i)
+                spans.append(((start + s) / sr, (start + e) / sr))
+        except audio.AudioError as exc:
+            errors[i] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
+            errors[i] = f"{row.get('path') or f'row {i}'}: {type(exc).__name__}: {exc}"
+    k = len(vocab)
+    probs = _probabilities(model, np.concatenate(inputs)) if inputs else np.zeros((0, k), np.float32)
+    owners_arr = np.asarray(owners, dtype=np.int64)
+    columns = [f"p_{label}" for label in vocab]
+    if per_window:
+        records = [{"input": int(o), "start": round(a, 4), "end": round(b, 4), "windows": 1, "error": ""}
+                   for o, (a, b) in zip(owners, spans)]
+        records += [{"input": i, "start": np.nan, "end": np.nan, "windows": 0, "error": e} for i, e in errors.items()]
+        p = np.vstack([probs.astype(np.float64), np.full((len(errors), k), np.nan)])
+        order = np.lexsort(([r["start"] for r in records], [r["input"] for r in records]))
+        out = pd.DataFrame([records[j] for j in order])
+        p = p[order]
+    else:
+        n = len(frame)
+        p = np.full((n, k), np.nan)
+        counts = np.bincount(owners_arr, minlength=n) if owners else np.zeros(n, np.int64)
+        if owners:
+            sums = np.zeros((n, k))
+            np.add.at(sums, owners_arr, probs.astype(np.float64))
+            scored = counts > 0
+            p[scored] = sums[scored] / counts[scored, None]
+        out = pd.DataFrame({"windows": counts.astype(np.int64), "error": [errors.get(i, "") for i in range(n)]})
+    best = np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p, nan=-1.0).argmax(axis=1))
+    at = 3 if per_window else 0  # after input, start and end
+    out.insert(at, "emotion", [vocab[b] if b >= 0 else "" for b in best])
+    for j, col in enumerate(columns):
+        out.insert(at + 1 + j, col, p[:, j])
+    return out
+
+
+class EmotionModel(mlflow.pyfunc.PythonModel):
+    """The registered model: raw audio in, emotions out (see the module docstring).
+
+    Logged as code (:mod:`ser_tasks.model_code`), not as a pickle. Artifacts: ``keras_model`` (the ``.keras`` file, normalisation included), ``preprocessing``
+    (:class:`Preprocessing` as JSON) and ``normalizer`` (its statistics, for reading). Loading
+    needs only this package installed: :meth:`load_context` registers the zoo's custom layers.
+
+    Prediction parameters (MLflow ``params``): ``windows`` (bool, default true), ``per_window``
+    (bool, default false), ``window_seconds`` and ``hop_seconds`` (0 means the defaults of
+    :func:`predict_frame`).
+    """
+
+    def load_context(self, context) -> None:
+        """Load the Keras model and its preprocessing from the model's artifacts."""
+        import keras
+
+        from . import models  # noqa: F401 - registers StatisticsPooling and SpecAugment for loading
+
+        self.keras_model = keras.models.load_model(context.artifacts[KERAS_MODEL], compile=False)
+        self.preprocessing = Preprocessing.from_dict(json.loads(Path(context.artifacts[PREPROCESSING]).read_text()))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """Emotions of the files in ``model_input`` (a DataFrame; see :func:`predict_frame`)."""
+        params = dict(params or {})
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return predict_frame(self.keras_model, self.preprocessing, frame, windows=bool(params.get("windows", True)),
+                             per_window=bool(params.get("per_window", False)),
+                             window_seconds=float(params.get("window_seconds") or 0) or None,
+                             hop_seconds=float(params.get("hop_seconds") or 0) or None)
+
+
+def signature(prep: Preprocessing) -> mlflow.models.ModelSignature:
+    """The model's signature: optional ``path`` (string) and ``audio`` (binary) columns in; emotion,
+    probabilities, window count and error out; the prediction parameters with their defaults."""
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("string", "path", required=False), ColSpec("binary", "audio", required=False)])
+    outputs = Schema([ColSpec("string", "emotion"), *[ColSpec("double", f"p_{c}") for c in prep.vocabulary],
+                      ColSpec("long", "windows"), ColSpec("string", "error")])
+    params = ParamSchema([ParamSpec("windows", "boolean", True), ParamSpec("per_window", "boolean", False),
+                          ParamSpec("window_seconds", "double", 0.0), ParamSpec("hop_seconds", "double", 0.0)])
+    return mlflow.models.ModelSignature(inputs, outputs, params)
+
+
+def log_emotion_model(model_path: Path, normalizer_path: Path, prep: Preprocessing,
+                      registered_model: str | None = None):
+    """Log an :class:`EmotionModel` to the active MLflow run as ``model``, and register a version.
+
+    Args:
+        model_path: the trained zoo model (``.keras``).
+        normalizer_path: its ``normalizer.json``.
+        prep: the preprocessing it was trained with.
+        registered_model: registry name; ``None`` logs without registering.
+
+    Returns:
+        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``).
+    """
+    import tempfile
+    import warnings
+
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # an input example would be a file; the signature says what the model takes
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+        prep_path = Path(tmp, "preprocessing.json")
+        prep_path.write_text(json.dumps(prep.to_dict(), indent=1))
+        # Explicit requirements: inferring them loads the model again in a subprocess (slow, and fragile offline).
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(__file__).with_name("model_code.py")), signature=signature(prep),
+            artifacts={KERAS_MODEL: str(model_path), PREPROCESSING: str(prep_path), NORMALIZER: str(normalizer_path)},
+            registered_model_name=registered_model,
+            pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu", "ser-pipeline"])
+
+
+def preprocessing_of(loaded) -> Preprocessing:
+    """The :class:`Preprocessing` of a loaded pyfunc model (``mlflow.pyfunc.load_model``)."""
+    return loaded.unwrap_python_model().preprocessing
+
+
+
+def expand_inputs(targets: list[str], storage_options: dict | None = None) -> list[str]:
+    """Files to score: each target that is a folder (or an ``s3://`` prefix) expanded to the audio
+    files below it, recursively and sorted; anything else kept as given (a missing file then gets
+    its error row rather than stopping the others).
+
+    Args:
+        targets: local paths or fsspec URLs, files or folders.
+        storage_options: fsspec options for remote targets.
+
+    Returns:
+        Paths or URLs, in the order of ``targets``, without duplicates.
+    """
+    import fsspec
+
+    from .manifest import list_audio_files
+    from .storage import fs_options
+
+    out: list[str] = []
+    for target in targets:
+        fs, path = fsspec.core.url_to_fs(target, **fs_options(target, storage_options))
+        out += list_audio_files(target, storage_options) if fs.isdir(path) else [target]
+    return list(dict.fromkeys(out))
+
+
+def read_bytes(path: str, storage_options: dict | None = None) -> bytes | None:
+    """The file's bytes through fsspec, or ``None`` when it cannot be read (the model then reports why)."""
+    import fsspec
+
+    from .storage import fs_options
+
+    try:
+        with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def predict_files(model, paths: list[str], params: dict | None = None, storage_options: dict | None = None,
+                  batch: int = 16, on_batch=None) -> pd.DataFrame:
+    """Score files with a loaded pyfunc model (``mlflow.pyfunc.load_model``), a batch at a time.
+
+    Files are read here, with ``storage_options``, and sent as ``audio`` bytes next to their ``path``.
+
+    Args:
+        model: the loaded registered model.
+        paths: local paths or fsspec URLs.
+        params: prediction parameters (see :class:`EmotionModel`).
+        batch: files per call of the model.
+        on_batch: called with the number of files done after each batch (a progress bar).
+
+    Returns:
+        ``path`` followed by the model's columns; per window (``input`` replaced by ``path``) when
+        ``params["per_window"]``.
+    """
+    frames = []
+    for i in range(0, len(paths), batch):
+        chunk = paths[i:i + batch]
+        data = [read_bytes(p, storage_options) or b"" for p in chunk]
+        out = model.predict(pd.DataFrame({"path": chunk, "audio": data}), params=params)
+        if "input" in out.columns:  # per window: input, start, end, ...
+            out = out.assign(input=[chunk[j] for j in out["input"]]).rename(columns={"input": "path"})
+        else:
+            out.insert(0, "path", chunk)
+        frames.append(out)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"path": []})

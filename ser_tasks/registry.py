@@ -1,0 +1,119 @@
+"""The model registry: each trained model as a version with its scores, and the ``champion`` alias.
+
+A new version becomes ``champion`` when the registered model has none, or when its test UA beats
+the champion's on the same split (the same manifest fingerprint: the same clips, the same test
+speakers). Otherwise it becomes ``challenger``, and its ``promotion`` tag says why. UAs measured on
+different test speakers are not comparable, so such a version never replaces the champion by
+itself; ``ser promote VERSION`` moves the alias by hand. MLflow aliases replace the deprecated
+registry stages (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The alias a version was given and why.
+
+    Attributes:
+        version: the registered model version.
+        alias: :data:`CHAMPION` or :data:`CHALLENGER`.
+        reason: one sentence, also the version's ``promotion`` tag.
+    """
+
+    version: int
+    alias: str
+    reason: str
+
+
+def version_tags(scores: dict, manifest_fingerprint: str, store_group: str, git_commit: str) -> dict[str, str]:
+    """Tags every registered version carries: ``test_ua``, ``test_wa``, ``test_macro_f1`` (from
+    ``scores``'s ``ua``, ``wa``, ``macro_f1``), ``manifest_fingerprint``, ``store_group``,
+    ``git_commit``."""
+    return {"test_ua": f"{scores['ua']:.6f}", "test_wa": f"{scores['wa']:.6f}",
+            "test_macro_f1": f"{scores['macro_f1']:.6f}", "manifest_fingerprint": manifest_fingerprint,
+            "store_group": store_group, "git_commit": git_commit}
+
+
+def champion(name: str, client: mlflow.MlflowClient | None = None):
+    """The ``champion`` version of registered model ``name`` (a ``ModelVersion``), or ``None``."""
+    client = client or mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def promote_if_better(name: str, version: int, client: mlflow.MlflowClient | None = None) -> Promotion:
+    """Give a freshly tagged version (:func:`version_tags`) the ``champion`` or ``challenger`` alias.
+
+    Args:
+        name: registered model name.
+        version: the new version; its tags ``test_ua`` and ``manifest_fingerprint`` are compared
+            with the champion's.
+        client: an MLflow client (default: the current tracking and registry URIs).
+
+    Returns:
+        The :class:`Promotion`; the reason is also set as the version's ``promotion`` tag.
+    """
+    client = client or mlflow.MlflowClient()
+    new = client.get_model_version(name, str(version))
+    ua, fingerprint = float(new.tags.get("test_ua", "nan")), new.tags.get("manifest_fingerprint", "")
+    best = champion(name, client)
+    if best is None or str(best.version) == str(version):
+        alias, reason = CHAMPION, f"v{version} is the first champion of {name} (test UA {ua:.4f})"
+    else:
+        best_ua = float(best.tags.get("test_ua", "nan"))
+        same = bool(fingerprint) and best.tags.get("manifest_fingerprint") == fingerprint
+        if same and (ua > best_ua or math.isnan(best_ua)):
+            alias, reason = CHAMPION, (f"v{version}'s test UA {ua:.4f} beats champion v{best.version}'s "
+                                       f"{best_ua:.4f} on the same split")
+        elif same:
+            alias, reason = CHALLENGER, (f"v{version}'s test UA {ua:.4f} does not beat champion v{best.version}'s "
+                                         f"{best_ua:.4f} on the same split")
+        else:
+            alias, reason = CHALLENGER, (
+                f"champion v{best.version} was scored on another split (manifest "
+                f"{(best.tags.get('manifest_fingerprint') or '?')[:12]}, this one {fingerprint[:12] or '?'}), so the "
+                f"test UAs ({best_ua:.4f} against {ua:.4f}) are not comparable; `ser promote {version}` to choose it")
+    _set_alias(client, name, alias, version)
+    client.set_model_version_tag(name, str(version), "promotion", reason)
+    return Promotion(int(version), alias, reason)
+
+
+def _set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: int) -> None:
+    """Point ``alias`` at ``version``; a champion stops being the challenger."""
+    client.set_registered_model_alias(name, alias, str(version))
+    if alias == CHAMPION:
+        try:
+            if str(client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
+                client.delete_registered_model_alias(name, CHALLENGER)
+        except MlflowException:
+            pass
+
+
+def promote(name: str, version: int, client: mlflow.MlflowClient | None = None) -> Promotion:
+    """Make ``version`` the champion by hand (``ser promote``), whatever its scores.
+
+    Raises:
+        ValueError: the version does not exist (message names it).
+    """
+    client = client or mlflow.MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise ValueError(f"registered model {name!r} has no version {version}") from exc
+    previous = champion(name, client)
+    reason = (f"v{version} promoted by hand" +
+              (f", replacing v{previous.version}" if previous is not None and str(previous.version) != str(version) else ""))
+    _set_alias(client, name, CHAMPION, version)
+    client.set_model_version_tag(name, str(version), "promotion", reason)
+    return Promotion(int(version), CHAMPION, reason)

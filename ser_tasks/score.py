@@ -1,0 +1,149 @@
+"""Scores of an existing model on any labelled corpus the loaders read (``ser score``).
+
+How a user checks a registered model on their own recordings, or on another corpus: the corpus is
+read into a manifest, its clips of the classes the model knows are predicted from their raw audio
+by the registered model itself (:class:`ser_tasks.predict.EmotionModel`, windows averaged), and
+UA, WA, macro-F1, per-class scores and a confusion matrix are computed on those classes and logged
+as an MLflow run tagged with the model version. Clips of other classes are listed as ignored.
+
+Predictions keep the model's whole vocabulary: a CREMA-D neutral clip that a RAVDESS model calls
+"calm" counts as wrong, as it would for a user of ``ser predict``. UA is the mean recall over the
+classes present in the corpus; macro-F1 averages F1 over those classes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, recall_score
+
+from . import evaluate
+from .manifest import build_manifest
+from .predict import predict_files, preprocessing_of
+
+
+def model_version(model_uri: str) -> tuple[str, str] | None:
+    """``(name, version)`` of a ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` URI, else ``None``.
+
+    Raises:
+        MlflowException: the alias or version does not exist.
+    """
+    if not model_uri.startswith("models:/"):
+        return None
+    ref = model_uri.removeprefix("models:/").rstrip("/")
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, client.get_model_version_by_alias(name, alias).version
+    name, _, version = ref.rpartition("/")
+    return (name, version) if name and version.isdigit() else None
+
+
+def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
+    """UA, WA and macro-F1 over the classes present in ``y_true``, with the whole vocabulary predicted.
+
+    Args:
+        y_true, y_pred: ``(n,)`` int class indices into ``vocabulary``.
+
+    Returns:
+        ``{"ua", "wa", "macro_f1", "n", "classes" (present, in vocabulary order), "report"
+        (per class), "confusion" ((k, k) int list over the vocabulary; rows are true classes)}``.
+
+    Raises:
+        ValueError: empty or mismatched inputs.
+    """
+    if len(y_true) == 0 or len(y_true) != len(y_pred):
+        raise ValueError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
+    present = sorted(set(int(v) for v in y_true))
+    everything = list(range(len(vocabulary)))
+    return {
+        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "wa": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "n": int(len(y_true)),
+        "classes": [vocabulary[i] for i in present],
+        "report": classification_report(y_true, y_pred, labels=everything, target_names=vocabulary,
+                                        output_dict=True, zero_division=0),
+        "confusion": confusion_matrix(y_true, y_pred, labels=everything).tolist(),
+    }
+
+
+def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_options: dict | None = None,
+                 crema_demographics: str | None = None, out_dir: Path | None = None,
+                 on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
+    """Score a model on a labelled corpus and log the result as a run of the current MLflow
+    experiment (:func:`ser_tasks.tracking.setup` chooses it).
+
+    Args:
+        model_uri: any MLflow model URI (``models:/ser-emotion@champion``, ``runs:/.../model``).
+        root: corpus folder or fsspec URL (corpus detected, or named by ``corpus``).
+        storage_options: fsspec options for remote roots.
+        crema_demographics: CREMA-D ``VideoDemographics.csv``.
+        out_dir: where the confusion matrix and the predictions are written (temporary if ``None``).
+        on_start, on_batch: progress callbacks: clips to score, then clips done per batch.
+
+    Returns:
+        ``{"ua", "wa", "macro_f1", "n" (clips scored), "clips" (of known classes), "failed",
+        "failures" ([{path, reason}]), "ignored" ({emotion: clips}), "skipped" (files whose names did
+        not parse), "classes", "report", "confusion", "vocabulary", "corpus", "model_uri",
+        "model_name", "model_version", "mlflow_run_id", "confusion_png"}``.
+
+    Raises:
+        ValueError: the corpus has no clip of a class the model knows, or none could be scored.
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    model = mlflow.pyfunc.load_model(model_uri)
+    vocab = list(preprocessing_of(model).vocabulary)
+    manifest = build_manifest(root, corpus, storage_options, crema_demographics)
+    clips = manifest.clips
+    known = clips[clips["emotion"].isin(vocab)]
+    ignored = clips.loc[~clips["emotion"].isin(vocab), "emotion"].value_counts().sort_index()
+    if known.empty:
+        raise ValueError(f"{root}: no clip of a class the model knows ({', '.join(vocab)}); "
+                         f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
+    if on_start is not None:
+        on_start(len(known))
+    preds = predict_files(model, list(known["path"]), storage_options=storage_options, on_batch=on_batch)
+    preds.insert(1, "true", list(known["emotion"]))
+    ok = preds["error"] == ""
+    if not ok.any():
+        raise ValueError(f"{root}: none of the {len(preds)} clips could be scored; first error: {preds['error'].iloc[0]}")
+    index = {label: i for i, label in enumerate(vocab)}
+    y_true = preds.loc[ok, "true"].map(index).to_numpy()
+    y_pred = preds.loc[ok, "emotion"].map(index).to_numpy()
+    scores = corpus_scores(y_true, y_pred, vocab)
+    found = model_version(model_uri)
+    out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
+    out.mkdir(parents=True, exist_ok=True)
+    png = evaluate.plot_confusion(np.array(scores["confusion"]), vocab, out / "confusion_matrix.png",
+                                  title=f"{manifest.corpus}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}, "
+                                        f"macro-F1 {scores['macro_f1']:.3f} ({len(scores['classes'])} classes)")
+    preds.to_csv(out / "predictions.csv", index=False)
+    failures = [{"path": p, "reason": e} for p, e in zip(preds.loc[~ok, "path"], preds.loc[~ok, "error"])]
+    tags = {"stage": "score", "model_uri": model_uri, "root": root, "corpus": manifest.corpus,
+            "manifest_fingerprint": manifest.fingerprint(),
+            "evaluation": f"existing model on {manifest.corpus}, classes it shares with the model"}
+    if found:
+        tags.update({"model_name": found[0], "model_version": found[1]})
+    with mlflow.start_run(run_name=f"score-{manifest.corpus}", tags=tags) as run:
+        mlflow.log_metrics({"score_ua": scores["ua"], "score_wa": scores["wa"], "score_macro_f1": scores["macro_f1"],
+                            "score_clips": scores["n"], "score_failed": len(failures),
+                            "score_ignored": int(ignored.sum())})
+        for cls in scores["classes"]:
+            r = scores["report"][cls]
+            mlflow.log_metrics({f"score_recall_{cls}": r["recall"], f"score_f1_{cls}": r["f1-score"]})
+        mlflow.log_artifact(str(png), "evaluation")
+        mlflow.log_artifact(str(out / "predictions.csv"), "evaluation")
+        mlflow.log_dict({k: scores[k] for k in ("ua", "wa", "macro_f1", "n", "classes", "report", "confusion")}
+                        | {"vocabulary": vocab, "ignored": ignored.to_dict()}, "evaluation/score_metrics.json")
+        mlflow.log_text(pd.DataFrame(failures, columns=["path", "reason"]).to_csv(index=False), "data/failures.csv")
+    return {**scores, "clips": len(known), "failed": len(failures), "failures": failures,
+            "ignored": {str(k): int(v) for k, v in ignored.items()}, "skipped": len(manifest.skipped),
+            "vocabulary": vocab, "corpus": manifest.corpus, "model_uri": model_uri,
+            "model_name": found[0] if found else None, "model_version": int(found[1]) if found else None,
+            "mlflow_run_id": run.info.run_id, "confusion_png": str(png)}

@@ -1,0 +1,268 @@
+"""The registered model takes raw audio: same answers as the evaluation on stored features, bytes
+or paths, windows for long recordings, bad files as error rows, loading without importing the zoo."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import SR, make_ravdess_like, sine, write_wav
+from ser_tasks.config import PipelineConfig
+from ser_tasks.data import ZarrSequence, row_indices
+from ser_tasks.extract import process_region
+from ser_tasks.manifest import build_manifest
+from ser_tasks.predict import Preprocessing, log_emotion_model, predict_frame, preprocessing_of, window_bounds
+from ser_tasks.split import assign_split
+from ser_tasks.store import FeatureStore, plan_rows, read_strings
+from ser_tasks.train import fit, predict
+
+pytestmark = pytest.mark.slow
+
+TEST = 2
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tdnn trained briefly on tones (1.2 s of tone fits the 1.5 s clip), logged and registered."""
+    tmp = tmp_path_factory.mktemp("predict")
+    root = make_ravdess_like(tmp / "corpus", actors=tuple(range(1, 9)), emotions=("01", "05", "04"), takes=4)
+    cfg = PipelineConfig().with_overrides({"audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
+                                           "train.epochs": 8, "train.batch_size": 16})
+    clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
+    store = FeatureStore.create_or_resume(str(tmp / "f.zarr"), cfg, plan_rows(clips, cfg))
+    for s, e in store.pending_regions():
+        process_region(store.url, store.group, s, e)
+    result = fit(store, cfg.train, tmp / "out", verbose=0)
+    g = store.open()
+    prep = Preprocessing(cfg.audio, cfg.features, "log_mel", tuple(g.attrs["vocabulary"]), cfg.train.model)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("predict")
+    with mlflow.start_run():
+        info = log_emotion_model(result.model_path, result.normalizer_path, prep, "tones")
+    return {"store": store, "cfg": cfg, "fit": result, "uri": uri, "model_uri": info.model_uri, "tmp": tmp,
+            "root": root, "version": int(info.registered_model_version)}
+
+
+@pytest.fixture
+def model(trained):
+    mlflow.set_tracking_uri(trained["uri"])
+    return mlflow.pyfunc.load_model(trained["model_uri"])
+
+
+def test_raw_test_files_get_the_classes_and_probabilities_of_the_stored_feature_evaluation(trained, model):
+    g = trained["store"].open()
+    rows = row_indices(g, TEST, originals_only=True)
+    keras_model = model.unwrap_python_model().keras_model
+    stored = predict(keras_model, ZarrSequence(g, rows, "log_mel", 64))
+    paths = list(read_strings(g["path"], slice(None))[rows])
+    out = model.predict(pd.DataFrame({"path": paths}))
+    assert (out["error"] == "").all() and (out["windows"] == 1).all()
+    raw = out[[f"p_{c}" for c in g.attrs["vocabulary"]]].to_numpy()
+    assert np.abs(raw - stored).max() < 1e-4
+    assert list(out["emotion"]) == [g.attrs["vocabulary"][i] for i in stored.argmax(axis=1)]
+    assert np.allclose(raw.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_bytes_and_paths_agree_and_a_bad_file_fails_alone(trained, model, tmp_path):
+    g = trained["store"].open()
+    good = str(read_strings(g["path"], slice(0, 1))[0])
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF....WAVEfmt nothing here")
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(SR, np.float32))
+    short = write_wav(tmp_path / "short.wav", sine(300, 0.01))
+    frame = pd.DataFrame({"path": [good, str(garbage), str(silent), str(short), str(tmp_path / "missing.wav"), good],
+                          "audio": [None, None, None, None, None, Path(good).read_bytes()]})
+    out = model.predict(frame)
+    assert len(out) == 6
+    assert out["error"][0] == "" and out["error"][5] == "" and out["emotion"][0] == out["emotion"][5]
+    assert np.allclose(out.filter(like="p_").iloc[0], out.filter(like="p_").iloc[5], atol=1e-6)
+    errors = list(out["error"][1:5])
+    assert "garbage.wav: cannot decode audio" in errors[0] and " at 0x" not in errors[0]
+    assert "silent.wav: silent" in errors[1] and "dBFS" in errors[1]
+    assert "short.wav" in errors[2] and "minimum" in errors[2]
+    assert "missing.wav" in errors[3]
+    assert (out["emotion"][1:5] == "").all() and out.filter(like="p_").iloc[1:5].isna().all().all()
+
+
+def test_bytes_alone_are_named_by_row_and_base64_text_decodes(trained, model):
+    g = trained["store"].open()
+    data = Path(str(read_strings(g["path"], slice(0, 1))[0])).read_bytes()
+    out = model.predict(pd.DataFrame({"audio": [data, b"not audio", base64.b64encode(data).decode()]}))
+    assert out["error"][0] == "" and out["error"][2] == "" and out["emotion"][0] == out["emotion"][2]
+    assert out["error"][1].startswith("row 1: cannot decode audio")
+
+
+def test_long_recordings_are_scored_in_windows(trained, model, tmp_path):
+    # 0.5 s silence, then 6 s of the "angry" tone: speech from 0.5 s, windows of 1.5 s every 0.75 s
+    y = np.concatenate([np.zeros(SR // 2, np.float32), sine(700, 6.0, amp=0.6)])
+    path = write_wav(tmp_path / "long.wav", y)
+    mean = model.predict(pd.DataFrame({"path": [str(path)]}))
+    each = model.predict(pd.DataFrame({"path": [str(path)]}), params={"per_window": True})
+    assert mean["windows"][0] == len(each) == 7
+    assert each["start"].tolist() == pytest.approx([0.5 + 0.75 * k for k in range(7)], abs=0.02)
+    assert (each["end"] - each["start"]).tolist() == pytest.approx([1.5] * 7)
+    assert each["end"].iloc[-1] == pytest.approx(6.5, abs=0.02) and (each["input"] == 0).all()
+    probs = [c for c in mean.columns if c.startswith("p_")]
+    assert np.allclose(mean[probs].to_numpy()[0], each[probs].to_numpy().mean(axis=0), atol=1e-6)
+    # longer windows, and scoring as training saw clips (one crop around the centre)
+    assert model.predict(pd.DataFrame({"path": [str(path)]}), params={"window_seconds": 3.0})["windows"][0] == 3
+    assert model.predict(pd.DataFrame({"path": [str(path)]}), params={"windows": False})["windows"][0] == 1
+
+
+def test_window_bounds_cover_the_speech_with_whole_windows():
+    assert window_bounds(100, 300, 150) == [(0, 100)]
+    assert window_bounds(300, 300, 150) == [(0, 300)]
+    assert window_bounds(320, 300, 150) == [(0, 300)]  # a 20-sample tail, under a quarter hop
+    assert window_bounds(340, 300, 150) == [(0, 300), (40, 340)]
+    assert window_bounds(600, 300, 150) == [(0, 300), (150, 450), (300, 600)]
+    with pytest.raises(ValueError):
+        window_bounds(600, 300, 0)
+
+
+def test_input_needs_a_path_or_audio_column(trained, model):
+    keras_model = model.unwrap_python_model().keras_model
+    with pytest.raises(ValueError, match="'path' or an 'audio' column"):
+        predict_frame(keras_model, preprocessing_of(model), pd.DataFrame({"file": ["x.wav"]}))
+
+
+def test_signature_declares_optional_path_and_binary_audio_and_the_parameters(trained):
+    info = mlflow.models.get_model_info(trained["model_uri"])
+    inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
+    assert inputs["path"]["type"] == "string" and inputs["audio"]["type"] == "binary"
+    assert not inputs["path"]["required"] and not inputs["audio"]["required"]
+    outputs = [c["name"] for c in info.signature.outputs.to_dict()]
+    assert outputs == ["emotion", "p_neutral", "p_sad", "p_angry", "windows", "error"]
+    assert {p.name for p in info.signature.params} == {"windows", "per_window", "window_seconds", "hop_seconds"}
+
+
+def test_a_fresh_process_loads_the_registered_model_with_nothing_imported_first(trained):
+    g = trained["store"].open()
+    path = str(read_strings(g["path"], slice(0, 1))[0])
+    code = ("import json, sys, mlflow, pandas as pd\n"
+            f"mlflow.set_tracking_uri({trained['uri']!r})\n"
+            f"m = mlflow.pyfunc.load_model('models:/tones/{trained['version']}')\n"
+            f"out = m.predict(pd.DataFrame({{'path': [{path!r}]}}))\n"
+            "print(json.dumps({'emotion': out['emotion'][0], 'error': out['error'][0],"
+            " 'zoo_imported_by_loading': 'ser_tasks.models' in sys.modules}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=trained["tmp"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["error"] == "" and result["emotion"] in ("neutral", "sad", "angry")
+    assert result["zoo_imported_by_loading"]  # the model imported the zoo itself
+
+
+def test_ser_predict_scores_folders_recursively_into_a_csv_with_counts(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from ser_tasks.cli import app
+
+    src = sorted(Path(trained["root"], "Actor_01").glob("*.wav"))[:3]
+    (tmp_path / "in" / "deeper").mkdir(parents=True)
+    for i, p in enumerate(src):
+        (tmp_path / "in" / ("deeper" if i else "") / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "in" / "deeper" / "broken.wav").write_bytes(b"not a wav")
+    out = tmp_path / "preds.csv"
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "in"), "--model", f"models:/tones/{trained['version']}",
+                                      "--mlflow-uri", trained["uri"], "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    preds = pd.read_csv(out, keep_default_na=False)
+    assert list(preds.columns) == ["path", "emotion", "p_neutral", "p_sad", "p_angry", "windows", "error"]
+    assert len(preds) == 4 and sum(preds["error"] != "") == 1
+    assert preds.loc[preds["error"] != "", "path"].iloc[0].endswith("broken.wav")
+    assert "failed" in result.output and "broken.wav: cannot decode audio" in result.output
+    windows = CliRunner().invoke(app, ["predict", str(src[0]), "--model", f"models:/tones/{trained['version']}",
+                                       "--mlflow-uri", trained["uri"], "--windows"])
+    assert windows.exit_code == 0, windows.output
+    assert windows.stdout.splitlines()[0] == "path,start,end,emotion,p_neutral,p_sad,p_angry,windows,error"
+
+
+def test_ser_score_reports_shared_classes_lists_the_others_and_logs_a_run(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from ser_tasks import registry
+    from ser_tasks.cli import app
+
+    mlflow.set_tracking_uri(trained["uri"])
+    registry.promote("tones", trained["version"])
+    root = tmp_path / "other"
+    for p in sorted(Path(trained["root"], "Actor_07").glob("*.wav")):  # a held-out actor of the fixture
+        (root / "Actor_07").mkdir(parents=True, exist_ok=True)
+        (root / "Actor_07" / p.name).write_bytes(p.read_bytes())
+    write_wav(root / "Actor_07" / "03-01-08-01-01-01-07.wav", sine(500, 1.0))  # surprised: not in the model
+    summary = tmp_path / "score.json"
+    result = CliRunner().invoke(app, ["score", "models:/tones@champion", str(root), "--mlflow-uri", trained["uri"],
+                                      "--summary-json", str(summary), "--out-dir", str(tmp_path / "score")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    s = json.loads(summary.read_text())
+    assert s["ignored"] == {"surprised": 1} and s["n"] == 12 and s["failed"] == 0
+    assert s["classes"] == ["neutral", "sad", "angry"] and 0 <= s["ua"] <= 1 and 0 <= s["macro_f1"] <= 1
+    run = mlflow.get_run(s["mlflow_run_id"])
+    assert run.data.tags["model_version"] == str(trained["version"]) and run.data.tags["model_name"] == "tones"
+    assert run.data.metrics["score_ua"] == pytest.approx(s["ua"])
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(s["mlflow_run_id"], "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/predictions.csv"} <= files
+
+
+def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_path):
+    import os
+    import signal
+    import socket
+    import time
+
+    import httpx
+    from typer.testing import CliRunner
+
+    from ser_tasks import registry
+    from ser_tasks.cli import app
+
+    mlflow.set_tracking_uri(trained["uri"])
+    registry.promote("tones", trained["version"])
+    real = Path(os.environ.get("SER_TEST_DATA", "/nonexistent"), "ravdess", "Actor_01")
+    clips = sorted(real.glob("*.flac"))[:2] if real.is_dir() else sorted(Path(trained["root"], "Actor_02").glob("*.wav"))[:2]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/tones@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],  # uvicorn is started by name
+                                              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "model server did not answer /ping"
+            time.sleep(1)
+        body = {"dataframe_split": {"columns": ["audio"],
+                                    "data": [[base64.b64encode(p.read_bytes()).decode()] for p in clips]}}
+        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        served = answer.json()["predictions"]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(app, ["predict", *map(str, clips), "--mlflow-uri", trained["uri"], "--out", str(out),
+                                      "--model", "models:/tones@champion"])
+    assert result.exit_code == 0, result.output
+    local = pd.read_csv(out, keep_default_na=False)
+    assert [r["error"] for r in served] == ["", ""]
+    assert [r["emotion"] for r in served] == list(local["emotion"])
+    assert [r["p_angry"] for r in served] == pytest.approx(list(local["p_angry"]), abs=1e-5)
