@@ -3,11 +3,11 @@
 Written against ``keras`` (not ``tf.keras``) so the same code runs under TensorFlow (GPU when it
 sees one), JAX or PyTorch backends.
 
-- ``compact_cnn`` (default, ours): four VGG-style 3x3 conv blocks (Simonyan & Zisserman 2015) with
+- ``compact_cnn`` (ours): four VGG-style 3x3 conv blocks (Simonyan & Zisserman 2015) with
   batch norm, on the log-mel, the first strided; each frame's remaining bands and channels
   flattened, then mean and standard deviation over time ("statistics pooling", Snyder et al. 2018,
   x-vectors); about 0.23 M parameters, sized to train on two CPU cores.
-- ``tdnn`` (ours, used by ``ser evaluate``'s benchmark): a time-delay network (1D convolutions
+- ``tdnn`` (default, ours; the model of ``ser evaluate``'s benchmark): a time-delay network (1D convolutions
   over time with the mel bands as channels, dilated as in Peddinti et al. 2015 and the x-vector
   front end of Snyder et al. 2018) on the log-mel averaged over 4 frames (40 ms), then statistics
   pooling; about 0.24 M parameters and about a quarter of ``compact_cnn``'s time per example.
