@@ -351,7 +351,7 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     from . import tracking
     from .predict import expand_inputs, predict_files
 
-    mlflow.set_tracking_uri(tracking.resolve_uri(mlflow_uri))
+    tracking.use(mlflow_uri)
     uri = model or _default_model()
     opts = _storage(storage_options, endpoint_url)
     with _user_errors():
@@ -375,7 +375,8 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     else:
         typer.echo(preds.to_csv(index=False), nl=False)
     per_file = preds.drop_duplicates("path") if windows else preds
-    table = Table(title=f"{len(files)} files, model {uri}")
+    console.print(f"model {uri}: {len(files)} files")
+    table = Table(title="files per emotion")
     table.add_column("emotion")
     table.add_column("files", justify="right")
     for emotion, count in per_file.loc[per_file["error"] == "", "emotion"].value_counts().items():
@@ -424,6 +425,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
         r = result["report"][cls]
         per_class.add_row(cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
     console.print(per_class)
+    for failure in result["failures"][:10]:
+        console.print(f"[red]failed:[/red] {failure['reason']}", soft_wrap=True, highlight=False)
     _write_summary(summary_json, result)
 
 
@@ -432,14 +435,10 @@ def promote(version: Annotated[int, typer.Argument(help="Registered model versio
             name: Annotated[str | None, typer.Option("--name", help="Registered model \\[default: ser-emotion].")] = None,
             mlflow_uri: MlflowOpt = None) -> None:
     """Make a registered model version the champion (the model `ser predict` uses by default)."""
-    import mlflow
-
     from . import registry, tracking
     from .config import TrackingConfig
 
-    uri = tracking.resolve_uri(mlflow_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    tracking.use(mlflow_uri)
     with _user_errors():
         done = registry.promote(name or TrackingConfig().registered_model, version)
     console.print(done.reason)

@@ -185,10 +185,10 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
             loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
                     if len(bounds) == 1 or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
-            for s, e in loud:
-                inputs.append(prep.model_input(audio.fix_length(y[start + s:start + e], n_samples)))
-                owners.append(i)
-                spans.append(((start + s) / sr, (start + e) / sr))
+            row_inputs = [prep.model_input(audio.fix_length(y[start + s:start + e], n_samples)) for s, e in loud]
+            inputs += row_inputs  # only once every window of the row is ready
+            owners += [i] * len(loud)
+            spans += [((start + s) / sr, (start + e) / sr) for s, e in loud]
         except audio.AudioError as exc:
             errors[i] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
@@ -203,7 +203,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         records += [{"input": i, "start": np.nan, "end": np.nan, "windows": 0, "error": e} for i, e in errors.items()]
         p = np.vstack([probs.astype(np.float64), np.full((len(errors), k), np.nan)])
         order = np.lexsort(([r["start"] for r in records], [r["input"] for r in records]))
-        out = pd.DataFrame([records[j] for j in order])
+        out = pd.DataFrame([records[j] for j in order], columns=["input", "start", "end", "windows", "error"])
         p = p[order]
     else:
         n = len(frame)

@@ -22,14 +22,24 @@ def resolve_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def use(uri: str | None = None) -> str:
+    """Point MLflow's tracking and model registry at ``uri`` (resolved by :func:`resolve_uri`); returns it.
+
+    Both, so that a ``models:/`` URI is looked up where the runs are, whatever a registry URI set
+    earlier in the process said.
+    """
+    uri = resolve_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
 def setup(uri: str | None, experiment: str) -> str:
     """Point MLflow at ``uri`` and select (creating if needed) ``experiment``; returns its id.
 
     For a local sqlite store the experiment's artifacts go to ``mlartifacts/`` beside the database.
     """
-    uri = resolve_uri(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = use(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         location = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -102,24 +103,34 @@ def mlflow_uri(tmp_path: Path, monkeypatch) -> str:
     return uri
 
 
-@pytest.fixture(autouse=True)
-def _restore_mlflow_uris():
-    """Restore MLflow's process-wide tracking and registry URIs after each test.
+@contextlib.contextmanager
+def mlflow_uris_restored():
+    """Restore MLflow's process-wide tracking and registry URIs on exit.
 
     ``tracking.setup`` (any in-process flow) sets both with ``mlflow.set_*_uri``, which write module
     globals *and* ``os.environ`` (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI). Left behind, one test's
     sqlite registry answers the next test's ``models:/`` lookups (seen: test_scale_out could not
-    find its registered model after an in-process ``cross_validate``).
+    find its registered model after an in-process ``cross_validate``, and after a module fixture
+    that registered a model).
     """
     from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service import utils as tracking
 
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved = tracking._tracking_uri, registry._registry_uri, {n: os.environ.get(n) for n in names}
-    yield
-    tracking._tracking_uri, registry._registry_uri = saved[:2]
-    for name, value in saved[2].items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = saved[:2]
+        for name, value in saved[2].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris():
+    """Each test leaves MLflow's URIs as it found them (:func:`mlflow_uris_restored`)."""
+    with mlflow_uris_restored():
+        yield

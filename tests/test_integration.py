@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from ser_tasks import tracking
 from ser_tasks.cli import app
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.store import FeatureStore, read_strings
@@ -58,7 +59,7 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
     assert set(split[g["variant"][:] > 0].tolist()) == {0}
 
     # the MLflow run: params, per-epoch and test metrics, artifacts, tags, registered model
-    mlflow.set_tracking_uri(uri)
+    tracking.use(uri)
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["features.n_mels"] == "64" and run.data.params["train.epochs"] == "2"

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SR, make_ravdess_like, sine, write_wav
+from conftest import SR, make_ravdess_like, mlflow_uris_restored, sine, write_wav
+from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.extract import process_region
@@ -44,18 +45,17 @@ def trained(tmp_path_factory):
     g = store.open()
     prep = Preprocessing(cfg.audio, cfg.features, "log_mel", tuple(g.attrs["vocabulary"]), cfg.train.model)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("predict")
-    with mlflow.start_run():
-        info = log_emotion_model(result.model_path, result.normalizer_path, prep, "tones")
+    with mlflow_uris_restored():  # a module fixture: the per-test restoring would keep these URIs
+        tracking.setup(uri, "predict")
+        with mlflow.start_run():
+            info = log_emotion_model(result.model_path, result.normalizer_path, prep, "tones")
     return {"store": store, "cfg": cfg, "fit": result, "uri": uri, "model_uri": info.model_uri, "tmp": tmp,
             "root": root, "version": int(info.registered_model_version)}
 
 
 @pytest.fixture
 def model(trained):
-    mlflow.set_tracking_uri(trained["uri"])
+    tracking.use(trained["uri"])
     return mlflow.pyfunc.load_model(trained["model_uri"])
 
 
@@ -136,6 +136,7 @@ def test_input_needs_a_path_or_audio_column(trained, model):
 
 
 def test_signature_declares_optional_path_and_binary_audio_and_the_parameters(trained):
+    tracking.use(trained["uri"])
     info = mlflow.models.get_model_info(trained["model_uri"])
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
     assert inputs["path"]["type"] == "string" and inputs["audio"]["type"] == "binary"
@@ -193,7 +194,7 @@ def test_ser_score_reports_shared_classes_lists_the_others_and_logs_a_run(traine
     from ser_tasks import registry
     from ser_tasks.cli import app
 
-    mlflow.set_tracking_uri(trained["uri"])
+    tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
     root = tmp_path / "other"
     for p in sorted(Path(trained["root"], "Actor_07").glob("*.wav")):  # a held-out actor of the fixture
@@ -226,7 +227,7 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     from ser_tasks import registry
     from ser_tasks.cli import app
 
-    mlflow.set_tracking_uri(trained["uri"])
+    tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
     real = Path(os.environ.get("SER_TEST_DATA", "/nonexistent"), "ravdess", "Actor_01")
     clips = sorted(real.glob("*.flac"))[:2] if real.is_dir() else sorted(Path(trained["root"], "Actor_02").glob("*.wav"))[:2]
@@ -266,3 +267,21 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     assert [r["error"] for r in served] == ["", ""]
     assert [r["emotion"] for r in served] == list(local["emotion"])
     assert [r["p_angry"] for r in served] == pytest.approx(list(local["p_angry"]), abs=1e-5)
+
+
+def test_inputs_expand_remote_prefixes_and_folders_and_keep_files_as_given(tmp_path):
+    import fsspec
+
+    from ser_tasks.predict import expand_inputs, read_bytes
+
+    fs = fsspec.filesystem("memory")
+    for name in ("bucket/a/x.wav", "bucket/a/b/y.flac", "bucket/a/notes.txt"):
+        with fs.open(name, "wb") as fh:
+            fh.write(b"RIFF")
+    local = write_wav(tmp_path / "d" / "z.wav", sine(200, 0.3))
+    try:
+        found = expand_inputs(["memory://bucket/a", str(tmp_path / "d"), str(tmp_path / "missing.wav"), str(local)])
+        assert found == ["memory:///bucket/a/b/y.flac", "memory:///bucket/a/x.wav", str(local), str(tmp_path / "missing.wav")]
+        assert read_bytes("memory://bucket/a/x.wav") == b"RIFF" and read_bytes(str(tmp_path / "missing.wav")) is None
+    finally:
+        fs.rm("bucket", recursive=True)

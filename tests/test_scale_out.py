@@ -24,6 +24,7 @@ import pytest
 from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 
 from conftest import make_ravdess_like
+from ser_tasks import tracking
 from ser_tasks.devstack import DEV_KEY, LocalStack
 from ser_tasks.storage import parse_options
 from ser_tasks.store import FeatureStore, read_strings
@@ -130,7 +131,7 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     assert all(p.startswith("s3://ser/corpus/ravdess/") for p in read_strings(g["path"]))
 
     # MLflow, read back through the server: the run, its artifacts (stored on S3) and the model.
-    mlflow.set_tracking_uri(stack.urls["mlflow"])
+    tracking.use(stack.urls["mlflow"])
     client = mlflow.MlflowClient(stack.urls["mlflow"], stack.urls["mlflow"])
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.metrics["test_ua"] == pytest.approx(summary["ua"])
@@ -146,8 +147,8 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
 
     model = mlflow.pyfunc.load_model(f"models:/ser-emotion/{summary['model_version']}")
     clip = str(read_strings(g["path"])[0])
-    out = model.predict(pd.DataFrame({"path": [clip], "audio": [read_bytes(clip, opts)]}))
-    assert out["error"][0] == "" and out["emotion"][0] in g.attrs["vocabulary"]
+    preds = model.predict(pd.DataFrame({"path": [clip], "audio": [read_bytes(clip, opts)]}))
+    assert preds["error"][0] == "" and preds["emotion"][0] in g.attrs["vocabulary"]
 
     # The secret is nowhere: output, summary, MLflow params/tags, Prefect parameters and logs.
     with _prefect_client(stack.urls["prefect"]) as pc:
