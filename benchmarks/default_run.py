@@ -45,14 +45,16 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data).resolve()
     work = Path(tempfile.mkdtemp(prefix="ser-default-run-"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                            text=True).stdout.strip()
     out: dict = {"commit": commit, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "work": str(work)}
 
     out["run_wall_s"] = timed(["run", str(data / "ravdess"), "--summary-json", "summary.json"], work)
     summary = json.loads((work / "summary.json").read_text())
     train, ext = summary["train"], summary["extract"]
-    out["run"] = {"ua": train["ua"], "wa": train["wa"], "macro_f1": train["macro_f1"], "test_clips": train["test_clips"],
-                  "epochs": train["epochs"], "train_seconds": train["train_seconds"], "pipeline_seconds": summary["seconds"],
+    out["run"] = {"ua": train["ua"], "wa": train["wa"], "macro_f1": train["macro_f1"],
+                  "test_clips": train["test_clips"], "epochs": train["epochs"],
+                  "train_seconds": train["train_seconds"], "pipeline_seconds": summary["seconds"],
                   "extract_seconds": ext["seconds"], "rows": ext["rows"], "failed_rows": ext["failed_rows"],
                   "model_version": train["model_version"], "alias": train["alias"]}
     import io

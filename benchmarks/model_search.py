@@ -79,20 +79,24 @@ class OneRowPerClip(keras.utils.PyDataset):
     """Batches of in-memory rows, one drawn row per clip per epoch (seeded)."""
 
     def __init__(self, x, y, rows, clips, batch_size, seed=0):
+        """Serve ``x``/``y`` at ``rows``; ``clips`` holds every row's clip id. Draws the first epoch."""
         super().__init__()
         self.x, self.y, self.rows, self.clips, self.bs = x, y, rows, clips[rows], batch_size
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
     def on_epoch_end(self):
+        """Draw the next epoch: one row per clip, in random order."""
         order = self.rng.permutation(self.rows.size)
         _, first = np.unique(self.clips[order], return_index=True)
         self.current = self.rng.permutation(self.rows[order[first]])
 
     def __len__(self):
+        """Batches per epoch: one row per clip, ``batch_size`` rows a batch."""
         return int(np.ceil(self.current.size / self.bs))
 
     def __getitem__(self, i):
+        """Batch ``i`` of this epoch: ``(x, y)``."""
         r = self.current[i * self.bs:(i + 1) * self.bs]
         return self.x[r], self.y[r]
 

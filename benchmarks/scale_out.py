@@ -1,6 +1,8 @@
-"""Wall time of one `ser run` embedded (local files, LocalCluster, temporary Prefect server, sqlite
-MLflow) against the same run scaled out (audio and store on an S3 server, a separately started Dask
-scheduler with two workers, a Prefect server, an MLflow server with S3 artifacts), on the same clips.
+"""Wall time of one `ser run` embedded against the same run scaled out, on the same clips.
+
+Embedded: local files, LocalCluster, temporary Prefect server, sqlite MLflow. Scaled out: audio and
+store on an S3 server, a separately started Dask scheduler with two workers, a Prefect server, an
+MLflow server with S3 artifacts.
 
     .venv/bin/python benchmarks/scale_out.py [--actors 01,02,03] [--every 5]
 
@@ -28,6 +30,10 @@ SER = str(Path(sys.executable).parent / "ser")
 
 
 def timed(argv: list[str], env: dict, cwd: Path) -> float:
+    """Run ``argv`` in ``cwd`` with ``env``; its wall time in seconds.
+
+    A non-zero exit ends the benchmark (``SystemExit``) with the end of the command's output.
+    """
     t0 = time.perf_counter()
     out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     if out.returncode:
@@ -36,6 +42,7 @@ def timed(argv: list[str], env: dict, cwd: Path) -> float:
 
 
 def main() -> None:
+    """Time the run embedded, then scaled out on a :class:`ser_tasks.devstack.LocalStack`; print and write both."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(HERE.parents[1] / "shared" / "data")))
     ap.add_argument("--actors", default="01,02,03")
@@ -74,7 +81,8 @@ def main() -> None:
         remote_env = {**env, **stack.env()}
         scaled_wall = timed([SER, "run", "s3://ser/corpus", "--store", "s3://ser/features.zarr",
                              "--dask-address", stack.urls["dask"], "--mlflow-uri", stack.urls["mlflow"], *common,
-                             "--summary-json", str(work / "scaled.json"), "--out-dir", str(work / "sc")], remote_env, work)
+                             "--summary-json", str(work / "scaled.json"), "--out-dir", str(work / "sc")],
+                            remote_env, work)
         scaled = json.loads((work / "scaled.json").read_text())
 
     def parts(wall: float, s: dict) -> dict:

@@ -1,14 +1,15 @@
-"""Extraction throughput, orchestration overhead, no-op rerun and worker memory, against the seed
-notebooks' loop, on RAVDESS.
+"""Extraction throughput, orchestration overhead, no-op rerun and worker memory, on RAVDESS.
+
+Measured against the seed notebooks' loop.
 
     .venv/bin/python benchmarks/throughput.py [--data ../shared/data] [--limit N] [--repeats 3] [--skip-4x]
 
 Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes:
 
-* **seed loop** (a single-threaded child process): the earlier notebooks' per-file loop (../shared/docs/REFERENCE.md), re-implemented
-  here only: ``librosa.load`` at the native rate, a noisy and a pitch-shifted copy, zero padding
-  on both sides to 3.5 s, then a 128-band dB mel spectrogram, ZCR and RMS (frame 2048, hop 512)
-  of each of the three, kept in lists. One process.
+* **seed loop** (a single-threaded child process): the earlier notebooks' per-file loop
+  (../shared/docs/REFERENCE.md), re-implemented here only: ``librosa.load`` at the native rate, a
+  noisy and a pitch-shifted copy, zero padding on both sides to 3.5 s, then a 128-band dB mel
+  spectrogram, ZCR and RMS (frame 2048, hop 512) of each of the three, kept in lists. One process.
 * **plain loop** (a single-threaded child process, as a Dask worker is): the pipeline's own task
   body (:func:`ser_tasks.extract.process_region`) called over every batch of a planned store: the
   work without Prefect or Dask.
@@ -34,8 +35,8 @@ in the flow's process: Prefect's and Dask's work per task, the first task's Pref
 settings, building the manifest and planning the store.
 
 The plain loop, its two-process pair and the pipeline with 1 and 2 workers (warm and cold) run
-``--repeats`` times, interleaved (1 worker, 2 workers, cold 1, cold 2, 1 worker, ...), since one run on a shared 2-vCPU VM
-varies by 10 % or more; each scenario's key holds its run of median wall time, and
+``--repeats`` times, interleaved (1 worker, 2 workers, cold 1, cold 2, 1 worker, ...), since one run
+on a shared 2-vCPU VM varies by 10 % or more; each scenario's key holds its run of median wall time, and
 ``wall_s_runs`` every run's.
 
 Throughput is counted in feature rows (one clip or augmented copy through features), the unit both
@@ -100,9 +101,12 @@ def seed_loop(paths: list[str]) -> dict:
 
 # -- the pipeline ------------------------------------------------------------------------------
 def _peak_rss_mib() -> float:
-    """This process's own peak resident set (``VmHWM``). Not ``ru_maxrss``: Linux carries that over
-    fork and exec, so a worker would report its parent's peak (measured: 2,012 MiB for workers of
-    a benchmark process that had peaked there, against 424 MiB of their own)."""
+    """This process's own peak resident set (``VmHWM``), in MiB.
+
+    Not ``ru_maxrss``: Linux carries that over fork and exec, so a worker would report its parent's
+    peak (measured: 2,012 MiB for workers of a benchmark process that had peaked there, against
+    424 MiB of their own).
+    """
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):
@@ -152,11 +156,14 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
 
 
 def run_flow_cold(root: str, store: str, cfg: dict, workers: int) -> dict:
-    """The extraction flow as ``ser extract --workers N`` runs it: the flow starts its own
-    LocalCluster (:func:`flows.extract.dask_runner`, workers preloading the warm-up) and stops it.
+    """The extraction flow as ``ser extract --workers N`` runs it, with its own LocalCluster.
+
+    The flow starts its own LocalCluster (:func:`flows.extract.dask_runner`, workers preloading the
+    warm-up) and stops it.
 
     Wall time from the flow call to its return, cluster start and stop included. CPU seconds: the
-    flow's process plus its reaped children, i.e. the worker processes from their start."""
+    flow's process plus its reaped children, i.e. the worker processes from their start.
+    """
     from flows.extract import dask_runner, extract_features
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -193,8 +200,11 @@ def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
 
 
 def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size: int = 32, steps: int = 30) -> dict:
-    """Samples per second of the Zarr training loader alone (one pass over the training rows, no
-    model) against the model's training step alone (``train_on_batch`` on one cached batch)."""
+    """Samples per second of the Zarr training loader alone against the model's training step alone.
+
+    The loader: one pass over the training rows, no model. The training step: ``train_on_batch`` on
+    one cached batch.
+    """
     import keras
 
     from ser_tasks.data import ZarrSequence, fit_normalizer, input_shape, row_indices
@@ -296,8 +306,10 @@ def machine_ceiling(paths: list[Path], work: Path, cfg: dict) -> dict:
 
 
 def median_run(runs: list[dict]) -> dict:
-    """The run of median ``wall_s`` (the lower middle of an even count), plus ``wall_s_runs``: every
-    run's, in the order they ran."""
+    """The run of median ``wall_s`` (the lower middle of an even count), plus ``wall_s_runs``.
+
+    ``wall_s_runs`` holds every run's ``wall_s``, in the order they ran.
+    """
     middle = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
     return {**middle, "wall_s_runs": [r["wall_s"] for r in runs]}
 
@@ -336,6 +348,7 @@ def figures(results: dict) -> dict:
 
 
 def main() -> None:
+    """Run every scenario, then write the results with their headline figures and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(HERE.parents[1] / "shared" / "data")))
     ap.add_argument("--limit", type=int, default=None, help="first N clips only (a quick look)")

@@ -31,12 +31,23 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
                         crema_demographics: str | None = None, out_dir: str | None = None) -> RunnerDeployment:
     """A deployment of :func:`flows.pipeline.ser_pipeline` with a cron schedule.
 
+    ``root``, ``store_url``, ``config``, ``corpus``, ``mlflow_uri``, ``dask_address``,
+    ``storage_options``, ``crema_demographics`` and ``out_dir`` are the flow's parameters for every
+    scheduled run.
+
     Args:
         name: deployment name (the full name is ``ser_pipeline/<name>``).
-        root, store_url, config, corpus, mlflow_uri, dask_address, crema_demographics, out_dir:
-            the flow's parameters for every scheduled run.
-        cron: a cron expression, e.g. ``"0 2 * * *"``; ``timezone`` an IANA name.
+        root: corpus folder or fsspec URL; each run extracts the files it gained since the last run.
+        store_url: Zarr store path or URL that each run appends to.
+        cron: a cron expression, e.g. ``"0 2 * * *"``.
+        timezone: the IANA time zone name of ``cron``.
+        config: :class:`ser_tasks.config.PipelineConfig` as a dict (defaults when ``None``).
+        corpus: corpus name, or ``None`` to detect.
+        mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        dask_address: an existing Dask scheduler (``tcp://host:8786``); a LocalCluster per run when ``None``.
         storage_options: non-secret fsspec options only (e.g. ``endpoint_url``).
+        crema_demographics: CREMA-D ``VideoDemographics.csv`` for the speakers' sex.
+        out_dir: where each run writes the model, normaliser and plots (a temporary folder if ``None``).
 
     Raises:
         ValueError: ``storage_options`` holds a credential (it would be stored on the server in

@@ -47,7 +47,8 @@ def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: 
     vocab = list(g.attrs["vocabulary"])
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{fold.protocol}-fold{fold.index + 1}"
-    with mlflow.start_run(run_name=name, nested=True, tags={"protocol": fold.protocol, "fold": str(fold.index + 1)}) as run:
+    with mlflow.start_run(run_name=name, nested=True,
+                          tags={"protocol": fold.protocol, "fold": str(fold.index + 1)}) as run:
         mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
                            "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model})
         fitted = train_rows(g, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
@@ -123,8 +124,13 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | No
             ``ablation`` (the three, each under its own run, nested in one parent run).
         config: :class:`ser_tasks.config.PipelineConfig` as a dict (``train``, ``split.seed`` and
             ``tracking`` are used here).
-        n_folds: folds in each partition; ``max_folds`` runs only the first ones (all when ``None``).
+        group: the store's extraction group; the only one when ``None``.
+        mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        n_folds: folds in each partition.
+        max_folds: run only the first ``max_folds`` folds of each protocol (all when ``None``).
+        storage_options: fsspec options for a remote store.
         out_dir: models, plots and curves per fold (a temporary folder if ``None``).
+        verbose: Keras ``fit`` verbosity of each fold's training (0 silent).
 
     Returns:
         For one protocol: ``{"protocol", "ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean",
@@ -157,8 +163,10 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | No
 
 
 def ablation_table(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per protocol: UA, WA and macro-F1 as mean and sd over folds, and the UA gap to
-    ``cv-actor`` in percentage points (how much the protocol inflates the score)."""
+    """One row per protocol: UA, WA and macro-F1 as mean and sd over folds, and the UA gap to ``cv-actor``.
+
+    The gap is in percentage points: how much the protocol inflates the score.
+    """
     base = results.get("cv-actor", {}).get("ua_mean")
     rows = []
     for p, r in results.items():

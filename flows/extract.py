@@ -22,8 +22,8 @@ from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import Manifest, build_manifest
 from ser_tasks.split import assign_split, split_table
-from ser_tasks.store import FeatureStore, plan_rows
 from ser_tasks.storage import redact_url
+from ser_tasks.store import FeatureStore, plan_rows
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
@@ -67,6 +67,7 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
         corpus: corpus name, or ``None`` to detect.
         storage_options: fsspec options for remote roots and stores (never logged).
         crema_demographics: CREMA-D ``VideoDemographics.csv`` for the speakers' sex.
+        show_progress: show a progress bar of the extraction tasks on the console.
 
     Returns:
         Summary: ``clips``, ``skipped``, ``rows``, ``computed_rows``, ``failed_rows``, ``failures``

@@ -6,7 +6,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-
 #: Environment variables that choose Prefect's flow-run heartbeat interval (the second is legacy).
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 

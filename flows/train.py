@@ -40,8 +40,10 @@ def evaluate_task(store: FeatureStore, model_path: Path, out_dir: Path) -> dict:
 @task(name="log-model", cache_policy=NO_CACHE)
 def log_model_task(fit_result: FitResult, config: PipelineConfig, vocabulary: list[str], scores: dict,
                    tags: dict) -> dict:
-    """Log the raw-audio model (:class:`ser_tasks.predict.EmotionModel`), register a version with
-    its scores as tags, and give it the champion or challenger alias (:mod:`ser_tasks.registry`).
+    """Log the raw-audio model, register a version with its scores as tags, and give it an alias.
+
+    The model is a :class:`ser_tasks.predict.EmotionModel`; the alias is champion or challenger
+    (:mod:`ser_tasks.registry`).
 
     Returns:
         ``{"model_name", "model_version", "model_uri", "alias", "promotion"}``.
@@ -88,7 +90,9 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
         group: the store's extraction group; the only one when ``None``.
         mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
         run_id: MLflow run to log into (the parent pipeline's); a new run when ``None``.
+        storage_options: fsspec options for a remote store.
         out_dir: where the model, normaliser and plots are written (a temporary folder if ``None``).
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
         ``{"ua", "wa", "macro_f1", "test_clips", "best_epoch", "epochs", "train_seconds", "device",

@@ -81,13 +81,15 @@ def _decode(fh, name: str, sample_rate: int) -> np.ndarray:
 
 def silence_bounds(y: np.ndarray, top_db: float | None, frame_length: int = 512,
                    hop_length: int = 128) -> tuple[int, int]:
-    """Sample range ``[start, stop)`` left after dropping leading and trailing frames quieter than
-    ``top_db`` dB below the peak (``librosa.effects.trim``).
+    """Sample range ``[start, stop)`` left after dropping quiet leading and trailing frames.
+
+    Frames quieter than ``top_db`` dB below the peak are dropped (``librosa.effects.trim``).
 
     Args:
         y: ``(samples,)`` waveform.
         top_db: threshold in dB below the clip's maximum frame RMS; ``None`` keeps everything.
-        frame_length, hop_length: analysis frame and hop in samples.
+        frame_length: analysis frame in samples.
+        hop_length: analysis hop in samples.
 
     Returns:
         ``(start, stop)`` in samples; ``(0, len(y))`` when ``top_db`` is ``None`` or ``y`` is silent.
@@ -99,8 +101,7 @@ def silence_bounds(y: np.ndarray, top_db: float | None, frame_length: int = 512,
 
 
 def trim_silence(y: np.ndarray, top_db: float | None, frame_length: int = 512, hop_length: int = 128) -> np.ndarray:
-    """Drop leading and trailing frames quieter than ``top_db`` dB below the peak
-    (:func:`silence_bounds`).
+    """Drop leading and trailing frames quieter than ``top_db`` dB below the peak (:func:`silence_bounds`).
 
     Returns:
         ``(samples',)`` float32; ``y`` itself when nothing is cut (silent throughout, or ``top_db``

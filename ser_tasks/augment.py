@@ -1,5 +1,7 @@
-"""Waveform augmentation for training clips: noise at an SNR, pitch shift, time stretch, time
-shift and gain, with parameters drawn reproducibly per (seed, clip id, variant) and recorded.
+"""Waveform augmentation for training clips.
+
+Noise at an SNR, pitch shift, time stretch, time shift and gain, with parameters drawn reproducibly
+per (seed, clip id, variant) and recorded.
 
 The transforms are those of the seed notebooks (REFERENCE.md: noise, pitch shift, stretch, shift,
 volume) with their parameters made explicit: noise is scaled to a signal-to-noise ratio in dB
@@ -59,8 +61,10 @@ NO_AUGMENTATION = AugmentParams()
 
 
 def variant_rng(seed: int, clip_id: str, variant: int, stream: int = 0) -> np.random.Generator:
-    """Generator seeded by (seed, clip id, variant, stream); stable across processes and runs
-    (clip id hashed with SHA-256, not Python's salted ``hash``)."""
+    """Generator seeded by (seed, clip id, variant, stream); stable across processes and runs.
+
+    The clip id is hashed with SHA-256, not Python's salted ``hash``.
+    """
     digest = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "little")
     return np.random.default_rng([seed, digest, variant, stream])
 
@@ -117,8 +121,10 @@ def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 
 
 def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
-    """Shift pitch by ``semitones`` keeping the duration (``librosa.effects.pitch_shift``:
-    phase-vocoder stretch then resampling)."""
+    """Shift pitch by ``semitones`` keeping the duration.
+
+    Uses ``librosa.effects.pitch_shift``: phase-vocoder stretch then resampling.
+    """
     return _finite(librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones), "pitch shift")
 
 
@@ -147,8 +153,9 @@ def apply_gain(y: np.ndarray, gain_db: float) -> np.ndarray:
 
 
 def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: float) -> np.ndarray:
-    """:func:`time_stretch` by ``rate`` then :func:`pitch_shift` by ``semitones``, in one phase-vocoder
-    pass: librosa's pitch shift is itself a stretch by ``q = 2 ** (-semitones / 12)`` followed by
+    """:func:`time_stretch` by ``rate`` then :func:`pitch_shift` by ``semitones``, in one phase-vocoder pass.
+
+    librosa's pitch shift is itself a stretch by ``q = 2 ** (-semitones / 12)`` followed by
     resampling from ``sr / q`` to ``sr``, so the two stretches fold into one by ``rate * q``. Half the
     STFT work of calling both, and one vocoder's phase smearing instead of two.
 
@@ -165,8 +172,10 @@ def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: floa
 
 
 def augment_before_length(y: np.ndarray, sr: int, p: AugmentParams) -> np.ndarray:
-    """The length-changing transforms, applied to the trimmed clip before padding: stretch, then
-    pitch (both at once by :func:`stretch_and_pitch_shift` when both are drawn)."""
+    """The length-changing transforms, applied to the trimmed clip before padding: stretch, then pitch.
+
+    Both at once by :func:`stretch_and_pitch_shift` when both are drawn.
+    """
     stretch, pitch = not math.isnan(p.stretch_rate), not math.isnan(p.pitch_semitones)
     if stretch and pitch:
         return stretch_and_pitch_shift(y, sr, p.stretch_rate, p.pitch_semitones)

@@ -1,5 +1,7 @@
 """``ser``: the command line of the pipeline (typer).
 
+Commands::
+
     ser run ROOT          extract features, train, evaluate (one Prefect flow, one MLflow run)
     ser extract ROOT      features only
     ser train STORE       train and evaluate on an existing store
@@ -23,34 +25,50 @@ from . import runtime_env
 
 runtime_env.apply()  # before Prefect or TensorFlow are imported anywhere
 
-import typer
-from rich.console import Console
-from rich.table import Table
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Speech emotion recognition pipeline: Prefect/Dask features into Zarr, Keras, MLflow.")
 console = Console(stderr=True)
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Zarr feature store: local path or URL (s3://bucket/x.zarr).")]
-MlflowOpt = Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI \\[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")]
-DaskOpt = Annotated[str | None, typer.Option("--dask-address", help="Existing Dask scheduler (tcp://host:8786); default: a LocalCluster.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
-SummaryOpt = Annotated[Path | None, typer.Option("--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
-CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="ravdess, crema_d, tess, savee, emodb or folders \\[default: detect].")]
-StorageOpt = Annotated[str | None, typer.Option("--storage-options", envvar="SER_STORAGE_OPTIONS", help="fsspec/s3fs options as JSON, e.g. '{\"key\": \"...\", \"secret\": \"...\"}' (credentials are never logged; the AWS environment/config chain works too).")]
-EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", envvar="SER_S3_ENDPOINT_URL", help="S3-compatible endpoint (MinIO, Ceph...), e.g. http://127.0.0.1:9000.")]
-DemoOpt = Annotated[str | None, typer.Option("--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes \\[config extract.workers, default 2].")]
+MlflowOpt = Annotated[str | None, typer.Option(
+    "--mlflow-uri", help="MLflow tracking URI \\[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")]
+DaskOpt = Annotated[str | None, typer.Option(
+    "--dask-address", help="Existing Dask scheduler (tcp://host:8786); default: a LocalCluster.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
+SummaryOpt = Annotated[Path | None, typer.Option(
+    "--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
+CorpusOpt = Annotated[str | None, typer.Option(
+    "--corpus", help="ravdess, crema_d, tess, savee, emodb or folders \\[default: detect].")]
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage-options", envvar="SER_STORAGE_OPTIONS",
+    help="fsspec/s3fs options as JSON, e.g. '{\"key\": \"...\", \"secret\": \"...\"}' (credentials are never "
+         "logged; the AWS environment/config chain works too).")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint-url", envvar="SER_S3_ENDPOINT_URL",
+    help="S3-compatible endpoint (MinIO, Ceph...), e.g. http://127.0.0.1:9000.")]
+DemoOpt = Annotated[str | None, typer.Option(
+    "--crema-demographics", help="CREMA-D VideoDemographics.csv, for the speakers' sex.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", help="LocalCluster worker processes \\[config extract.workers, default 2].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs \\[config train.epochs].")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="tdnn (default), compact_cnn, notebook_cnn2d or notebook_cnn1d.")]
-VariantsOpt = Annotated[int | None, typer.Option("--variants", help="Augmented copies per training clip \\[config augment.variants].")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="tdnn (default), compact_cnn, notebook_cnn2d or notebook_cnn1d.")]
+VariantsOpt = Annotated[int | None, typer.Option(
+    "--variants", help="Augmented copies per training clip \\[config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
 
 
 @contextlib.contextmanager
 def _user_errors():
-    """Expected failures (missing folder, unknown corpus, store conflict, bad config) end the command
-    with one clear line and exit status 2 instead of a traceback."""
+    """End the command on an expected failure with one clear line and exit status 2 instead of a traceback.
+
+    Expected failures: a missing folder, an unknown corpus, a store conflict, a bad config.
+    """
     from .store import StoreConflictError
 
     try:
@@ -98,9 +116,9 @@ def _print_scores(train: dict) -> None:
 @app.command()
 def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
         dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-        corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
-        workers: WorkersOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
-        out_dir: OutOpt = Path("ser-out/run")) -> None:
+        corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+        crema_demographics: DemoOpt = None, workers: WorkersOpt = None, epochs: EpochsOpt = None,
+        model: ModelOpt = None, variants: VariantsOpt = None, out_dir: OutOpt = Path("ser-out/run")) -> None:
     """Whole pipeline on a corpus: features into Zarr, training, test-speaker evaluation, MLflow."""
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants})
@@ -121,8 +139,8 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
 @app.command()
 def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
             dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-            corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
-            workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
+            corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+            crema_demographics: DemoOpt = None, workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
     """Features only: corpus -> manifest -> actor-disjoint split -> Zarr (resumable)."""
     cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants})
     import mlflow
@@ -133,11 +151,13 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
     from . import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
-    with _user_errors(), prefect_api(), mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active:
+    with (_user_errors(), prefect_api(),
+          mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active):
         mlflow.log_params(cfg.flat_params())
         runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
         summary = extract_features.with_options(task_runner=runner)(
-            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options, endpoint_url), crema_demographics)
+            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options, endpoint_url),
+            crema_demographics)
         summary["mlflow_run_id"] = active.info.run_id
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
@@ -146,10 +166,11 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
 
 
 @app.command()
-def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction group \\[default: the only one].")] = None,
+def train(store: str,
+          group: Annotated[str | None, typer.Option(help="Extraction group \\[default: the only one].")] = None,
           mlflow_uri: MlflowOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-          storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, epochs: EpochsOpt = None, model: ModelOpt = None,
-          out_dir: OutOpt = Path("ser-out/train")) -> None:
+          storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, epochs: EpochsOpt = None,
+          model: ModelOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
     from flows.runtime import prefect_api
@@ -160,24 +181,30 @@ def train(store: str, group: Annotated[str | None, typer.Option(help="Extraction
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
     with _user_errors(), prefect_api():
-        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None, _storage(storage_options, endpoint_url),
-                              str(out_dir))
+        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None,
+                              _storage(storage_options, endpoint_url), str(out_dir))
     _print_scores(summary)
     _write_summary(summary_json, summary)
 
 
 @app.command()
 def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
-             protocol: Annotated[str, typer.Option("--protocol", help="cv-actor (speaker-independent), clip-split, row-split (the seed notebooks'), or ablation (all three).")] = "cv-actor",
-             folds: Annotated[int, typer.Option("--folds", help="Folds in the partition (RAVDESS: 6 folds of 4 actors, as EmoBox).")] = 6,
-             max_folds: Annotated[int | None, typer.Option("--max-folds", help="Run only the first N folds of each protocol \\[default: all].")] = None,
+             protocol: Annotated[str, typer.Option(
+                 "--protocol", help="cv-actor (speaker-independent), clip-split, row-split (the seed notebooks'), "
+                                    "or ablation (all three).")] = "cv-actor",
+             folds: Annotated[int, typer.Option(
+                 "--folds", help="Folds in the partition (RAVDESS: 6 folds of 4 actors, as EmoBox).")] = 6,
+             max_folds: Annotated[int | None, typer.Option(
+                 "--max-folds", help="Run only the first N folds of each protocol \\[default: all].")] = None,
              mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None, config: ConfigOpt = None,
              summary_json: SummaryOpt = None, corpus: CorpusOpt = None, storage_options: StorageOpt = None,
              endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None, workers: WorkersOpt = None,
              epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
              out_dir: OutOpt = Path("ser-out/evaluate")) -> None:
-    """Cross-validated scores: features of every clip (each augmented, so any fold can train on any
-    clip), then one model per fold on a fixed cosine schedule, scored on the fold's held-out clips.
+    """Cross-validated scores: k folds, one model each.
+
+    Features of every clip (each augmented, so any fold can train on any clip), then one model per fold
+    on a fixed cosine schedule, scored on the fold's held-out clips.
 
     Folds are MLflow child runs under one parent per protocol, which holds UA, WA and macro-F1 as
     mean and standard deviation over folds. Only cv-actor is speaker-independent; clip-split and
@@ -248,10 +275,13 @@ def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlf
 @app.command()
 def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment name (e.g. ser).")] = "ser",
             mlflow_uri: MlflowOpt = None,
-            plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the runs' scores \\[default: ser-out/compare-EXPERIMENT.png].")] = None,
+            plot: Annotated[Path | None, typer.Option(
+                "--plot", help="PNG of the runs' scores \\[default: ser-out/compare-EXPERIMENT.png].")] = None,
             csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
-    """Table of an experiment's evaluated runs (model, features, augmentation, UA, WA, macro-F1,
-    duration), best UA first, and a plot of their scores."""
+    """Table of an experiment's evaluated runs, best UA first, and a plot of their scores.
+
+    Each run's model, features, augmentation, UA, WA, macro-F1 and duration.
+    """
     from .compare import plot_runs, runs_table
 
     with _user_errors():
@@ -259,7 +289,8 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
         if table.empty:
             raise ValueError(f"experiment {experiment!r} has no evaluated runs (none logged test_ua)")
     out = Table(title=f"MLflow experiment {experiment!r}: scores on held-out speakers")
-    for col in ("run", "model", "features", "augmentation", "evaluation", "UA", "WA", "macro-F1", "duration", "started"):
+    for col in ("run", "model", "features", "augmentation", "evaluation", "UA", "WA", "macro-F1", "duration",
+                "started"):
         out.add_column(col, justify="right" if col in ("UA", "WA", "macro-F1", "duration") else "left")
     for r in table.itertuples():
         ua = f"{r.ua:.3f}" if r.ua_std != r.ua_std else f"{r.ua:.3f} ± {r.ua_std:.3f}"  # NaN: a single split
@@ -276,8 +307,8 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
 
 @app.command()
 def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="Write the manifest as CSV.")] = None,
-             corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
-             config: ConfigOpt = None) -> None:
+             corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+             crema_demographics: DemoOpt = None, config: ConfigOpt = None) -> None:
     """List a corpus: clips per corpus, emotion and speaker, the split, and the skipped files."""
     from .manifest import build_manifest
     from .split import assign_split
@@ -333,11 +364,17 @@ def _default_model() -> str:
 
 @app.command()
 def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folders (recursive) or s3:// prefixes.")],
-            model: Annotated[str | None, typer.Option("--model", help="MLflow model URI \\[default: models:/ser-emotion@champion].")] = None,
+            model: Annotated[str | None, typer.Option(
+                "--model", help="MLflow model URI \\[default: models:/ser-emotion@champion].")] = None,
             out: Annotated[Path | None, typer.Option("--out", help="Write the predictions as CSV.")] = None,
-            windows: Annotated[bool, typer.Option("--windows", help="One row per window (start and end in seconds) instead of one per file.")] = False,
-            window_seconds: Annotated[float | None, typer.Option("--window-seconds", help="Window length for long recordings \\[default: the training duration].")] = None,
-            hop_seconds: Annotated[float | None, typer.Option("--hop-seconds", help="Hop between windows \\[default: half the window].")] = None,
+            windows: Annotated[bool, typer.Option(
+                "--windows", help="One row per window (start and end in seconds) instead of one per file.")] = False,
+            window_seconds: Annotated[float | None, typer.Option(
+                "--window-seconds",
+                help="Window length for long recordings \\[default: the training duration].")] = None,
+
+            hop_seconds: Annotated[float | None, typer.Option(
+                "--hop-seconds", help="Hop between windows \\[default: half the window].")] = None,
             mlflow_uri: MlflowOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
     """Emotions of audio files with a registered model: CSV columns path, emotion, p_<label>..., error.
 
@@ -395,9 +432,13 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
           mlflow_uri: MlflowOpt = None, summary_json: SummaryOpt = None, corpus: CorpusOpt = None,
           storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
           out_dir: OutOpt = Path("ser-out/score"),
-          experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "ser") -> None:
-    """A model's UA, WA and macro-F1 on a labelled corpus, on the classes the model knows (the others
-    are listed as ignored), with a confusion matrix; logged as an MLflow run tagged with the model."""
+          experiment: Annotated[str, typer.Option(
+              "--experiment", help="MLflow experiment of the run.")] = "ser") -> None:
+    """A model's UA, WA and macro-F1 on a labelled corpus, with a confusion matrix, logged to MLflow.
+
+    Scored on the classes the model knows (the others are listed as ignored); the MLflow run is tagged
+    with the model.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import tracking
@@ -423,7 +464,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for cls in result["classes"]:
         r = result["report"][cls]
-        per_class.add_row(cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
+        per_class.add_row(cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}",
+                          str(int(r["support"])))
     console.print(per_class)
     for failure in result["failures"][:10]:
         console.print(f"[red]failed:[/red] {failure['reason']}", soft_wrap=True, highlight=False)
@@ -432,7 +474,9 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
 
 @app.command()
 def promote(version: Annotated[int, typer.Argument(help="Registered model version to make the champion.")],
-            name: Annotated[str | None, typer.Option("--name", help="Registered model \\[default: ser-emotion].")] = None,
+            name: Annotated[str | None, typer.Option(
+                "--name", help="Registered model \\[default: ser-emotion].")] = None,
+
             mlflow_uri: MlflowOpt = None) -> None:
     """Make a registered model version the champion (the model `ser predict` uses by default)."""
     from . import registry, tracking

@@ -57,8 +57,7 @@ class AudioConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    """Augmentation of clips: of training clips only by default (validation and test rows are never
-    augmented).
+    """Augmentation of clips: of training clips only by default (validation and test rows are never augmented).
 
     ``scope="all"`` augments every clip, whatever its split: the store is then split-agnostic, for
     cross-validation and the leakage ablation (``ser evaluate``), which choose each fold's training

@@ -62,8 +62,9 @@ def natural_key(text: str) -> list:
 
 
 def speaker_blocks(speakers: list[str] | np.ndarray, n_folds: int) -> list[tuple[str, ...]]:
-    """The distinct speakers in natural order, cut into ``n_folds`` contiguous blocks whose sizes
-    differ by at most one (``numpy.array_split``).
+    """The distinct speakers in natural order, cut into ``n_folds`` contiguous blocks.
+
+    The blocks' sizes differ by at most one (``numpy.array_split``).
 
     Raises:
         ValueError: ``n_folds`` below 2, or fewer distinct speakers than folds.
@@ -82,7 +83,8 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
 
     Args:
         protocol: a name in :data:`PROTOCOLS`.
-        speaker, clip_id: ``(rows,)`` str per row (``""`` = unknown speaker).
+        speaker: ``(rows,)`` str, the speaker of each row (``""`` = unknown speaker).
+        clip_id: ``(rows,)`` str, the clip id of each row.
         variant: ``(rows,)`` int, 0 for the original clip.
         usable: ``(rows,)`` bool, rows whose features were computed (failed rows are left out).
         n_folds: folds in the partition.
@@ -132,8 +134,10 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
 
 
 def check_protocol(protocol: str, max_folds: int | None = None) -> None:
-    """Refuse an unknown protocol (one of :data:`PROTOCOLS` or :data:`ABLATION`) or a
-    ``max_folds`` below 1, with a ``ValueError`` naming it."""
+    """Refuse an unknown protocol or a ``max_folds`` below 1, with a ``ValueError`` naming it.
+
+    A known protocol is one of :data:`PROTOCOLS` or :data:`ABLATION`.
+    """
     if protocol not in (*PROTOCOLS, ABLATION):
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join((*PROTOCOLS, ABLATION))}")
     if max_folds is not None and max_folds < 1:
@@ -141,8 +145,7 @@ def check_protocol(protocol: str, max_folds: int | None = None) -> None:
 
 
 def summarize(scores: list[dict]) -> dict:
-    """Mean and standard deviation (``ddof=1``; 0 for one fold) of each fold's ``ua``, ``wa`` and
-    ``macro_f1``.
+    """Mean and standard deviation (``ddof=1``; 0 for one fold) of each fold's ``ua``, ``wa`` and ``macro_f1``.
 
     Returns:
         ``{"ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean", "macro_f1_std", "folds"}``.

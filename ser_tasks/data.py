@@ -52,8 +52,10 @@ def input_shape(group: zarr.Group, input_name: str) -> tuple[int, ...]:
 
 
 def norm_axis(input_name: str) -> int:
-    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics: the mel band or
-    MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``."""
+    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics.
+
+    The mel band or MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``.
+    """
     return 1 if input_name in ("log_mel", "mfcc") else -1
 
 
@@ -159,6 +161,7 @@ class ZarrSequence(keras.utils.PyDataset):
     def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
                  one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, **kwargs):
+        """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
             raise ValueError("ZarrSequence needs at least one row")
@@ -203,8 +206,10 @@ class ZarrSequence(keras.utils.PyDataset):
         return self._resident is not None
 
     def order_for(self, epoch: int) -> np.ndarray:
-        """Store row indices ``(rows served per epoch,)`` int64 in epoch ``epoch``'s serving order
-        (epochs are numbered from 0; the order depends only on ``seed`` and ``epoch``)."""
+        """Store row indices ``(rows served per epoch,)`` int64 in epoch ``epoch``'s serving order.
+
+        Epochs are numbered from 0; the order depends only on ``seed`` and ``epoch``.
+        """
         rng = np.random.default_rng(self.seed + epoch)
         indices = self.indices
         if self._clip_of is not None:  # a random permutation, then each clip's first row in it
@@ -229,6 +234,7 @@ class ZarrSequence(keras.utils.PyDataset):
         return self.labels_all[self._order]
 
     def __len__(self) -> int:
+        """Batches per epoch: ``ceil(len(order) / batch_size)``, the last one possibly short."""
         return math.ceil(self._order.size / self.batch_size)
 
     def _chunk_input(self, c: int) -> np.ndarray:
@@ -244,6 +250,7 @@ class ZarrSequence(keras.utils.PyDataset):
         return self._cache[c]
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
+        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights."""
         rows = self._order[idx * self.batch_size:(idx + 1) * self.batch_size]
         if self._resident is not None:
             x = self._resident[np.searchsorted(self.indices, rows)]
@@ -261,8 +268,10 @@ class ZarrSequence(keras.utils.PyDataset):
 
 
 def resident_tf_dataset(seq: ZarrSequence, epochs: int):
-    """A ``tf.data.Dataset`` of exactly the batches ``seq`` serves in its epochs ``0 .. epochs - 1``,
-    for a resident sequence under the TensorFlow backend.
+    """A ``tf.data.Dataset`` of exactly the batches ``seq`` serves in its epochs ``0 .. epochs - 1``.
+
+    For a resident sequence under the TensorFlow backend.
+
 
     Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
     whose per-batch Python calls stall the training step: on RAVDESS (1,200 clips of 64 x 301

@@ -80,11 +80,13 @@ class LocalStack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __enter__(self) -> LocalStack:
+        """Make :attr:`workdir` a ``Path`` and create it; returns the stack."""
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
+        """Stop every started service (:meth:`stop`), whether or not the block raised."""
         self.stop()
 
     # -- environment -------------------------------------------------------------------------
@@ -110,8 +112,9 @@ class LocalStack:
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
               ready: Callable[[], bool] | None = None, timeout: float = 120.0) -> subprocess.Popen:
-        """Start ``argv`` as service ``name`` (own process group, output to ``<name>.log``) and wait
-        until ``ready()`` is true.
+        """Start ``argv`` as service ``name`` and wait until ``ready()`` is true.
+
+        The process runs in its own process group, its output going to ``<name>.log``.
 
         Raises:
             RuntimeError: the process exited, or was not ready within ``timeout`` seconds; the
@@ -131,7 +134,7 @@ class LocalStack:
         return proc
 
     def start_s3(self) -> str:
-        """moto's S3-compatible server, with :attr:`bucket` created; returns its endpoint URL."""
+        """Start moto's S3-compatible server, with :attr:`bucket` created; returns its endpoint URL."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         self.spawn("s3", ["moto_server", "-H", "127.0.0.1", "-p", str(port)], ready=lambda: _http_ok(url))
@@ -147,7 +150,8 @@ class LocalStack:
         port = free_port()
         home = self.workdir / "prefect-home"
         api = f"http://127.0.0.1:{port}/api"
-        self.spawn("prefect-server", [*COMMANDS["prefect-server"], "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        self.spawn("prefect-server",
+                   [*COMMANDS["prefect-server"], "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
                    env={"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"},
                    ready=lambda: _http_ok(f"{api}/health"), timeout=180)
         self.urls["prefect"] = api

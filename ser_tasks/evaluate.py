@@ -21,7 +21,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> di
     """Scores of integer predictions against integer labels.
 
     Args:
-        y_true, y_pred: ``(n,)`` class indices into ``vocabulary``.
+        y_true: ``(n,)`` true class indices into ``vocabulary``.
+        y_pred: ``(n,)`` predicted class indices into ``vocabulary``.
+        vocabulary: class names, index ``i`` naming class ``i`` (the report's keys; ``k`` classes).
 
     Returns:
         ``{"wa", "ua", "macro_f1", "n", "report": per-class dict, "confusion": (k, k) int list}``;

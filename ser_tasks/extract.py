@@ -60,7 +60,8 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
     Its features are discarded.
 
     Args:
-        audio_cfg, feat_cfg: the settings to warm up for (defaults when ``None``).
+        audio_cfg: the audio settings to warm up for (defaults when ``None``).
+        feat_cfg: the feature settings to warm up for (defaults when ``None``).
 
     Returns:
         Seconds taken (wall clock).

@@ -1,5 +1,6 @@
-"""Frame-level features on one frame grid: log-mel spectrogram, MFCC from that log-mel, zero-crossing
-rate and RMS energy.
+"""Frame-level features on one frame grid.
+
+Log-mel spectrogram, MFCC from that log-mel, zero-crossing rate and RMS energy.
 
 All use ``center=True`` framing with the same hop, so each has ``1 + n_samples // hop_length``
 frames and frame ``t`` of one feature lines up with frame ``t`` of the others.
@@ -48,8 +49,9 @@ def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    """The Slaney-normalised mel filterbank ``librosa.filters.mel`` builds, cached per configuration
-    (building it took a quarter of the log-mel's time per clip).
+    """The Slaney-normalised mel filterbank ``librosa.filters.mel`` builds, cached per configuration.
+
+    Building it took a quarter of the log-mel's time per clip.
 
     Returns:
         ``(n_mels, 1 + n_fft // 2)`` float32, read-only (shared between calls).
@@ -78,12 +80,15 @@ def _frame_starts(n_padded: int, frame_length: int, hop_length: int) -> np.ndarr
 
 
 def zero_crossing_rate(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Fraction of sign changes per ``n_fft``-sample frame, as ``librosa.feature.zero_crossing_rate``
-    with ``center=True`` (edge padding; the ``n_fft - 1`` sample pairs inside a frame counted, over
-    ``n_fft``; samples within :data:`ZC_THRESHOLD` of zero positive). Equal to librosa's, exactly.
+    """Fraction of sign changes per ``n_fft``-sample frame, as ``librosa.feature.zero_crossing_rate``.
+
+    As librosa's with ``center=True`` (edge padding; the ``n_fft - 1`` sample pairs inside a frame
+    counted, over ``n_fft``; samples within :data:`ZC_THRESHOLD` of zero positive). Equal to librosa's,
+    exactly.
 
     Args:
         y: ``(samples,)`` waveform.
+        cfg: feature settings: ``n_fft`` is the frame length and ``hop_length`` the hop, in samples.
 
     Returns:
         ``(T,)`` float32 in [0, 1], ``T = 1 + samples // hop_length``.
@@ -97,12 +102,14 @@ def zero_crossing_rate(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def rms_energy(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Root-mean-square amplitude per ``n_fft``-sample frame, as ``librosa.feature.rms`` with
-    ``center=True`` (zero padding), from a float64 running sum of squares (librosa sums each frame
-    in float32; the two agree to about 1e-6 relative).
+    """Root-mean-square amplitude per ``n_fft``-sample frame, as ``librosa.feature.rms``.
+
+    As librosa's with ``center=True`` (zero padding), from a float64 running sum of squares (librosa
+    sums each frame in float32; the two agree to about 1e-6 relative).
 
     Args:
         y: ``(samples,)`` waveform.
+        cfg: feature settings: ``n_fft`` is the frame length and ``hop_length`` the hop, in samples.
 
     Returns:
         ``(T,)`` float32, ``T = 1 + samples // hop_length``.
@@ -116,8 +123,7 @@ def rms_energy(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def extract(y: np.ndarray, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    """All features of one fixed-length clip, keyed by :data:`FEATURES` (shapes as
-    :func:`feature_shapes`)."""
+    """All features of one fixed-length clip, keyed by :data:`FEATURES` (shapes as :func:`feature_shapes`)."""
     lm = log_mel(y, sr, cfg)
     return {"log_mel": lm, "mfcc": mfcc_from_log_mel(lm, cfg.n_mfcc),
             "zcr": zero_crossing_rate(y, cfg), "rms": rms_energy(y, cfg)}

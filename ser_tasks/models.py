@@ -30,21 +30,24 @@ from keras import layers
 from .data import Normalizer, norm_axis
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
-MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel", "notebook_cnn1d": "zcr_rms"}
+MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
+                "notebook_cnn1d": "zcr_rms"}
 #: Inputs that :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc")
 
 
 def _normalization(normalizer: Normalizer) -> layers.Layer:
     return layers.Normalization(axis=norm_axis(normalizer.input_name),
-                                mean=normalizer.mean.astype(np.float32), variance=normalizer.variance.astype(np.float32),
-                                name="normalize")
+                                mean=normalizer.mean.astype(np.float32),
+                                variance=normalizer.variance.astype(np.float32), name="normalize")
 
 
 @keras.saving.register_keras_serializable(package="ser")
 class StatisticsPooling(layers.Layer):
-    """Mean and standard deviation over time, concatenated: ``(batch, T, C)`` -> ``(batch, 2C)``
-    (Snyder et al. 2018, "X-vectors: robust DNN embeddings for speaker recognition")."""
+    """Mean and standard deviation over time, concatenated: ``(batch, T, C)`` -> ``(batch, 2C)``.
+
+    Snyder et al. 2018, "X-vectors: robust DNN embeddings for speaker recognition".
+    """
 
     def call(self, x):
         """``(batch, T, C)`` -> ``(batch, 2C)``: mean then standard deviation per channel."""
@@ -55,9 +58,9 @@ class StatisticsPooling(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ser")
 class SpecAugment(layers.Layer):
-    """Frequency and time masking of a normalised spectrogram, in training only (Park et al. 2019,
-    "SpecAugment: a simple data augmentation method for automatic speech recognition"; no time
-    warping).
+    """Frequency and time masking of a normalised spectrogram, in training only (no time warping).
+
+    Park et al. 2019, "SpecAugment: a simple data augmentation method for automatic speech recognition".
 
     On ``(batch, bands, T, 1)`` float32 input each example gets ``freq_masks`` bands of
     ``0 .. freq_width`` adjacent mel bands (or MFCC coefficients) and ``time_masks`` spans of
@@ -78,6 +81,7 @@ class SpecAugment(layers.Layer):
 
     def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 25,
                  seed: int | None = None, **kwargs):
+        """Check and store the mask counts and widths (see the class docstring); make the seed generator."""
         super().__init__(**kwargs)
         if min(freq_masks, freq_width, time_masks, time_width) < 0:
             raise ValueError("SpecAugment mask counts and widths must be non-negative")
@@ -87,6 +91,7 @@ class SpecAugment(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
+        """Check the input is ``(batch, bands, T, 1)`` with known bands and frames; record their sizes."""
         if len(input_shape) != 4 or input_shape[-1] != 1 or None in input_shape[1:3]:
             raise ValueError(f"SpecAugment needs (batch, bands, T, 1) input, got {input_shape}")
         self.bands, self.frames = int(input_shape[1]), int(input_shape[2])
@@ -203,8 +208,7 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
                 spec_augment: SpecAugment | None = None) -> keras.Model:
-    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``]
-    -> body -> softmax.
+    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
 
     Args:
         name: a key of :data:`MODELS`.

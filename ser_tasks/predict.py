@@ -81,7 +81,8 @@ class Preprocessing:
             arrays = {"zcr": features.zero_crossing_rate(y, cfg), "rms": features.rms_energy(y, cfg)}
         else:
             lm = features.log_mel(y, sr, cfg)
-            arrays = {"log_mel": lm} if self.input_name == "log_mel" else {"mfcc": features.mfcc_from_log_mel(lm, cfg.n_mfcc)}
+            arrays = ({"log_mel": lm} if self.input_name == "log_mel"
+                      else {"mfcc": features.mfcc_from_log_mel(lm, cfg.n_mfcc)})
         return assemble(self.input_name, {k: v[np.newaxis] for k, v in arrays.items()})
 
 
@@ -95,7 +96,9 @@ def window_bounds(n: int, window: int, hop: int) -> list[tuple[int, int]]:
     milliseconds, which must not add a near-copy of the last window).
 
     Args:
-        n, window, hop: lengths in samples (``window``, ``hop`` > 0).
+        n: length of the speech, in samples.
+        window: window length in samples (> 0).
+        hop: samples between the starts of consecutive windows (> 0).
 
     Returns:
         ``[(start, stop), ...]`` in samples, in order.
@@ -132,8 +135,10 @@ def _decoded(row: dict, index: int, rate: int, storage_options: dict | None) -> 
 
 
 def _probabilities(model, x: np.ndarray) -> np.ndarray:
-    """``(n, k)`` float32 probabilities, :data:`BATCH` rows a call, the last batch padded: one
-    input shape, so the graph is traced once however many files come."""
+    """``(n, k)`` float32 probabilities, :data:`BATCH` rows a call, the last batch padded.
+
+    One input shape, so the graph is traced once however many files come.
+    """
     n = x.shape[0]
     padded = np.concatenate([x, np.zeros((-n % BATCH, *x.shape[1:]), x.dtype)]) if n % BATCH else x
     out = [np.asarray(model.predict_on_batch(padded[i:i + BATCH])) for i in range(0, len(padded), BATCH)]
@@ -184,7 +189,8 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             start, stop = audio.speech_bounds(y, cfg, name)
             bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
             loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
-                    if len(bounds) == 1 or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
+                    if len(bounds) == 1
+                    or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
             row_inputs = [prep.model_input(audio.fix_length(y[start + s:start + e], n_samples)) for s, e in loud]
             inputs += row_inputs  # only once every window of the row is ready
             owners += [i] * len(loud)
@@ -226,9 +232,10 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
 class EmotionModel(mlflow.pyfunc.PythonModel):
     """The registered model: raw audio in, emotions out (see the module docstring).
 
-    Logged as code (:mod:`ser_tasks.model_code`), not as a pickle. Artifacts: ``keras_model`` (the ``.keras`` file, normalisation included), ``preprocessing``
-    (:class:`Preprocessing` as JSON) and ``normalizer`` (its statistics, for reading). Loading
-    needs only this package installed: :meth:`load_context` registers the zoo's custom layers.
+    Logged as code (:mod:`ser_tasks.model_code`), not as a pickle. Artifacts: ``keras_model`` (the
+    ``.keras`` file, normalisation included), ``preprocessing`` (:class:`Preprocessing` as JSON) and
+    ``normalizer`` (its statistics, for reading). Loading needs only this package installed:
+    :meth:`load_context` registers the zoo's custom layers.
 
     Prediction parameters (MLflow ``params``): ``windows`` (bool, default true), ``per_window``
     (bool, default false), ``window_seconds`` and ``hop_seconds`` (0 means the defaults of
@@ -255,8 +262,11 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(prep: Preprocessing) -> mlflow.models.ModelSignature:
-    """The model's signature: optional ``path`` (string) and ``audio`` (binary) columns in; emotion,
-    probabilities, window count and error out; the prediction parameters with their defaults."""
+    """The model's signature: its input and output columns, and the prediction parameters with their defaults.
+
+    Optional ``path`` (string) and ``audio`` (binary) columns in; emotion, probabilities, window count
+    and error out.
+    """
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec("string", "path", required=False), ColSpec("binary", "audio", required=False)])
@@ -305,9 +315,11 @@ def preprocessing_of(loaded) -> Preprocessing:
 
 
 def expand_inputs(targets: list[str], storage_options: dict | None = None) -> list[str]:
-    """Files to score: each target that is a folder (or an ``s3://`` prefix) expanded to the audio
-    files below it, recursively and sorted; anything else kept as given (a missing file then gets
-    its error row rather than stopping the others).
+    """Files to score: folder targets expanded to the audio files below them, other targets kept.
+
+    Each target that is a folder (or an ``s3://`` prefix) is expanded to the audio files below it,
+    recursively and sorted; anything else is kept as given (a missing file then gets its error row
+    rather than stopping the others).
 
     Args:
         targets: local paths or fsspec URLs, files or folders.
@@ -351,6 +363,7 @@ def predict_files(model, paths: list[str], params: dict | None = None, storage_o
         model: the loaded registered model.
         paths: local paths or fsspec URLs.
         params: prediction parameters (see :class:`EmotionModel`).
+        storage_options: fsspec options for reading remote ``paths``.
         batch: files per call of the model.
         on_batch: called with the number of files done after each batch (a progress bar).
 

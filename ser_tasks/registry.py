@@ -35,9 +35,11 @@ class Promotion:
 
 
 def version_tags(scores: dict, manifest_fingerprint: str, store_group: str, git_commit: str) -> dict[str, str]:
-    """Tags every registered version carries: ``test_ua``, ``test_wa``, ``test_macro_f1`` (from
-    ``scores``'s ``ua``, ``wa``, ``macro_f1``), ``manifest_fingerprint``, ``store_group``,
-    ``git_commit``."""
+    """Tags every registered version carries: its test scores and where its data and code came from.
+
+    ``test_ua``, ``test_wa``, ``test_macro_f1`` (from ``scores``'s ``ua``, ``wa``, ``macro_f1``),
+    ``manifest_fingerprint``, ``store_group``, ``git_commit``.
+    """
     return {"test_ua": f"{scores['ua']:.6f}", "test_wa": f"{scores['wa']:.6f}",
             "test_macro_f1": f"{scores['macro_f1']:.6f}", "manifest_fingerprint": manifest_fingerprint,
             "store_group": store_group, "git_commit": git_commit}
@@ -113,7 +115,8 @@ def promote(name: str, version: int, client: mlflow.MlflowClient | None = None) 
         raise ValueError(f"registered model {name!r} has no version {version}") from exc
     previous = champion(name, client)
     reason = (f"v{version} promoted by hand" +
-              (f", replacing v{previous.version}" if previous is not None and str(previous.version) != str(version) else ""))
+              (f", replacing v{previous.version}"
+               if previous is not None and str(previous.version) != str(version) else ""))
     _set_alias(client, name, CHAMPION, version)
     client.set_model_version_tag(name, str(version), "promotion", reason)
     return Promotion(int(version), CHAMPION, reason)

@@ -48,7 +48,9 @@ def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str])
     """UA, WA and macro-F1 over the classes present in ``y_true``, with the whole vocabulary predicted.
 
     Args:
-        y_true, y_pred: ``(n,)`` int class indices into ``vocabulary``.
+        y_true: ``(n,)`` int true class indices into ``vocabulary``.
+        y_pred: ``(n,)`` int predicted class indices into ``vocabulary``.
+        vocabulary: the model's class names, index ``i`` naming class ``i`` (``k`` classes).
 
     Returns:
         ``{"ua", "wa", "macro_f1", "n", "classes" (present, in vocabulary order), "report"
@@ -76,16 +78,20 @@ def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str])
 def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_options: dict | None = None,
                  crema_demographics: str | None = None, out_dir: Path | None = None,
                  on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
-    """Score a model on a labelled corpus and log the result as a run of the current MLflow
-    experiment (:func:`ser_tasks.tracking.setup` chooses it).
+    """Score a model on a labelled corpus and log the result as a run of the current MLflow experiment.
+
+    :func:`ser_tasks.tracking.setup` chooses the experiment.
 
     Args:
         model_uri: any MLflow model URI (``models:/ser-emotion@champion``, ``runs:/.../model``).
         root: corpus folder or fsspec URL (corpus detected, or named by ``corpus``).
+        corpus: one of :data:`ser_tasks.corpora.CORPORA`, or ``None`` to detect it
+            (:func:`ser_tasks.manifest.build_manifest`).
         storage_options: fsspec options for remote roots.
         crema_demographics: CREMA-D ``VideoDemographics.csv``.
         out_dir: where the confusion matrix and the predictions are written (temporary if ``None``).
-        on_start, on_batch: progress callbacks: clips to score, then clips done per batch.
+        on_start: progress callback, called once with the number of clips to score.
+        on_batch: progress callback, called with the number of clips done after each batch.
 
     Returns:
         ``{"ua", "wa", "macro_f1", "n" (clips scored), "clips" (of known classes), "failed",
@@ -112,7 +118,8 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
     preds.insert(1, "true", list(known["emotion"]))
     ok = preds["error"] == ""
     if not ok.any():
-        raise ValueError(f"{root}: none of the {len(preds)} clips could be scored; first error: {preds['error'].iloc[0]}")
+        raise ValueError(f"{root}: none of the {len(preds)} clips could be scored; "
+                         f"first error: {preds['error'].iloc[0]}")
     index = {label: i for i, label in enumerate(vocab)}
     y_true = preds.loc[ok, "true"].map(index).to_numpy()
     y_pred = preds.loc[ok, "emotion"].map(index).to_numpy()

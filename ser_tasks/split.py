@@ -22,8 +22,11 @@ class LeakageError(ValueError):
 
 
 def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
-    """Speakers per split: at least one test speaker, one validation speaker when val > 0 and
-    there are enough speakers, and at least one for training."""
+    """Speakers per split ``(train, val, test)``.
+
+    At least one test speaker, one validation speaker when val > 0 and there are enough speakers, and
+    at least one for training.
+    """
     if n < 2:
         raise ValueError(f"an actor-disjoint split needs at least 2 speakers, found {n}")
     n_test = max(1, int(round(n * cfg.test)))
@@ -97,8 +100,10 @@ def assign_split(clips: pd.DataFrame, cfg: SplitConfig,
 
 
 def _extend(order: list[str], fixed: dict[str, str], target: dict[str, int]) -> dict[str, str]:
-    """Keep ``fixed`` sides; deal each new group to the split with the largest shortfall against
-    ``target`` (ties: test, val, train, the order a fresh split fills them)."""
+    """Keep ``fixed`` sides; deal each new group to the split with the largest shortfall against ``target``.
+
+    Ties go to test, val, train, in that order: the order a fresh split fills them.
+    """
     side = {g: fixed[g] for g in order if g in fixed}
     have = {s: sum(1 for v in side.values() if v == s) for s in target}
     for g in order:

@@ -74,8 +74,10 @@ def reveal(options: dict | None) -> dict:
 
 
 def fs_options(url: str, options: dict | None) -> dict:
-    """The keyword arguments to open ``url`` with: the revealed options for a remote URL, ``{}`` for a
-    local path (so S3 options given for the store do not reach a local corpus folder)."""
+    """The keyword arguments to open ``url`` with: the revealed options for a remote URL, ``{}`` for a local path.
+
+    This keeps S3 options given for the store from reaching a local corpus folder.
+    """
     return reveal(options) if options and is_remote(url) else {}
 
 

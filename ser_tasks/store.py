@@ -60,8 +60,10 @@ class StoreConflictError(RuntimeError):
 
 
 def _store_like(url: str, storage_options: dict | None):
-    """What zarr should open: the path or URL itself, or an fsspec store carrying the options
-    (zarr opens remote stores through async fsspec; see NOTES.md)."""
+    """What zarr should open: the path or URL itself, or an fsspec store carrying the options.
+
+    zarr opens remote stores through async fsspec; see NOTES.md.
+    """
     options = fs_options(url, storage_options)
     if options:
         return zarr.storage.FsspecStore.from_url(url, storage_options=options)
@@ -79,8 +81,10 @@ def _open_root(url: str, storage_options: dict | None, mode: str) -> zarr.Group:
 
 
 def read_strings(array, sl: slice = slice(None)) -> np.ndarray:
-    """A slice of a Zarr string array as an object array of Python ``str``
-    (numpy's StringDType does not cast to fixed-width ``str``)."""
+    """A slice of a Zarr string array as an object array of Python ``str``.
+
+    numpy's StringDType does not cast to fixed-width ``str``.
+    """
     return np.asarray(array[sl]).astype(object)
 
 
@@ -101,15 +105,19 @@ def library_versions() -> dict[str, str]:
 
 
 def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) -> pd.DataFrame:
-    """One row per (clip, variant): every clip's original, plus ``augment.variants`` copies of
-    each training clip (of every clip when ``augment.scope`` is ``"all"``), with their drawn
-    augmentation parameters.
+    """One row per (clip, variant): each clip's original and its augmented copies.
+
+    Every clip's original, plus ``augment.variants`` copies of each training clip (of every clip
+    when ``augment.scope`` is ``"all"``), with their drawn augmentation parameters.
 
     Args:
         clips: manifest rows with a ``split`` column.
+        config: the pipeline settings: ``split.seed`` shuffles the rows within each split, and
+            ``augment`` sets the copies and draws their parameters.
         params: draw the augmentation parameters now. ``False`` leaves them out; then
             :meth:`FeatureStore.create_or_resume` draws them for the rows it writes only (a rerun
-            with nothing new draws none; on RAVDESS, 3,480 rows, drawing took 0.3 s, measured under load).
+            with nothing new draws none; on RAVDESS, 3,480 rows, drawing took 0.3 s, measured under
+            load).
 
     Returns:
         Columns ``clip_id, path, speaker, emotion, split, variant`` and (with ``params``) one per
@@ -136,9 +144,11 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) 
 
 
 def with_params(plan: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES` (float, NaN = not
-    applied), drawn per (clip, variant) by :func:`ser_tasks.augment.draw_params`; unchanged when
-    it already has them."""
+    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES`; unchanged when it already has them.
+
+    The columns are float (NaN = not applied), drawn per (clip, variant) by
+    :func:`ser_tasks.augment.draw_params`.
+    """
     if set(PARAM_NAMES) <= set(plan.columns):
         return plan
     drawn = [draw_params(config.augment, c, int(v)).as_dict() for c, v in zip(plan["clip_id"], plan["variant"],
@@ -253,8 +263,11 @@ class FeatureStore:
 
     @classmethod
     def planned_splits(cls, url: str, config: PipelineConfig, storage_options: dict | None = None) -> dict[str, str]:
-        """The split each speaker group (see :func:`ser_tasks.split.split_groups`) already has in the
-        group for ``config``; ``{}`` when there is no such group yet."""
+        """The split each speaker group already has in the group for ``config``.
+
+        Speaker groups as :func:`ser_tasks.split.split_groups` makes them; ``{}`` when there is no such
+        group yet.
+        """
         if group_name(config) not in cls.groups(url, storage_options):
             return {}
         g = cls(url, group_name(config), storage_options).open()
@@ -270,8 +283,9 @@ class FeatureStore:
             raise StoreConflictError(f"{self.url}/{self.group} is incomplete from an interrupted creation; remove it")
 
     def _extend(self, g: zarr.Group, plan: pd.DataFrame, attrs: dict, config: PipelineConfig) -> int:
-        """Append the rows of ``plan`` the group lacks (new files under the corpus root); returns
-        how many. Rows already stored must keep their split; rows of files no longer listed stay.
+        """Append the rows of ``plan`` the group lacks (new files under the corpus root); returns how many.
+
+        Rows already stored must keep their split; rows of files no longer listed stay.
 
         The arrays are first cut back to ``attrs["rows"]`` (undoing an append that was interrupted),
         then grown; ``attrs["rows"]`` is written last, so it always counts fully planned rows.
@@ -309,7 +323,8 @@ class FeatureStore:
         g["error"][n:m] = np.full(len(new), "", dtype=str)
         g.attrs.update({**attrs, "rows": m, "complete": False,
                         "appended": [*g.attrs.get("appended", []),
-                                     {"rows": len(new), "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}]})
+                                     {"rows": len(new),
+                                      "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}]})
         return len(new)
 
     def _create(self, root: zarr.Group, config: PipelineConfig, plan: pd.DataFrame, attrs: dict) -> None:
@@ -357,8 +372,9 @@ class FeatureStore:
         return [(s, e) for s, e in self.regions() if (status[s:e] == PENDING).any()]
 
     def task_regions(self, chunks_per_task: int) -> list[tuple[int, int]]:
-        """:meth:`pending_regions` merged into runs of up to ``chunks_per_task`` adjacent chunks: one
-        extraction task each. A complete chunk is never part of a task, so it is never rewritten.
+        """:meth:`pending_regions` merged into runs of up to ``chunks_per_task`` adjacent chunks.
+
+        One extraction task each. A complete chunk is never part of a task, so it is never rewritten.
 
         Raises:
             ValueError: ``chunks_per_task`` < 1.
@@ -392,8 +408,11 @@ class FeatureStore:
         g["status"][start:stop] = status.astype(np.int8)
 
     def failures(self, counts: dict[str, int] | None = None) -> pd.DataFrame:
-        """Failed rows: ``clip_id, variant, path, reason``. ``counts`` (from :meth:`counts` or
-        :meth:`finalize`, current) saves reading the status array when it says none failed."""
+        """Failed rows: ``clip_id, variant, path, reason``.
+
+        ``counts`` (from :meth:`counts` or :meth:`finalize`, current) saves reading the status array
+        when it says none failed.
+        """
         if counts is not None and counts["failed"] == 0:
             return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
         g = self.open()

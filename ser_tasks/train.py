@@ -63,6 +63,7 @@ class ValidationUA(keras.callbacks.Callback):
     """Adds ``val_ua`` and ``val_wa`` to each epoch's logs, before the callbacks that monitor them."""
 
     def __init__(self, seq: ZarrSequence, vocabulary: list[str]):
+        """Score ``seq`` (the validation rows) after each epoch; ``vocabulary`` names the classes."""
         super().__init__()
         self.seq, self.vocabulary = seq, vocabulary
 
@@ -133,7 +134,12 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
 
     Args:
         g: the store group, opened.
-        train_idx, val_idx: store row indices, ``(n,)`` int.
+        train_idx: store row indices to train on, ``(n,)`` int.
+        cfg: the training settings (model, schedule, epochs, batch size, masks, seed ...).
+        out_dir: where ``model.keras`` and ``normalizer.json`` are written (created when missing).
+        val_idx: store row indices to validate on, ``(n,)`` int; ``None`` or empty for none.
+        extra_callbacks: Keras callbacks run after the others.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
         A :class:`FitResult` whose ``rows`` has ``train`` and ``val`` (``test`` is 0: the caller
@@ -244,5 +250,6 @@ def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: 
     result["vocabulary"] = vocab
     result["confusion_png"] = str(evaluate.plot_confusion(
         np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",
-        title=f"{SPLITS[split]} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, macro-F1 {result['macro_f1']:.3f}"))
+        title=f"{SPLITS[split]} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, "
+              f"macro-F1 {result['macro_f1']:.3f}"))
     return result

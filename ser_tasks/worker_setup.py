@@ -27,6 +27,8 @@ def _warm_up() -> None:
 
 
 def dask_setup(worker: object) -> None:
-    """Dask's preload hook (called once, in the worker's process, at start): begin the warm-up in a
-    daemon thread named ``ser-warm-up``."""
+    """Dask's preload hook: begin the warm-up in a daemon thread named ``ser-warm-up``.
+
+    Dask calls it once, in the worker's process, at start.
+    """
     threading.Thread(target=_warm_up, name="ser-warm-up", daemon=True).start()

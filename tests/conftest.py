@@ -16,9 +16,10 @@ runtime_env.apply()
 # fails in its log handler (RecursionError through log_prints). Configure it now, on pytest's stream.
 import prefect.main  # noqa: E402, F401
 
-import numpy as np
-import pytest
-import soundfile as sf
+# isort: split
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 SR = 16_000
 

@@ -4,8 +4,18 @@ import numpy as np
 import pytest
 
 from conftest import SR, dominant_freq, sine
-from ser_tasks.augment import (NO_AUGMENTATION, PARAM_NAMES, AugmentParams, add_noise, apply_gain, draw_params,
-                               pitch_shift, stretch_and_pitch_shift, time_shift, time_stretch)
+from ser_tasks.augment import (
+    NO_AUGMENTATION,
+    PARAM_NAMES,
+    AugmentParams,
+    add_noise,
+    apply_gain,
+    draw_params,
+    pitch_shift,
+    stretch_and_pitch_shift,
+    time_shift,
+    time_stretch,
+)
 from ser_tasks.config import AugmentConfig
 
 

@@ -67,7 +67,8 @@ def test_project_services_run_the_commands_the_tests_run(service):
     help_text = subprocess.run([str(BIN / command[0]), *COMMANDS[service][1:], "--help"], capture_output=True,
                                text=True, env=env, timeout=120).stdout
     for flag in (t for t in command if t.startswith("--")):
-        assert re.search(re.escape(flag) + r"\b", help_text), f"{service}: {flag} not in `{' '.join(COMMANDS[service])} --help`"
+        assert re.search(re.escape(flag) + r"\b", help_text), (
+            f"{service}: {flag} not in `{' '.join(COMMANDS[service])} --help`")
 
 
 def test_credentials_come_from_the_env_file():

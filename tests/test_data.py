@@ -17,7 +17,8 @@ def group(tmp_path):
     for name, offset in (("zcr", 0.0), ("rms", 1000.0)):
         g.create_array(name, shape=(n, 6), chunks=(chunk, 6), dtype="float32")[:] = rows[:, None] + offset
     g.create_array("emotion", shape=(n,), chunks=(chunk,), dtype="int16")[:] = np.arange(n) % 3
-    g.create_array("split", shape=(n,), chunks=(chunk,), dtype="int8")[:] = np.r_[np.zeros(30), np.ones(10), 2 * np.ones(10)]
+    g.create_array("split", shape=(n,), chunks=(chunk,), dtype="int8")[:] = np.r_[
+        np.zeros(30), np.ones(10), 2 * np.ones(10)]
     status = np.ones(n, dtype=np.int8)
     status[5] = -1  # a failed row is never served
     g.create_array("status", shape=(n,), chunks=(chunk,), dtype="int8")[:] = status

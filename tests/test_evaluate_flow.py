@@ -50,7 +50,8 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
     assert set(protocols) == {"cv-actor", "clip-split", "row-split"}
     cv = protocols["cv-actor"]
     assert cv["folds"] == 2 and cv["n_folds"] == 3
-    assert [r["test_speakers"] for r in cv["fold_results"]] == [["ravdess:01", "ravdess:02"], ["ravdess:03", "ravdess:04"]]
+    assert [r["test_speakers"] for r in cv["fold_results"]] == [["ravdess:01", "ravdess:02"],
+                                                                ["ravdess:03", "ravdess:04"]]
     assert all(r["n"] == 12 for r in cv["fold_results"])  # 2 actors x 6 originals, no copies scored
     assert all(r["train_rows"] == 48 for r in cv["fold_results"])  # 4 actors x 6 clips x 2 rows
     ua = [r["ua"] for r in cv["fold_results"]]
@@ -78,7 +79,8 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
     alone = cross_validate(store_url, "cv-actor", cfg.model_dump(mode="json"), None, uri, 3, 1,
                            out_dir=str(tmp_path / "alone"))
     top = client.get_run(alone["mlflow_run_id"])
-    assert "mlflow.parentRunId" not in top.data.tags and top.data.tags["store_group"] == FeatureStore.locate(store_url).group
+    assert ("mlflow.parentRunId" not in top.data.tags
+            and top.data.tags["store_group"] == FeatureStore.locate(store_url).group)
     assert alone["folds"] == 1 and "test_ua" in top.data.metrics
     (fold,) = client.search_runs([exp], f"tags.mlflow.parentRunId = '{top.info.run_id}'")
     assert fold.info.run_name == "cv-actor-fold1"

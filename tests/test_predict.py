@@ -230,14 +230,16 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
     real = Path(os.environ.get("SER_TEST_DATA", "/nonexistent"), "ravdess", "Actor_01")
-    clips = sorted(real.glob("*.flac"))[:2] if real.is_dir() else sorted(Path(trained["root"], "Actor_02").glob("*.wav"))[:2]
+    clips = (sorted(real.glob("*.flac"))[:2] if real.is_dir()
+             else sorted(Path(trained["root"], "Actor_02").glob("*.wav"))[:2])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/tones@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],  # uvicorn is started by name
-                                              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+         "-h", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},  # uvicorn is started by name
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -281,7 +283,8 @@ def test_inputs_expand_remote_prefixes_and_folders_and_keep_files_as_given(tmp_p
     local = write_wav(tmp_path / "d" / "z.wav", sine(200, 0.3))
     try:
         found = expand_inputs(["memory://bucket/a", str(tmp_path / "d"), str(tmp_path / "missing.wav"), str(local)])
-        assert found == ["memory:///bucket/a/b/y.flac", "memory:///bucket/a/x.wav", str(local), str(tmp_path / "missing.wav")]
+        assert found == ["memory:///bucket/a/b/y.flac", "memory:///bucket/a/x.wav", str(local),
+                         str(tmp_path / "missing.wav")]
         assert read_bytes("memory://bucket/a/x.wav") == b"RIFF" and read_bytes(str(tmp_path / "missing.wav")) is None
     finally:
         fs.rm("bucket", recursive=True)

@@ -208,7 +208,8 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     assert untouched and all(after[k] == chunks_before[k] for k in untouched)
     scheduled = client.search_runs([run.info.experiment_id], "tags.stage = 'pipeline'", order_by=["start_time DESC"])[0]
     assert scheduled.info.run_id != run.info.run_id
-    assert scheduled.data.metrics["extract_computed_rows"] == len(new_rows) == scheduled.data.metrics["extract_appended_rows"]
+    assert (scheduled.data.metrics["extract_computed_rows"] == len(new_rows)
+            == scheduled.data.metrics["extract_appended_rows"])
     versions = client.search_model_versions("name='ser-emotion'")
     assert max(int(v.version) for v in versions) == summary["model_version"] + 1
 
