@@ -207,9 +207,10 @@ def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size:
     """
     import keras
 
-    from ser_tasks.data import ZarrSequence, fit_normalizer, input_shape, row_indices
+    from ser_tasks.data import ZarrSequence, input_shape, row_indices
     from ser_tasks.models import MODEL_INPUTS, build_model
     from ser_tasks.store import FeatureStore
+    from ser_tasks.train import fit_normalizer
 
     g = FeatureStore.locate(store_url).open()
     name = MODEL_INPUTS[model_name]

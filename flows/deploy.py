@@ -18,6 +18,7 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
+from ser_tasks.errors import InputError
 from ser_tasks.storage import reveal, secret_keys
 
 from .pipeline import ser_pipeline
@@ -50,12 +51,12 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
         out_dir: where each run writes the model, normaliser and plots (a temporary folder if ``None``).
 
     Raises:
-        ValueError: ``storage_options`` holds a credential (it would be stored on the server in
+        InputError: ``storage_options`` holds a credential (it would be stored on the server in
             clear); give it to the serving process through its environment instead.
     """
     secrets = secret_keys(storage_options)
     if secrets:
-        raise ValueError(f"storage options {secrets} are credentials, which a deployment would store on the "
+        raise InputError(f"storage options {secrets} are credentials, which a deployment would store on the "
                          "Prefect server in clear; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile) "
                          "in the environment of `ser deploy` and the Dask workers instead")
     parameters: dict[str, Any] = {

@@ -138,7 +138,7 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | No
         ``{"protocols": {name: that}, "table": [...], "mlflow_run_id"}``.
 
     Raises:
-        ValueError: unknown protocol, too few speakers or clips for the folds, or ``max_folds`` < 1.
+        InputError: unknown protocol, too few speakers or clips for the folds, or ``max_folds`` < 1.
     """
     check_protocol(protocol, max_folds)
     cfg = PipelineConfig.model_validate(config or {})

@@ -16,11 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from .config import AudioConfig
+from .errors import AudioError
 from .storage import fs_options
-
-
-class AudioError(ValueError):
-    """A clip could not be decoded or is unusable; the message names the file and the reason."""
 
 
 def load_audio(path: str, sample_rate: int, storage_options: dict | None = None) -> np.ndarray:

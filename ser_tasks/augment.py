@@ -20,6 +20,7 @@ import librosa
 import numpy as np
 
 from .config import AugmentConfig
+from .errors import InputError
 
 #: Column order of the store's ``augment`` array.
 PARAM_NAMES = ("noise_snr_db", "pitch_semitones", "stretch_rate", "shift_seconds", "gain_db")
@@ -73,10 +74,10 @@ def draw_params(cfg: AugmentConfig, clip_id: str, variant: int) -> AugmentParams
     """Draw one variant's parameters (variant 0 is the original clip: nothing applied).
 
     Raises:
-        ValueError: ``variant`` is negative.
+        InputError: ``variant`` is negative.
     """
     if variant < 0:
-        raise ValueError(f"variant must be >= 0, got {variant}")
+        raise InputError(f"variant must be >= 0, got {variant}")
     if variant == 0:
         return NO_AUGMENTATION
     rng = variant_rng(cfg.seed, clip_id, variant)
@@ -104,7 +105,7 @@ warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWa
 
 def _finite(y: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(y).all():
-        raise ValueError(f"{what} produced non-finite samples")
+        raise InputError(f"{what} produced non-finite samples")
     return y.astype(np.float32, copy=False)
 
 
@@ -163,7 +164,7 @@ def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: floa
         ``(round(len(y) / rate),)`` float32, the length :func:`time_stretch` alone gives.
 
     Raises:
-        ValueError: the result has non-finite samples.
+        InputError: the result has non-finite samples.
     """
     q = 2.0 ** (-semitones / 12)
     stretched = librosa.effects.time_stretch(y, rate=rate * q)

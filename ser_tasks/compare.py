@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import InputError
 from .models import MODEL_INPUTS
 
 AUGMENTS = ("noise", "pitch", "stretch", "shift", "gain")
@@ -49,7 +50,7 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
         ``duration_s`` in seconds (run start to end; NaN while running).
 
     Raises:
-        ValueError: no experiment of that name.
+        InputError: no experiment of that name.
     """
     import mlflow
 
@@ -59,7 +60,7 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
-        raise ValueError(f"no MLflow experiment {experiment!r} at {resolve_uri(tracking_uri)} (present: {names})")
+        raise InputError(f"no MLflow experiment {experiment!r} at {resolve_uri(tracking_uri)} (present: {names})")
     rows = []
     for run in client.search_runs([exp.experiment_id], max_results=5000):
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
@@ -83,10 +84,10 @@ def plot_runs(table: pd.DataFrame, path: Path, title: str) -> Path:
     """Grouped horizontal bars of UA, WA and macro-F1 per run (PNG at ``path``).
 
     Raises:
-        ValueError: an empty table.
+        InputError: an empty table.
     """
     if table.empty:
-        raise ValueError("no evaluated runs to plot")
+        raise InputError("no evaluated runs to plot")
     import matplotlib
 
     matplotlib.use("Agg")

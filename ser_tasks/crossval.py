@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 PROTOCOLS = ("cv-actor", "clip-split", "row-split")
 ABLATION = "ablation"  # the three protocols, side by side
 
@@ -67,13 +69,13 @@ def speaker_blocks(speakers: list[str] | np.ndarray, n_folds: int) -> list[tuple
     The blocks' sizes differ by at most one (``numpy.array_split``).
 
     Raises:
-        ValueError: ``n_folds`` below 2, or fewer distinct speakers than folds.
+        InputError: ``n_folds`` below 2, or fewer distinct speakers than folds.
     """
     distinct = sorted({str(s) for s in speakers if str(s)}, key=natural_key)
     if n_folds < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
+        raise InputError(f"cross-validation needs at least 2 folds, got {n_folds}")
     if len(distinct) < n_folds:
-        raise ValueError(f"{len(distinct)} known speakers cannot fill {n_folds} actor-disjoint folds")
+        raise InputError(f"{len(distinct)} known speakers cannot fill {n_folds} actor-disjoint folds")
     return [tuple(block) for block in np.array_split(np.array(distinct, dtype=object), n_folds)]
 
 
@@ -94,13 +96,13 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
         ``n_folds`` folds. In ``cv-actor`` and ``clip-split`` a test set holds originals only.
 
     Raises:
-        ValueError: unknown protocol, too few speakers or clips, or rows of unknown speaker under
+        InputError: unknown protocol, too few speakers or clips, or rows of unknown speaker under
             ``cv-actor`` (they could not be placed on one side).
         AssertionError: never expected: a fold whose sides share a speaker (``cv-actor``) or a clip
             (``clip-split``).
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     speaker, clip_id = np.asarray(speaker).astype(str), np.asarray(clip_id).astype(str)
     variant, usable = np.asarray(variant), np.asarray(usable, dtype=bool)
     rows = np.flatnonzero(usable)
@@ -109,7 +111,7 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
     if protocol == "cv-actor":
         unknown = int((speaker[rows] == "").sum())
         if unknown:
-            raise ValueError(f"{unknown} rows have no known speaker; an actor-disjoint protocol cannot place them")
+            raise InputError(f"{unknown} rows have no known speaker; an actor-disjoint protocol cannot place them")
         for k, block in enumerate(speaker_blocks(speaker[rows], n_folds)):
             held = np.isin(speaker, block) & usable
             train, test = np.flatnonzero(~held & usable), np.flatnonzero(held & (variant == 0))
@@ -118,7 +120,7 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
     elif protocol == "clip-split":
         clips = np.unique(clip_id[rows])
         if clips.size < n_folds:
-            raise ValueError(f"{clips.size} clips cannot fill {n_folds} folds")
+            raise InputError(f"{clips.size} clips cannot fill {n_folds} folds")
         for k, block in enumerate(np.array_split(rng.permutation(clips), n_folds)):
             held = np.isin(clip_id, block) & usable
             train, test = np.flatnonzero(~held & usable), np.flatnonzero(held & (variant == 0))
@@ -126,7 +128,7 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
             folds.append(Fold(protocol, k, train, test))
     else:
         if rows.size < n_folds:
-            raise ValueError(f"{rows.size} rows cannot fill {n_folds} folds")
+            raise InputError(f"{rows.size} rows cannot fill {n_folds} folds")
         for k, block in enumerate(np.array_split(rng.permutation(rows), n_folds)):
             test = np.sort(block)
             folds.append(Fold(protocol, k, np.setdiff1d(rows, test), test))
@@ -139,9 +141,9 @@ def check_protocol(protocol: str, max_folds: int | None = None) -> None:
     A known protocol is one of :data:`PROTOCOLS` or :data:`ABLATION`.
     """
     if protocol not in (*PROTOCOLS, ABLATION):
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join((*PROTOCOLS, ABLATION))}")
+        raise InputError(f"unknown protocol {protocol!r}; choose one of {', '.join((*PROTOCOLS, ABLATION))}")
     if max_folds is not None and max_folds < 1:
-        raise ValueError(f"max_folds must be at least 1, got {max_folds}")
+        raise InputError(f"max_folds must be at least 1, got {max_folds}")
 
 
 def summarize(scores: list[dict]) -> dict:
@@ -151,10 +153,10 @@ def summarize(scores: list[dict]) -> dict:
         ``{"ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean", "macro_f1_std", "folds"}``.
 
     Raises:
-        ValueError: no scores.
+        InputError: no scores.
     """
     if not scores:
-        raise ValueError("no fold scores to summarise")
+        raise InputError("no fold scores to summarise")
     out: dict = {"folds": len(scores)}
     for key in ("ua", "wa", "macro_f1"):
         values = np.array([s[key] for s in scores], dtype=float)

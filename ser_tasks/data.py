@@ -3,8 +3,8 @@
 A :class:`ZarrSequence` (a ``keras.utils.PyDataset``, so it needs no ``tf.data`` and runs under
 any Keras backend) serves mini-batches of one model input for a set of store rows. Each epoch it
 shuffles the order of the row chunks and the rows within each chunk, so reads stay chunk-sequential
-while batches stay mixed. :func:`fit_normalizer` computes mean and variance over training rows in
-one streaming pass (float64 sums), for the model's ``Normalization`` layer. When the decoded
+while batches stay mixed. :func:`iter_chunks` reads given rows chunk by chunk (the normalisation
+statistics, :func:`ser_tasks.train.fit_normalizer`, are computed from it). When the decoded
 input of its rows fits under ``memory_limit_mib``, a sequence reads them once and serves every
 epoch from RAM instead (see :class:`ZarrSequence`); under TensorFlow, :func:`resident_tf_dataset`
 turns such a sequence into in-graph batches, the same ones in the same order, three times faster.
@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import keras
 import numpy as np
 import zarr
 
+from .errors import InputError
 from .store import DONE
 
 #: Model inputs and how each is assembled from store arrays; shapes per row.
@@ -34,7 +35,7 @@ def _arrays_for(input_name: str) -> tuple[str, ...]:
         return ("zcr", "rms")
     if input_name in ("log_mel", "mfcc"):
         return (input_name,)
-    raise ValueError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
+    raise InputError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
 
 
 def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -49,35 +50,6 @@ def input_shape(group: zarr.Group, input_name: str) -> tuple[int, ...]:
     if input_name == "zcr_rms":
         return (group["zcr"].shape[1], 2)
     return (*group[input_name].shape[1:], 1)
-
-
-def norm_axis(input_name: str) -> int:
-    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics.
-
-    The mel band or MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``.
-    """
-    return 1 if input_name in ("log_mel", "mfcc") else -1
-
-
-@dataclass
-class Normalizer:
-    """Per-band (or per-channel) mean and variance fitted on training rows.
-
-    Attributes:
-        input_name: the model input it applies to.
-        mean, variance: ``(bands,)`` float64.
-        rows: training rows it was fitted on.
-    """
-
-    input_name: str
-    mean: np.ndarray
-    variance: np.ndarray
-    rows: int
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (saved with the model as ``normalizer.json``)."""
-        return {"input": self.input_name, "axis": norm_axis(self.input_name), "rows": self.rows,
-                "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
 def row_indices(group: zarr.Group, split: int, originals_only: bool = False) -> np.ndarray:
@@ -99,30 +71,23 @@ def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
     return out
 
 
-def fit_normalizer(group: zarr.Group, indices: np.ndarray, input_name: str) -> Normalizer:
-    """Mean and variance per band over the given (training) rows, one chunk at a time.
+def iter_chunks(group: zarr.Group, indices: np.ndarray, input_name: str) -> Iterator[np.ndarray]:
+    """Model input of the given rows, read one store chunk at a time.
 
-    Raises:
-        ValueError: no rows, or non-finite values in them.
+    Chunks come in ascending order, and the rows of a chunk in their order in ``indices``.
+
+    Args:
+        group: the store group, opened.
+        indices: store row indices, ``(n,)`` int.
+        input_name: one of :data:`INPUTS`.
+
+    Yields:
+        ``(rows of one chunk, ...)`` float32, as :func:`assemble` builds it.
     """
-    if indices.size == 0:
-        raise ValueError("cannot fit normalisation statistics on zero training rows")
     chunk = group["status"].chunks[0]
-    axis = norm_axis(input_name)
-    total = sq = None
-    count = 0
     for c, rows in _by_chunk(indices, chunk).items():
         x = assemble(input_name, {n: group[n][c * chunk:(c + 1) * chunk] for n in _arrays_for(input_name)})
-        x = x[rows - c * chunk].astype(np.float64)
-        if not np.isfinite(x).all():
-            raise ValueError(f"non-finite features in rows of chunk {c}")
-        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
-        total = x.sum(0) if total is None else total + x.sum(0)
-        sq = (x**2).sum(0) if sq is None else sq + (x**2).sum(0)
-        count += x.shape[0]
-    mean = total / count
-    variance = np.maximum(sq / count - mean**2, 1e-12)
-    return Normalizer(input_name, mean, variance, int(indices.size))
+        yield x[rows - c * chunk]
 
 
 class ZarrSequence(keras.utils.PyDataset):
@@ -155,7 +120,7 @@ class ZarrSequence(keras.utils.PyDataset):
     cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
 
     Raises:
-        ValueError: no rows, or an unknown ``input_name``.
+        InputError: no rows, or an unknown ``input_name``.
     """
 
     def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
@@ -164,7 +129,7 @@ class ZarrSequence(keras.utils.PyDataset):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
-            raise ValueError("ZarrSequence needs at least one row")
+            raise InputError("ZarrSequence needs at least one row")
         self.group, self.input_name, self.batch_size = group, input_name, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.chunk = group["status"].chunks[0]
@@ -291,14 +256,14 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
         per epoch`` int32 positions.
 
     Raises:
-        ValueError: the sequence streams (is not resident), or ``epochs < 1``.
+        InputError: the sequence streams (is not resident), or ``epochs < 1``.
     """
     import tensorflow as tf  # only under the TensorFlow backend
 
     if seq._resident is None:
-        raise ValueError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
+        raise InputError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
     if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+        raise InputError(f"epochs must be at least 1, got {epochs}")
     # Positions into the resident array: one row of them per epoch (every epoch serves as many rows).
     positions = np.stack([np.searchsorted(seq.indices, seq.order_for(e if seq.shuffle else 0))
                           for e in range(epochs)]).astype(np.int32)

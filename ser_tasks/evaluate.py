@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
+from .errors import InputError
+
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
     """Scores of integer predictions against integer labels.
@@ -30,10 +32,10 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> di
         rows of the confusion matrix are true classes.
 
     Raises:
-        ValueError: empty or mismatched inputs.
+        InputError: empty or mismatched inputs.
     """
     if len(y_true) == 0 or len(y_true) != len(y_pred):
-        raise ValueError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
+        raise InputError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
     labels = list(range(len(vocabulary)))
     return {
         "wa": float(accuracy_score(y_true, y_pred)),

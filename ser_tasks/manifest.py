@@ -18,6 +18,7 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from .corpora import NAME_PARSERS, PARSERS, ParseError, crema_d, folders
+from .errors import InputError
 from .storage import fs_options
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -86,7 +87,7 @@ def detect_corpus(paths: list[str]) -> str:
     """Name the corpus most files belong to: a folder-per-emotion layout first, else by file name.
 
     Raises:
-        ValueError: no file matches any known layout or naming scheme.
+        InputError: no file matches any known layout or naming scheme.
     """
     votes: Counter[str] = Counter()
     for p in paths:
@@ -101,7 +102,7 @@ def detect_corpus(paths: list[str]) -> str:
             votes[name] += 1
             break
     if not votes:
-        raise ValueError(
+        raise InputError(
             f"no file name matches a known corpus ({', '.join(PARSERS)}) among {len(paths)} audio files; "
             "name the corpus with --corpus"
         )
@@ -125,15 +126,15 @@ def build_manifest(
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
-        ValueError: unknown ``corpus``, no audio files, or no file that parses.
+        InputError: unknown ``corpus``, no audio files, or no file that parses.
     """
     paths = list_audio_files(root, storage_options)
     if not paths:
-        raise ValueError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+        raise InputError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
     if corpus in (None, "auto"):
         corpus = detect_corpus(paths)
     if corpus not in PARSERS:
-        raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(PARSERS)}")
+        raise InputError(f"unknown corpus {corpus!r}; choose one of {', '.join(PARSERS)}")
 
     meta: dict = {}
     notes: list[str] = []
@@ -165,7 +166,7 @@ def build_manifest(
         rows.append({"clip_id": clip_id, "path": p, "corpus": row_corpus, "speaker": speaker, "sex": info.sex,
                      "emotion": info.emotion, "intensity": info.intensity, "sentence": info.sentence})
     if not rows:
-        raise ValueError(f"{root}: none of {len(paths)} audio files parses as {corpus}; first reason: "
+        raise InputError(f"{root}: none of {len(paths)} audio files parses as {corpus}; first reason: "
                          f"{skipped[0]['reason']}")
     clips = pd.DataFrame(rows, columns=COLUMNS)
     return Manifest(clips=clips, skipped=pd.DataFrame(skipped, columns=["path", "reason"]),

@@ -22,12 +22,43 @@ sees one), JAX or PyTorch backends.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import layers
 
-from .data import Normalizer, norm_axis
+from .errors import InputError
+
+
+def norm_axis(input_name: str) -> int:
+    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics.
+
+    The mel band or MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``.
+    """
+    return 1 if input_name in ("log_mel", "mfcc") else -1
+
+
+@dataclass
+class Normalizer:
+    """Per-band (or per-channel) mean and variance fitted on training rows.
+
+    Attributes:
+        input_name: the model input it applies to.
+        mean, variance: ``(bands,)`` float64.
+        rows: training rows it was fitted on.
+    """
+
+    input_name: str
+    mean: np.ndarray
+    variance: np.ndarray
+    rows: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (saved with the model as ``normalizer.json``)."""
+        return {"input": self.input_name, "axis": norm_axis(self.input_name), "rows": self.rows,
+                "mean": self.mean.tolist(), "variance": self.variance.tolist()}
+
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
@@ -75,7 +106,7 @@ class SpecAugment(layers.Layer):
         seed: seed of the layer's own random stream.
 
     Raises:
-        ValueError: a negative count or width (at construction); input that is not
+        InputError: a negative count or width (at construction); input that is not
             ``(batch, bands, T, 1)`` (at build).
     """
 
@@ -84,7 +115,7 @@ class SpecAugment(layers.Layer):
         """Check and store the mask counts and widths (see the class docstring); make the seed generator."""
         super().__init__(**kwargs)
         if min(freq_masks, freq_width, time_masks, time_width) < 0:
-            raise ValueError("SpecAugment mask counts and widths must be non-negative")
+            raise InputError("SpecAugment mask counts and widths must be non-negative")
         self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
         self.time_masks, self.time_width = int(time_masks), int(time_width)
         self.seed = seed
@@ -93,7 +124,7 @@ class SpecAugment(layers.Layer):
     def build(self, input_shape):
         """Check the input is ``(batch, bands, T, 1)`` with known bands and frames; record their sizes."""
         if len(input_shape) != 4 or input_shape[-1] != 1 or None in input_shape[1:3]:
-            raise ValueError(f"SpecAugment needs (batch, bands, T, 1) input, got {input_shape}")
+            raise InputError(f"SpecAugment needs (batch, bands, T, 1) input, got {input_shape}")
         self.bands, self.frames = int(input_shape[1]), int(input_shape[2])
 
     def _keep(self, batch, size: int, count: int, width: int):
@@ -221,15 +252,15 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
 
     Raises:
-        ValueError: unknown name, a normalizer fitted for another input, or ``spec_augment`` on a
+        InputError: unknown name, a normalizer fitted for another input, or ``spec_augment`` on a
             model whose input is not a spectrogram (``log_mel``, ``mfcc``).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if normalizer.input_name != MODEL_INPUTS[name]:
-        raise ValueError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
+        raise InputError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
     if spec_augment is not None and MODEL_INPUTS[name] not in SPECTROGRAMS:
-        raise ValueError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
+        raise InputError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import audio, features
 from .config import AudioConfig, FeatureConfig
+from .errors import InputError
 
 #: Artifact keys of a logged :class:`EmotionModel`.
 KERAS_MODEL, PREPROCESSING, NORMALIZER = "keras_model", "preprocessing", "normalizer"
@@ -104,10 +105,10 @@ def window_bounds(n: int, window: int, hop: int) -> list[tuple[int, int]]:
         ``[(start, stop), ...]`` in samples, in order.
 
     Raises:
-        ValueError: a window or hop that is not positive.
+        InputError: a window or hop that is not positive.
     """
     if window <= 0 or hop <= 0:
-        raise ValueError(f"window ({window}) and hop ({hop}) must be positive numbers of samples")
+        raise InputError(f"window ({window}) and hop ({hop}) must be positive numbers of samples")
     if n <= window:
         return [(0, n)]
     starts = list(range(0, n - window + 1, hop))
@@ -171,17 +172,17 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         input's row number), ``start`` and ``end``; a failed input has one row, NaN times.
 
     Raises:
-        ValueError: ``frame`` has neither a ``path`` nor an ``audio`` column, or a window or hop
+        InputError: ``frame`` has neither a ``path`` nor an ``audio`` column, or a window or hop
             that is not positive.
     """
     if not {"path", "audio"} & set(frame.columns):
-        raise ValueError(f"input needs a 'path' or an 'audio' column, got {list(frame.columns)}")
+        raise InputError(f"input needs a 'path' or an 'audio' column, got {list(frame.columns)}")
     cfg, vocab = prep.audio, list(prep.vocabulary)
     sr, n_samples = cfg.sample_rate, cfg.n_samples
     window = int(round((window_seconds or cfg.duration) * sr))
     hop = int(round((hop_seconds or (window_seconds or cfg.duration) / 2) * sr))
     if window <= 0 or hop <= 0:
-        raise ValueError(f"window_seconds and hop_seconds must be positive, got {window_seconds}, {hop_seconds}")
+        raise InputError(f"window_seconds and hop_seconds must be positive, got {window_seconds}, {hop_seconds}")
     inputs, owners, spans, errors = [], [], [], {}
     for i, row in enumerate(frame.to_dict("records")):
         try:

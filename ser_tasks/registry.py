@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from .errors import InputError
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
@@ -106,13 +108,13 @@ def promote(name: str, version: int, client: mlflow.MlflowClient | None = None) 
     """Make ``version`` the champion by hand (``ser promote``), whatever its scores.
 
     Raises:
-        ValueError: the version does not exist (message names it).
+        InputError: the version does not exist (message names it).
     """
     client = client or mlflow.MlflowClient()
     try:
         client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise ValueError(f"registered model {name!r} has no version {version}") from exc
+        raise InputError(f"registered model {name!r} has no version {version}") from exc
     previous = champion(name, client)
     reason = (f"v{version} promoted by hand" +
               (f", replacing v{previous.version}"

@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, recall_score
 
 from . import evaluate
+from .errors import InputError
 from .manifest import build_manifest
 from .predict import predict_files, preprocessing_of
 
@@ -57,10 +58,10 @@ def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str])
         (per class), "confusion" ((k, k) int list over the vocabulary; rows are true classes)}``.
 
     Raises:
-        ValueError: empty or mismatched inputs.
+        InputError: empty or mismatched inputs.
     """
     if len(y_true) == 0 or len(y_true) != len(y_pred):
-        raise ValueError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
+        raise InputError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
     present = sorted(set(int(v) for v in y_true))
     everything = list(range(len(vocabulary)))
     return {
@@ -100,7 +101,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
         "model_name", "model_version", "mlflow_run_id", "confusion_png"}``.
 
     Raises:
-        ValueError: the corpus has no clip of a class the model knows, or none could be scored.
+        InputError: the corpus has no clip of a class the model knows, or none could be scored.
         FileNotFoundError: ``root`` is not a folder.
     """
     model = mlflow.pyfunc.load_model(model_uri)
@@ -110,7 +111,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
     known = clips[clips["emotion"].isin(vocab)]
     ignored = clips.loc[~clips["emotion"].isin(vocab), "emotion"].value_counts().sort_index()
     if known.empty:
-        raise ValueError(f"{root}: no clip of a class the model knows ({', '.join(vocab)}); "
+        raise InputError(f"{root}: no clip of a class the model knows ({', '.join(vocab)}); "
                          f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
     if on_start is not None:
         on_start(len(known))
@@ -118,7 +119,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
     preds.insert(1, "true", list(known["emotion"]))
     ok = preds["error"] == ""
     if not ok.any():
-        raise ValueError(f"{root}: none of the {len(preds)} clips could be scored; "
+        raise InputError(f"{root}: none of the {len(preds)} clips could be scored; "
                          f"first error: {preds['error'].iloc[0]}")
     index = {label: i for i, label in enumerate(vocab)}
     y_true = preds.loc[ok, "true"].map(index).to_numpy()

@@ -13,12 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .config import SplitConfig
+from .errors import InputError, LeakageError
 
 SPLITS = ("train", "val", "test")
-
-
-class LeakageError(ValueError):
-    """A speaker or a source clip would sit in two splits."""
 
 
 def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
@@ -28,7 +25,7 @@ def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:
     at least one for training.
     """
     if n < 2:
-        raise ValueError(f"an actor-disjoint split needs at least 2 speakers, found {n}")
+        raise InputError(f"an actor-disjoint split needs at least 2 speakers, found {n}")
     n_test = max(1, int(round(n * cfg.test)))
     n_val = max(1, int(round(n * cfg.val))) if cfg.val > 0 and n >= 3 else 0
     while n_test + n_val >= n:  # keep at least one training speaker
@@ -60,7 +57,7 @@ def assign_split(clips: pd.DataFrame, cfg: SplitConfig,
         A copy of ``clips`` with ``split``, and notes (e.g. how many clips had no speaker).
 
     Raises:
-        ValueError: fewer than two speaker groups.
+        InputError: fewer than two speaker groups.
         LeakageError: from :func:`check_disjoint`, should the assignment ever leak.
     """
     clips = clips.copy()
@@ -120,13 +117,13 @@ def check_disjoint(clips: pd.DataFrame) -> None:
 
     Raises:
         LeakageError: naming the first offending speakers / clips.
-        ValueError: a ``split`` value other than train/val/test, or no ``split`` column.
+        InputError: a ``split`` value other than train/val/test, or no ``split`` column.
     """
     if "split" not in clips:
-        raise ValueError("manifest has no split column")
+        raise InputError("manifest has no split column")
     bad = set(clips["split"].dropna().unique()) - set(SPLITS)
     if bad or clips["split"].isna().any():
-        raise ValueError(f"split values must be {SPLITS}, found {sorted(map(str, bad)) or 'missing values'}")
+        raise InputError(f"split values must be {SPLITS}, found {sorted(map(str, bad)) or 'missing values'}")
     for column, what in (("speaker", "speaker"), ("clip_id", "source clip")):
         sides = clips.dropna(subset=[column]).groupby(column)["split"].nunique()
         leaking = sides[sides > 1].index.tolist()

@@ -17,6 +17,8 @@ from typing import Any
 from fsspec.utils import get_protocol
 from pydantic import SecretStr
 
+from .errors import InputError
+
 # Option names whose values are credentials, in the spellings s3fs, gcsfs, adlfs and botocore use.
 SECRET_KEYS = frozenset({
     "key", "secret", "token", "password", "session_token", "aws_access_key_id", "aws_secret_access_key",
@@ -111,16 +113,16 @@ def parse_options(text: str | None, endpoint_url: str | None = None) -> dict | N
             set as s3fs's ``endpoint_url``.
 
     Raises:
-        ValueError: ``text`` is not JSON, or not a JSON object.
+        InputError: ``text`` is not JSON, or not a JSON object.
     """
     options: dict = {}
     if text:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--storage-options is not JSON: {exc}") from exc
+            raise InputError(f"--storage-options is not JSON: {exc}") from exc
         if not isinstance(value, dict):
-            raise ValueError("--storage-options must be a JSON object")
+            raise InputError("--storage-options must be a JSON object")
         options.update(value)
     if endpoint_url:
         options["endpoint_url"] = endpoint_url

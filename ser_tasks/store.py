@@ -40,6 +40,7 @@ import zarr
 from .augment import PARAM_NAMES, draw_params
 from .config import PipelineConfig
 from .emotions import vocabulary
+from .errors import InputError, StoreConflictError
 from .features import FEATURES, feature_shapes
 from .split import SPLITS, split_groups
 from .storage import fs_options
@@ -53,10 +54,6 @@ STORE_VERSION = 1
 #: Row chunk of the label and provenance arrays (``emotion`` ... ``augment``), which tasks only read.
 LABEL_CHUNK_ROWS = 16384
 PENDING, DONE, FAILED = 0, 1, -1
-
-
-class StoreConflictError(RuntimeError):
-    """The store already holds a group for this config that was planned from different rows."""
 
 
 def _store_like(url: str, storage_options: dict | None):
@@ -124,10 +121,10 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) 
         :data:`ser_tasks.augment.PARAM_NAMES`, in store order.
 
     Raises:
-        ValueError: no ``split`` column.
+        InputError: no ``split`` column.
     """
     if "split" not in clips:
-        raise ValueError("assign a split before planning the store rows")
+        raise InputError("assign a split before planning the store rows")
     rng = np.random.default_rng(config.split.seed)
     parts = []
     for split in SPLITS:
@@ -219,14 +216,14 @@ class FeatureStore:
 
         Raises:
             FileNotFoundError: no group (of that name) in the store.
-            ValueError: several groups and none named.
+            InputError: several groups and none named.
         """
         names = cls.groups(url, storage_options)
         if group is None:
             if not names:
                 raise FileNotFoundError(f"{url}: no feature groups (run `ser extract` first)")
             if len(names) > 1:
-                raise ValueError(f"{url} holds {len(names)} feature groups ({', '.join(names)}); name one with --group")
+                raise InputError(f"{url} holds {len(names)} feature groups ({', '.join(names)}); name one with --group")
             group = names[0]
         elif group not in names:
             raise FileNotFoundError(f"{url}: no feature group {group!r}; present: {', '.join(names) or 'none'}")
@@ -246,10 +243,10 @@ class FeatureStore:
         Raises:
             StoreConflictError: the group exists with a different fingerprint, was interrupted while
                 being created, or the plan moves a stored clip to another split.
-            ValueError: an empty plan.
+            InputError: an empty plan.
         """
         if plan.empty:
-            raise ValueError("nothing to extract: the plan has no rows")
+            raise InputError("nothing to extract: the plan has no rows")
         store = cls(url, group_name(config), storage_options)
         root = _open_root(url, storage_options, "a")
         root.attrs.setdefault("ser_store_version", STORE_VERSION)
@@ -377,10 +374,10 @@ class FeatureStore:
         One extraction task each. A complete chunk is never part of a task, so it is never rewritten.
 
         Raises:
-            ValueError: ``chunks_per_task`` < 1.
+            InputError: ``chunks_per_task`` < 1.
         """
         if chunks_per_task < 1:
-            raise ValueError(f"chunks_per_task must be >= 1, got {chunks_per_task}")
+            raise InputError(f"chunks_per_task must be >= 1, got {chunks_per_task}")
         out: list[list[int]] = []
         run = 0
         for s, e in self.pending_regions():
@@ -396,12 +393,12 @@ class FeatureStore:
         """Write a row range of whole chunks: features first, then status (the commit mark).
 
         Raises:
-            ValueError: ``start``/``stop`` not on chunk boundaries, or arrays of the wrong length.
+            InputError: ``start``/``stop`` not on chunk boundaries, or arrays of the wrong length.
         """
         g = self.open("r+")
         b, n = g.attrs["batch_rows"], g["status"].shape[0]
         if start % b or not start < stop <= n or (stop % b and stop != n):
-            raise ValueError(f"rows {start}:{stop} are not whole chunks of {b} rows (of {n})")
+            raise InputError(f"rows {start}:{stop} are not whole chunks of {b} rows (of {n})")
         for name in FEATURES:
             g[name][start:stop] = features[name]
         g["error"][start:stop] = np.asarray(errors, dtype=str)

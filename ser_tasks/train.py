@@ -18,8 +18,9 @@ import zarr
 
 from . import evaluate
 from .config import TrainConfig
-from .data import ZarrSequence, fit_normalizer, input_shape, resident_tf_dataset, row_indices
-from .models import MODEL_INPUTS, SPECTROGRAMS, SpecAugment, build_model
+from .data import ZarrSequence, input_shape, iter_chunks, resident_tf_dataset, row_indices
+from .errors import InputError
+from .models import MODEL_INPUTS, SPECTROGRAMS, Normalizer, SpecAugment, build_model, norm_axis
 from .split import SPLITS
 from .store import FeatureStore, read_strings
 
@@ -45,6 +46,30 @@ def accelerator() -> str:
     except (ImportError, RuntimeError):
         pass
     return "CPU"
+
+
+def fit_normalizer(group: zarr.Group, indices: np.ndarray, input_name: str) -> Normalizer:
+    """Mean and variance per band over the given (training) rows, one chunk at a time.
+
+    Raises:
+        InputError: no rows, or non-finite values in them.
+    """
+    if indices.size == 0:
+        raise InputError("cannot fit normalisation statistics on zero training rows")
+    axis = norm_axis(input_name)
+    total = sq = None
+    count = 0
+    for x in iter_chunks(group, indices, input_name):
+        x = x.astype(np.float64)
+        if not np.isfinite(x).all():
+            raise InputError("non-finite features in the training rows")
+        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x**2).sum(0) if sq is None else sq + (x**2).sum(0)
+        count += x.shape[0]
+    mean = total / count
+    variance = np.maximum(sq / count - mean**2, 1e-12)
+    return Normalizer(input_name, mean, variance, int(indices.size))
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -106,12 +131,12 @@ def fit(store: FeatureStore, cfg: TrainConfig, out_dir: Path, extra_callbacks: l
     loss (see :func:`train_rows`).
 
     Raises:
-        ValueError: unknown model, or no completed training rows.
+        InputError: unknown model, or no completed training rows.
     """
     g = store.open()
     idx = {s: row_indices(g, s, originals_only=s != TRAIN) for s in (TRAIN, VAL, TEST)}
     if idx[TRAIN].size == 0:
-        raise ValueError(f"{store.url}/{store.group}: no completed training rows")
+        raise InputError(f"{store.url}/{store.group}: no completed training rows")
     result = train_rows(g, idx[TRAIN], cfg, out_dir, idx[VAL], extra_callbacks, verbose)
     result.rows["test"] = int(idx[TEST].size)
     return result
@@ -146,12 +171,12 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
         knows its own).
 
     Raises:
-        ValueError: unknown model, or no training rows.
+        InputError: unknown model, or no training rows.
     """
     if cfg.model not in MODEL_INPUTS:
-        raise ValueError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
+        raise InputError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
     if train_idx.size == 0:
-        raise ValueError("no training rows")
+        raise InputError("no training rows")
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -220,13 +245,13 @@ def score_rows(g: zarr.Group, model_path: Path, rows: np.ndarray) -> tuple[np.nd
         ``(y_true, y_pred)``, each ``(len(rows),)`` int, in the order of sorted ``rows``.
 
     Raises:
-        ValueError: no rows, or the model is not a zoo model.
+        InputError: no rows, or the model is not a zoo model.
     """
     model = keras.models.load_model(model_path)
     if model.name not in MODEL_INPUTS:
-        raise ValueError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
+        raise InputError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
     if rows.size == 0:
-        raise ValueError("no rows to score")
+        raise InputError("no rows to score")
     seq = ZarrSequence(g, rows, MODEL_INPUTS[model.name], 64)
     return seq.labels, predict(model, seq).argmax(axis=1)
 
@@ -238,13 +263,13 @@ def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: 
         :func:`ser_tasks.evaluate.metrics` output plus ``vocabulary`` and ``confusion_png``.
 
     Raises:
-        ValueError: the split has no completed rows, or the model is not a zoo model.
+        InputError: the split has no completed rows, or the model is not a zoo model.
     """
     g = store.open()
     vocab = list(g.attrs["vocabulary"])
     idx = row_indices(g, split, originals_only=split != TRAIN)
     if idx.size == 0:
-        raise ValueError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
+        raise InputError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
     y_true, pred = score_rows(g, model_path, idx)
     result = evaluate.metrics(y_true, pred, vocab)
     result["vocabulary"] = vocab

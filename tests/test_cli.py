@@ -1,7 +1,7 @@
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
-from ser_tasks.cli import app
+from ser_cli.app import app
 
 runner = CliRunner()
 

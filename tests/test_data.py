@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import ZarrSequence, assemble, fit_normalizer, input_shape, resident_tf_dataset, row_indices
+from ser_tasks.data import ZarrSequence, assemble, input_shape, resident_tf_dataset, row_indices
+from ser_tasks.train import fit_normalizer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
 from flows.evaluate import cross_validate  # imports Dask, which binds log handlers: here, not in CliRunner
-from ser_tasks.cli import app
+from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore
 
@@ -33,7 +33,7 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     result = subprocess.run([
-        sys.executable, "-m", "ser_tasks.cli", "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri,
+        sys.executable, "-m", "ser_cli.app", "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri,
         "--protocol", "ablation", "--folds", "3", "--max-folds", "2", "--epochs", "2", "--workers", "1",
         "--config", str(config), "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
         env=env, capture_output=True, text=True, timeout=900)

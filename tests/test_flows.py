@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import make_ravdess_like, sine, write_wav
 from flows.extract import dask_runner, extract_features
 from flows.runtime import prefect_api
-from ser_tasks.cli import app
+from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore
 

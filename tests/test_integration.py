@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from ser_cli.app import app
 from ser_tasks import tracking
-from ser_tasks.cli import app
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.store import FeatureStore, read_strings
 from ser_tasks.train import predict

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from ser_tasks.data import Normalizer
-from ser_tasks.models import MODEL_INPUTS, SpecAugment, build_model
+from ser_tasks.models import MODEL_INPUTS, Normalizer, SpecAugment, build_model
 
 
 def normalizer(name, bands):

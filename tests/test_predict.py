@@ -166,7 +166,7 @@ def test_a_fresh_process_loads_the_registered_model_with_nothing_imported_first(
 def test_ser_predict_scores_folders_recursively_into_a_csv_with_counts(trained, tmp_path):
     from typer.testing import CliRunner
 
-    from ser_tasks.cli import app
+    from ser_cli.app import app
 
     src = sorted(Path(trained["root"], "Actor_01").glob("*.wav"))[:3]
     (tmp_path / "in" / "deeper").mkdir(parents=True)
@@ -191,8 +191,8 @@ def test_ser_predict_scores_folders_recursively_into_a_csv_with_counts(trained, 
 def test_ser_score_reports_shared_classes_lists_the_others_and_logs_a_run(trained, tmp_path):
     from typer.testing import CliRunner
 
+    from ser_cli.app import app
     from ser_tasks import registry
-    from ser_tasks.cli import app
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
@@ -224,8 +224,8 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     import httpx
     from typer.testing import CliRunner
 
+    from ser_cli.app import app
     from ser_tasks import registry
-    from ser_tasks.cli import app
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])

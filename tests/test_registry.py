@@ -6,8 +6,8 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
+from ser_cli.app import app
 from ser_tasks import registry
-from ser_tasks.cli import app
 
 NAME = "ser-emotion"
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-
-class ParseError(ValueError):
-    """A file name does not follow a corpus's naming scheme; the message says which field and why."""
+from ..errors import ParseError  # noqa: F401 - re-exported: each corpus module raises it
 
 
 @dataclass(frozen=True)

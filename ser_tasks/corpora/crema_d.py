@@ -14,6 +14,7 @@ import io
 import fsspec
 
 from ..emotions import CREMA_D
+from ..errors import InputError
 from ..storage import fs_options
 from .base import ClipInfo, ParseError, stem
 
@@ -57,13 +58,13 @@ def read_demographics(url: str, storage_options: dict | None = None) -> dict[str
     """Actor id -> ``"male"``/``"female"`` from CREMA-D's ``VideoDemographics.csv``.
 
     Raises:
-        ValueError: the file lacks the ``ActorID`` or ``Sex`` column (message names the file).
+        InputError: the file lacks the ``ActorID`` or ``Sex`` column (message names the file).
     """
     with fsspec.open(url, "rb", **fs_options(url, storage_options)) as fh:
         text = fh.read().decode("utf-8-sig")
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or not {"ActorID", "Sex"} <= set(reader.fieldnames):
-        raise ValueError(f"{url}: expected columns ActorID and Sex, found {reader.fieldnames}")
+        raise InputError(f"{url}: expected columns ActorID and Sex, found {reader.fieldnames}")
     out = {}
     for row in reader:
         sex = row["Sex"].strip().lower()

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from . import runtime_env
+from ser_tasks import runtime_env
 
 runtime_env.apply()  # before Prefect or TensorFlow are imported anywhere
 
@@ -67,19 +67,21 @@ OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and p
 def _user_errors():
     """End the command on an expected failure with one clear line and exit status 2 instead of a traceback.
 
-    Expected failures: a missing folder, an unknown corpus, a store conflict, a bad config.
+    Expected failures: any of the pipeline's own exceptions (:class:`ser_tasks.errors.SerError`: an
+    unknown corpus, an undecodable file, a store conflict...), a missing file or folder, and the
+    ``ValueError`` that libraries raise for a bad argument (a bad config, an unknown model URI).
     """
-    from .store import StoreConflictError
+    from ser_tasks.errors import SerError
 
     try:
         yield
-    except (FileNotFoundError, ValueError, StoreConflictError) as exc:
+    except (SerError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
 
 def _config(path: Path | None, **overrides: Any):
-    from .config import load_config
+    from ser_tasks.config import load_config
 
     try:
         return load_config(path, overrides)
@@ -88,7 +90,7 @@ def _config(path: Path | None, **overrides: Any):
 
 
 def _storage(options: str | None, endpoint_url: str | None = None) -> dict | None:
-    from .storage import parse_options
+    from ser_tasks.storage import parse_options
 
     try:
         return parse_options(options, endpoint_url)
@@ -147,8 +149,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
 
     from flows.extract import dask_runner, extract_features
     from flows.runtime import prefect_api
-
-    from . import tracking
+    from ser_tasks import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     with (_user_errors(), prefect_api(),
@@ -175,8 +176,7 @@ def train(store: str,
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
     from flows.runtime import prefect_api
     from flows.train import train_model
-
-    from .store import FeatureStore
+    from ser_tasks.store import FeatureStore
 
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
@@ -214,8 +214,7 @@ def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
                              "augment.variants": variants})
     from flows.evaluate import ser_evaluate
     from flows.runtime import prefect_api
-
-    from .crossval import check_protocol
+    from ser_tasks.crossval import check_protocol
 
     with _user_errors():  # before any server starts
         check_protocol(protocol, max_folds)
@@ -282,7 +281,7 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
 
     Each run's model, features, augmentation, UA, WA, macro-F1 and duration.
     """
-    from .compare import plot_runs, runs_table
+    from ser_tasks.compare import plot_runs, runs_table
 
     with _user_errors():
         table = runs_table(experiment, mlflow_uri)
@@ -310,8 +309,8 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
              corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
              crema_demographics: DemoOpt = None, config: ConfigOpt = None) -> None:
     """List a corpus: clips per corpus, emotion and speaker, the split, and the skipped files."""
-    from .manifest import build_manifest
-    from .split import assign_split
+    from ser_tasks.manifest import build_manifest
+    from ser_tasks.split import assign_split
 
     cfg = _config(config)
     with _user_errors():
@@ -357,7 +356,7 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
 
 
 def _default_model() -> str:
-    from .config import TrackingConfig
+    from ser_tasks.config import TrackingConfig
 
     return f"models:/{TrackingConfig().registered_model}@champion"
 
@@ -385,8 +384,8 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     import mlflow
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from . import tracking
-    from .predict import expand_inputs, predict_files
+    from ser_tasks import tracking
+    from ser_tasks.predict import expand_inputs, predict_files
 
     tracking.use(mlflow_uri)
     uri = model or _default_model()
@@ -441,8 +440,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from . import tracking
-    from .score import score_corpus
+    from ser_tasks import tracking
+    from ser_tasks.score import score_corpus
 
     tracking.setup(mlflow_uri, experiment)
     with _user_errors(), Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
@@ -479,8 +478,8 @@ def promote(version: Annotated[int, typer.Argument(help="Registered model versio
 
             mlflow_uri: MlflowOpt = None) -> None:
     """Make a registered model version the champion (the model `ser predict` uses by default)."""
-    from . import registry, tracking
-    from .config import TrackingConfig
+    from ser_tasks import registry, tracking
+    from ser_tasks.config import TrackingConfig
 
     tracking.use(mlflow_uri)
     with _user_errors():
