@@ -34,7 +34,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from ser_tasks import evaluate
+from ser_tasks import metrics
 from ser_tasks.store import FeatureStore, read_strings
 
 
@@ -143,7 +143,7 @@ def main() -> None:
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % 5 == 0 or epoch + 1 == args.epochs:
                 pred = model.predict(x[test], verbose=0, batch_size=128).argmax(1)
-                scores.update(evaluate.metrics(y[test], pred, vocab), train_accuracy=logs["accuracy"])
+                scores.update(metrics.scores(y[test], pred, vocab), train_accuracy=logs["accuracy"])
                 print(f"  epoch {epoch + 1}: development UA {scores['ua']:.3f}  WA {scores['wa']:.3f}  "
                       f"training accuracy {logs['accuracy']:.3f}", flush=True)
 

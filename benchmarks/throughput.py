@@ -61,9 +61,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ser_tasks import runtime_env  # noqa: E402
+from ser_tasks import process_env  # noqa: E402
 
-runtime_env.apply()
+process_env.apply()
 
 import librosa  # noqa: E402
 import numpy as np  # noqa: E402
@@ -181,8 +181,9 @@ def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
     from ser_tasks.config import PipelineConfig
     from ser_tasks.extract import process_region, warm_up
     from ser_tasks.manifest import build_manifest
+    from ser_tasks.plan import plan_rows
     from ser_tasks.split import assign_split
-    from ser_tasks.store import FeatureStore, plan_rows
+    from ser_tasks.store import FeatureStore
 
     cfg = PipelineConfig.model_validate(cfg_dict)
     warm = warm_up()
@@ -358,7 +359,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     args = ap.parse_args()
 
-    from flows.runtime import prefect_api
+    from flows.prefect_server import prefect_api
     from ser_tasks.config import PipelineConfig
 
     work = Path(tempfile.mkdtemp(prefix="ser-throughput-"))

@@ -19,7 +19,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
 from ser_tasks.errors import InputError
-from ser_tasks.storage import reveal, secret_keys
+from ser_tasks.remote import reveal, secret_keys
 
 from .pipeline import ser_pipeline
 

@@ -21,9 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import Manifest, build_manifest
+from ser_tasks.plan import plan_rows, planned_splits
+from ser_tasks.remote import redact_url
 from ser_tasks.split import assign_split, split_table
-from ser_tasks.storage import redact_url
-from ser_tasks.store import FeatureStore, plan_rows
+from ser_tasks.store import FeatureStore
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
@@ -80,7 +81,7 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     cfg = PipelineConfig.model_validate(config or {})
     manifest = manifest_task(root, corpus, storage_options, crema_demographics)
     # Speakers already in the store keep their side, so a grown corpus only appends rows.
-    fixed = FeatureStore.planned_splits(store_url, cfg, storage_options)
+    fixed = planned_splits(store_url, cfg, storage_options)
     manifest.clips, notes = assign_split(manifest.clips, cfg.split, fixed=fixed)
     manifest.notes += notes
     for note in manifest.notes:

@@ -17,12 +17,12 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ser_tasks import evaluate, tracking
+from ser_tasks import metrics, tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.models import MODEL_INPUTS
-from ser_tasks.storage import redact_url
+from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore
-from ser_tasks.train import TEST, FitResult, evaluate_saved, fit
+from ser_tasks.train import TEST, FitResult, fit, score_split
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
@@ -33,8 +33,8 @@ def fit_task(store: FeatureStore, config: PipelineConfig, out_dir: Path) -> FitR
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_task(store: FeatureStore, model_path: Path, out_dir: Path) -> dict:
-    """:func:`ser_tasks.train.evaluate_saved` on the test speakers."""
-    return evaluate_saved(store, model_path, out_dir, TEST)
+    """:func:`ser_tasks.train.score_split` on the test speakers."""
+    return score_split(store, model_path, out_dir, TEST)
 
 
 @task(name="log-model", cache_policy=NO_CACHE)
@@ -118,7 +118,7 @@ def train_model(store_url: str, config: dict | None = None, group: str | None = 
                            "train_rows": fit_result.rows["train"], "val_rows": fit_result.rows["val"],
                            "test_rows": fit_result.rows["test"], "vocabulary": ",".join(g.attrs["vocabulary"])})
         result = evaluate_task(store, fit_result.model_path, out)
-        curves = evaluate.plot_history(fit_result.history, out / "training_curves.png")
+        curves = metrics.plot_history(fit_result.history, out / "training_curves.png")
         mlflow.log_metrics({"test_ua": result["ua"], "test_wa": result["wa"], "test_macro_f1": result["macro_f1"],
                             "best_epoch": fit_result.best_epoch, "train_seconds": fit_result.seconds})
         for cls, vals in result["report"].items():

@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from ser_tasks import runtime_env
+from ser_tasks import process_env
 
-runtime_env.apply()  # before Prefect or TensorFlow are imported anywhere
+process_env.apply()  # before Prefect or TensorFlow are imported anywhere
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -90,7 +90,7 @@ def _config(path: Path | None, **overrides: Any):
 
 
 def _storage(options: str | None, endpoint_url: str | None = None) -> dict | None:
-    from ser_tasks.storage import parse_options
+    from ser_tasks.remote import parse_options
 
     try:
         return parse_options(options, endpoint_url)
@@ -125,7 +125,7 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants})
     from flows.pipeline import ser_pipeline
-    from flows.runtime import prefect_api
+    from flows.prefect_server import prefect_api
 
     with _user_errors(), prefect_api():
         summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
@@ -148,7 +148,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
     import mlflow
 
     from flows.extract import dask_runner, extract_features
-    from flows.runtime import prefect_api
+    from flows.prefect_server import prefect_api
     from ser_tasks import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
@@ -174,7 +174,7 @@ def train(store: str,
           model: ModelOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
-    from flows.runtime import prefect_api
+    from flows.prefect_server import prefect_api
     from flows.train import train_model
     from ser_tasks.store import FeatureStore
 
@@ -212,8 +212,8 @@ def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
     """
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants})
-    from flows.evaluate import ser_evaluate
-    from flows.runtime import prefect_api
+    from flows.crossval import ser_evaluate
+    from flows.prefect_server import prefect_api
     from ser_tasks.crossval import check_protocol
 
     with _user_errors():  # before any server starts

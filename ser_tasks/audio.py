@@ -17,7 +17,7 @@ import soundfile as sf
 
 from .config import AudioConfig
 from .errors import AudioError
-from .storage import fs_options
+from .remote import fs_options
 
 
 def load_audio(path: str, sample_rate: int, storage_options: dict | None = None) -> np.ndarray:

@@ -143,9 +143,9 @@ class ExtractConfig(_Section):
 
     ``batch_rows`` is the Zarr chunk length along the row axis (the unit of a write, and of the
     training loader's shuffle); one Prefect task computes up to ``chunks_per_task`` adjacent pending
-    chunks, so every task writes whole chunks only. Each task costs about 0.4 CPU-seconds of
-    Prefect bookkeeping (its own API client, settings and state changes; docs/benchmarks.md), so
-    four 64-row chunks, about 5 s of work, keep that under a tenth.
+    chunks, so every task writes whole chunks only. Each task run carries a fixed cost of Prefect
+    bookkeeping (its own API client, settings and state changes), so a task should hold seconds of
+    work: four 64-row chunks by default (docs/benchmarks.md, "Measurements behind the code").
     """
 
     batch_rows: int = Field(64, ge=1, le=4096)
@@ -173,10 +173,10 @@ class TrainConfig(_Section):
             ``"one_per_clip"`` on one of each clip's rows (original or a copy) drawn afresh every
             epoch, so augmentation adds variety without adding time per epoch.
         memory_mib: the training rows' decoded input is read once and held in RAM when it fits
-            under this many MiB (RAVDESS, 6,000 log-mel rows: 441 MiB), else streamed from the
-            store every epoch; 0 always streams. Held in RAM, a ``one_per_clip`` epoch of ``tdnn``
-            on 20 RAVDESS actors took 4.6 instead of 6.8 s on two cores, and 1.4-1.6 s once fed
-            to TensorFlow as in-graph batches (:func:`ser_tasks.data.resident_tf_dataset`).
+            under this many MiB, else streamed from the store every epoch; 0 always streams. Held
+            in RAM, a ``one_per_clip`` epoch reads no chunk it uses a fifth of, and under
+            TensorFlow it is fed as in-graph batches (:func:`ser_tasks.data.resident_tf_dataset`);
+            the sizes and epoch times are in docs/benchmarks.md ("Measurements behind the code").
         spec_freq_masks, spec_freq_width, spec_time_masks, spec_time_width: SpecAugment in
             training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
             ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default

@@ -110,8 +110,8 @@ class ZarrSequence(keras.utils.PyDataset):
             bytes) fits under this many MiB, it is read once here, chunk by chunk, and every epoch
             is served from RAM; otherwise (and at 0) rows are streamed. Why: with
             ``one_per_clip`` an epoch needs one row in ``1 + variants`` of every chunk, so streaming
-            decodes the whole store each epoch (measured on RAVDESS, 6,000 rows of 64 x 301: 2.9 s
-            of reading per 2.7 s of ``tdnn`` training per epoch on two cores).
+            decodes the whole store each epoch, which cost as much as the ``tdnn`` step itself
+            (docs/benchmarks.md, "Measurements behind the code").
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``;
@@ -239,9 +239,9 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
 
 
     Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
-    whose per-batch Python calls stall the training step: on RAVDESS (1,200 clips of 64 x 301
-    log-mel per epoch, ``tdnn``, two cores) an epoch took 4.7 s that way against 1.4-1.6 s from
-    these in-graph batches, although iterating the generator alone took 0.1-0.25 s. Here the rows live
+    whose per-batch Python calls stall the training step far beyond the cost of producing the
+    batches (an epoch about three times longer; docs/benchmarks.md, "Measurements behind the
+    code"). Here the rows live
     in a CPU ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a
     ``tf.gather`` of its positions, with every epoch's order drawn up front by
     :meth:`ZarrSequence.order_for`.

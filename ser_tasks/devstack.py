@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runtime_env
+from . import process_env
 
 # The service commands (program and sub-command): docker-compose.yml must use the same.
 COMMANDS = {
@@ -107,7 +107,7 @@ class LocalStack:
     def _base_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # A PREFECT_API_URL inherited from the caller (a test harness) is not this stack's.
         inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        return {**runtime_env.DEFAULTS, **inherited, "PYTHONUNBUFFERED": "1", **self.env(), **(extra or {})}
+        return {**process_env.DEFAULTS, **inherited, "PYTHONUNBUFFERED": "1", **self.env(), **(extra or {})}
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,

@@ -51,8 +51,9 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
     """Put one synthetic clip through decoding, resampling, every augmentation and every feature.
 
     A fresh process otherwise pays for what librosa loads on first use during its first real clips:
-    ``scipy.signal`` and ``scipy.stats`` imports and numba kernels read from their cache, 3.1 s
-    against 0.8 s for the next 64 RAVDESS rows on one core (2.4 s of it imports). Run once per
+    ``scipy.signal`` and ``scipy.stats`` imports and numba kernels read from their cache, which
+    made a worker's first 64 rows about four times slower than the next (docs/benchmarks.md,
+    "Measurements behind the code"). Run once per
     worker, before its first task (:mod:`ser_tasks.worker_setup`) or before a benchmark's clock.
 
     The clip: 1 s of a 220 Hz tone at twice ``audio_cfg.sample_rate``, written as WAV to fsspec's

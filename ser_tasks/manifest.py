@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .corpora import NAME_PARSERS, PARSERS, ParseError, crema_d, folders
 from .errors import InputError
-from .storage import fs_options
+from .remote import fs_options
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 COLUMNS = ["clip_id", "path", "corpus", "speaker", "sex", "emotion", "intensity", "sentence"]

@@ -162,11 +162,10 @@ def compact_cnn(x, n_classes: int):
     """Body of ``compact_cnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
 
     The first block convolves with stride 2 instead of pooling after a full-resolution
-    convolution: same receptive field growth, half the training time per example on CPU
-    (measured 7.1 against 14.6 ms on 64 x 301 inputs, two cores). After the blocks each frame
-    keeps its remaining frequency bands (flattened with the channels) rather than averaging them:
-    on full RAVDESS that trained to 41 % instead of 24 % training accuracy in 6 epochs, and so did
-    dropping spatial dropout from an under-fitting model.
+    convolution: same receptive field growth, about half the training time per example on CPU.
+    After the blocks each frame keeps its remaining frequency bands (flattened with the channels)
+    rather than averaging them: that model under-fitted less, and so did dropping spatial dropout
+    (the measurements: docs/benchmarks.md, "Measurements behind the code").
     """
     for i, filters in enumerate((16, 32, 64, 128)):
         x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False)(x)
@@ -189,9 +188,8 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
 
     Frames are averaged ``pool`` at a time first (10 ms hop -> 40 ms): emotion lives in prosody
     and spectral envelope that change more slowly, and a quarter of the frames buys four times
-    the epochs in the same time. On actor-disjoint RAVDESS (train actors 9-24, test 5-8, one
-    drawn copy per clip per epoch) that raised UA from 34.8 % (25 epochs on strided full-rate
-    frames) to 54.3 % (60 epochs at 40 ms) in about the same time. Layers: Conv1D ``width``
+    the epochs in the same time, which raised actor-disjoint UA on RAVDESS by about 20 points
+    (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
     k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
     mean and standard deviation over time; Dense 128; softmax.
     """

@@ -332,7 +332,7 @@ def expand_inputs(targets: list[str], storage_options: dict | None = None) -> li
     import fsspec
 
     from .manifest import list_audio_files
-    from .storage import fs_options
+    from .remote import fs_options
 
     out: list[str] = []
     for target in targets:
@@ -345,7 +345,7 @@ def read_bytes(path: str, storage_options: dict | None = None) -> bytes | None:
     """The file's bytes through fsspec, or ``None`` when it cannot be read (the model then reports why)."""
     import fsspec
 
-    from .storage import fs_options
+    from .remote import fs_options
 
     try:
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:

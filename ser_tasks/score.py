@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, recall_score
 
-from . import evaluate
+from . import metrics
 from .errors import InputError
 from .manifest import build_manifest
 from .predict import predict_files, preprocessing_of
@@ -128,7 +128,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
     found = model_version(model_uri)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
     out.mkdir(parents=True, exist_ok=True)
-    png = evaluate.plot_confusion(np.array(scores["confusion"]), vocab, out / "confusion_matrix.png",
+    png = metrics.plot_confusion(np.array(scores["confusion"]), vocab, out / "confusion_matrix.png",
                                   title=f"{manifest.corpus}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}, "
                                         f"macro-F1 {scores['macro_f1']:.3f} ({len(scores['classes'])} classes)")
     preds.to_csv(out / "predictions.csv", index=False)

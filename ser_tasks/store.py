@@ -37,13 +37,14 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .augment import PARAM_NAMES, draw_params
+from .augment import PARAM_NAMES
 from .config import PipelineConfig
 from .emotions import vocabulary
 from .errors import InputError, StoreConflictError
 from .features import FEATURES, feature_shapes
-from .split import SPLITS, split_groups
-from .storage import fs_options
+from .plan import with_params
+from .remote import fs_options
+from .split import SPLITS
 
 # Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
 # spec lacks it. We write it knowingly.
@@ -99,58 +100,6 @@ def library_versions() -> dict[str, str]:
         except _md.PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) -> pd.DataFrame:
-    """One row per (clip, variant): each clip's original and its augmented copies.
-
-    Every clip's original, plus ``augment.variants`` copies of each training clip (of every clip
-    when ``augment.scope`` is ``"all"``), with their drawn augmentation parameters.
-
-    Args:
-        clips: manifest rows with a ``split`` column.
-        config: the pipeline settings: ``split.seed`` shuffles the rows within each split, and
-            ``augment`` sets the copies and draws their parameters.
-        params: draw the augmentation parameters now. ``False`` leaves them out; then
-            :meth:`FeatureStore.create_or_resume` draws them for the rows it writes only (a rerun
-            with nothing new draws none; on RAVDESS, 3,480 rows, drawing took 0.3 s, measured under
-            load).
-
-    Returns:
-        Columns ``clip_id, path, speaker, emotion, split, variant`` and (with ``params``) one per
-        :data:`ser_tasks.augment.PARAM_NAMES`, in store order.
-
-    Raises:
-        InputError: no ``split`` column.
-    """
-    if "split" not in clips:
-        raise InputError("assign a split before planning the store rows")
-    rng = np.random.default_rng(config.split.seed)
-    parts = []
-    for split in SPLITS:
-        part = clips[clips["split"] == split].sort_values("clip_id")
-        parts.append(part.iloc[rng.permutation(len(part))])
-    ordered = pd.concat(parts, ignore_index=True)
-    augmented = (ordered["split"] == "train").to_numpy() | (config.augment.scope == "all")
-    repeats = 1 + np.where(augmented, config.augment.variants, 0)
-    plan = ordered.loc[ordered.index.repeat(repeats), ["clip_id", "path", "speaker", "emotion", "split"]]
-    plan = plan.reset_index(drop=True)
-    plan["speaker"] = plan["speaker"].map(lambda s: s if isinstance(s, str) else "")
-    plan["variant"] = np.concatenate([np.arange(n) for n in repeats]) if len(repeats) else np.empty(0, int)
-    return with_params(plan, config) if params else plan
-
-
-def with_params(plan: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES`; unchanged when it already has them.
-
-    The columns are float (NaN = not applied), drawn per (clip, variant) by
-    :func:`ser_tasks.augment.draw_params`.
-    """
-    if set(PARAM_NAMES) <= set(plan.columns):
-        return plan
-    drawn = [draw_params(config.augment, c, int(v)).as_dict() for c, v in zip(plan["clip_id"], plan["variant"],
-                                                                              strict=True)]
-    return pd.concat([plan.reset_index(drop=True), pd.DataFrame(drawn, columns=list(PARAM_NAMES))], axis=1)
 
 
 def _label_arrays(plan: pd.DataFrame, vocab: list[str]) -> dict[str, np.ndarray]:
@@ -257,21 +206,6 @@ class FeatureStore:
             return store
         store._create(root, config, plan, attrs or {})
         return store
-
-    @classmethod
-    def planned_splits(cls, url: str, config: PipelineConfig, storage_options: dict | None = None) -> dict[str, str]:
-        """The split each speaker group already has in the group for ``config``.
-
-        Speaker groups as :func:`ser_tasks.split.split_groups` makes them; ``{}`` when there is no such
-        group yet.
-        """
-        if group_name(config) not in cls.groups(url, storage_options):
-            return {}
-        g = cls(url, group_name(config), storage_options).open()
-        n = int(g.attrs["rows"])
-        rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
-                             "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})
-        return dict(zip(split_groups(rows), np.asarray(SPLITS, dtype=object)[g["split"][:n]], strict=True))
 
     def _check_config(self, g: zarr.Group, config: PipelineConfig) -> None:
         if g.attrs.get("fingerprint") != config.extraction_fingerprint():

@@ -2,7 +2,7 @@
 
 :func:`fit` trains a zoo model on the training rows (every augmented variant), selects the epoch
 by validation UA (speakers never seen in training), and saves the best model with its
-normalisation statistics. :func:`evaluate_saved` scores the saved model on the test speakers.
+normalisation statistics. :func:`score_split` scores the saved model on the test speakers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import zarr
 
-from . import evaluate
+from . import metrics
 from .config import TrainConfig
 from .data import ZarrSequence, input_shape, iter_chunks, resident_tf_dataset, row_indices
 from .errors import InputError
@@ -95,7 +95,7 @@ class ValidationUA(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Predict the validation rows and write ``val_ua``/``val_wa`` into ``logs``."""
         pred = predict(self.model, self.seq).argmax(axis=1)
-        scores = evaluate.metrics(self.seq.labels, pred, self.vocabulary)
+        scores = metrics.scores(self.seq.labels, pred, self.vocabulary)
         if logs is not None:
             logs["val_ua"], logs["val_wa"] = scores["ua"], scores["wa"]
 
@@ -256,11 +256,11 @@ def score_rows(g: zarr.Group, model_path: Path, rows: np.ndarray) -> tuple[np.nd
     return seq.labels, predict(model, seq).argmax(axis=1)
 
 
-def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: int = TEST) -> dict:
+def score_split(store: FeatureStore, model_path: Path, out_dir: Path, split: int = TEST) -> dict:
     """Score a saved model on one split (default: test speakers) and draw the confusion matrix.
 
     Returns:
-        :func:`ser_tasks.evaluate.metrics` output plus ``vocabulary`` and ``confusion_png``.
+        :func:`ser_tasks.metrics.scores` output plus ``vocabulary`` and ``confusion_png``.
 
     Raises:
         InputError: the split has no completed rows, or the model is not a zoo model.
@@ -271,9 +271,9 @@ def evaluate_saved(store: FeatureStore, model_path: Path, out_dir: Path, split: 
     if idx.size == 0:
         raise InputError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
     y_true, pred = score_rows(g, model_path, idx)
-    result = evaluate.metrics(y_true, pred, vocab)
+    result = metrics.scores(y_true, pred, vocab)
     result["vocabulary"] = vocab
-    result["confusion_png"] = str(evaluate.plot_confusion(
+    result["confusion_png"] = str(metrics.plot_confusion(
         np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",
         title=f"{SPLITS[split]} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, "
               f"macro-F1 {result['macro_f1']:.3f}"))

@@ -6,9 +6,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from ser_tasks import runtime_env
+from ser_tasks import process_env
 
-runtime_env.apply()
+process_env.apply()
 
 # Prefect configures logging when prefect.main is first imported (lazily, on the first `from prefect
 # import flow`), binding its console handler to the sys.stderr of that moment. Inside a CliRunner

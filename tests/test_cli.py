@@ -54,7 +54,7 @@ def test_deploy_refuses_credentials_in_parameters():
     import pytest
 
     from flows.deploy import pipeline_deployment
-    from ser_tasks.storage import parse_options
+    from ser_tasks.remote import parse_options
 
     with pytest.raises(ValueError, match=r"\['secret'\] are credentials"):
         pipeline_deployment("n", "s3://b/c", "s3://b/f.zarr", storage_options=parse_options('{"secret": "x"}'))

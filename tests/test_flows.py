@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_ravdess_like, sine, write_wav
 from flows.extract import dask_runner, extract_features
-from flows.runtime import prefect_api
+from flows.prefect_server import prefect_api
 from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore
@@ -34,7 +34,7 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
                                      dashboard_address=":0") as cluster:
         first = extract_features.with_options(task_runner=dask_runner(cluster.scheduler_address))(
             str(root), url, cfg.model_dump(mode="json"), show_progress=False)
-        # runtime_env (applied in conftest, as by the CLI) reaches the workers: no stack sampling
+        # process_env (applied in conftest, as by the CLI) reaches the workers: no stack sampling
         with Client(cluster) as client:
             import dask
 

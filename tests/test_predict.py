@@ -20,9 +20,10 @@ from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence, row_indices
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import build_manifest
+from ser_tasks.plan import plan_rows
 from ser_tasks.predict import Preprocessing, log_emotion_model, predict_frame, preprocessing_of, window_bounds
 from ser_tasks.split import assign_split
-from ser_tasks.store import FeatureStore, plan_rows, read_strings
+from ser_tasks.store import FeatureStore, read_strings
 from ser_tasks.train import fit, predict
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 from conftest import make_ravdess_like
 from ser_tasks import tracking
 from ser_tasks.devstack import DEV_KEY, LocalStack
-from ser_tasks.storage import parse_options
+from ser_tasks.remote import parse_options
 from ser_tasks.store import FeatureStore, read_strings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,8 +7,9 @@ from ser_tasks.augment import PARAM_NAMES
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import clip_features, process_region
 from ser_tasks.manifest import build_manifest
+from ser_tasks.plan import plan_rows, planned_splits
 from ser_tasks.split import assign_split
-from ser_tasks.store import DONE, FAILED, FeatureStore, StoreConflictError, group_name, plan_rows, read_strings
+from ser_tasks.store import DONE, FAILED, FeatureStore, StoreConflictError, group_name, read_strings
 
 CFG = PipelineConfig().with_overrides({"extract.batch_rows": 8, "audio.duration": 1.0, "augment.variants": 2})
 
@@ -153,7 +154,7 @@ def test_new_files_are_appended_and_only_they_are_computed(tmp_path):
     assert n0 % 8, "the test needs a partial last chunk"
     before = read_strings(store.open()["clip_id"]).tolist()
     old_features = store.open()["log_mel"][:]
-    fixed = FeatureStore.planned_splits(url, CFG)
+    fixed = planned_splits(url, CFG)
     assert fixed == dict(zip(clips["speaker"], clips["split"], strict=True))
     # the corpus gains a take for an old speaker and a new speaker
     make_ravdess_like(tmp_path / "c", actors=(2, 6), takes=3, seed=1)
@@ -204,7 +205,7 @@ def test_finalize_writes_only_what_changed(tmp_path):
     assert {k: v for k, v in _mtimes(tmp_path / "f.zarr").items() if k.endswith("zarr.json")} == meta
     # a grown corpus appends rows: the consolidated metadata must show the new shapes
     make_ravdess_like(tmp_path / "c", actors=(4,), takes=2, seed=1)
-    grown, _ = assign_split(build_manifest(str(root)).clips, CFG.split, fixed=FeatureStore.planned_splits(url, CFG))
+    grown, _ = assign_split(build_manifest(str(root)).clips, CFG.split, fixed=planned_splits(url, CFG))
     again = FeatureStore.create_or_resume(url, CFG, plan_rows(grown, CFG, params=False))
     assert again.appended_rows > 0
     again.finalize()

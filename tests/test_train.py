@@ -8,9 +8,10 @@ from conftest import make_ravdess_like
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import build_manifest
+from ser_tasks.plan import plan_rows
 from ser_tasks.split import assign_split
-from ser_tasks.store import FeatureStore, plan_rows
-from ser_tasks.train import evaluate_saved, fit
+from ser_tasks.store import FeatureStore
+from ser_tasks.train import fit, score_split
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
     assert result.history["loss"][-1] < result.history["loss"][0]
     norm = json.loads(result.normalizer_path.read_text())
     assert norm["rows"] == result.rows["train"] and len(norm["mean"]) == cfg.features.n_mels
-    scores = evaluate_saved(store, result.model_path, tmp / "out")
+    scores = score_split(store, result.model_path, tmp / "out")
     assert scores["n"] == 24 and scores["vocabulary"] == ["neutral", "sad", "angry"]
     assert scores["ua"] >= 0.9, scores  # chance is 1/3
     assert (tmp / "out" / "confusion_matrix.png").exists()

@@ -15,7 +15,7 @@ import fsspec
 
 from ..emotions import CREMA_D
 from ..errors import InputError
-from ..storage import fs_options
+from ..remote import fs_options
 from .base import ClipInfo, ParseError, stem
 
 NAME = "crema_d"

@@ -21,10 +21,10 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ser_tasks import evaluate, tracking
+from ser_tasks import metrics, tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.crossval import ABLATION, DESCRIPTIONS, PROTOCOLS, Fold, check_protocol, make_folds, summarize
-from ser_tasks.storage import redact_url
+from ser_tasks.remote import redact_url
 from ser_tasks.store import DONE, FeatureStore, read_strings
 from ser_tasks.train import score_rows, train_rows
 
@@ -54,13 +54,13 @@ def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: 
         fitted = train_rows(g, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
                             verbose=verbose)
         y_true, y_pred = score_rows(g, fitted.model_path, fold.test)
-        scores = evaluate.metrics(y_true, y_pred, vocab)
+        scores = metrics.scores(y_true, y_pred, vocab)
         mlflow.log_metrics({"fold_ua": scores["ua"], "fold_wa": scores["wa"], "fold_macro_f1": scores["macro_f1"],
                             "train_seconds": fitted.seconds})
-        png = evaluate.plot_confusion(np.array(scores["confusion"]), vocab, out_dir / "confusion_matrix.png",
+        png = metrics.plot_confusion(np.array(scores["confusion"]), vocab, out_dir / "confusion_matrix.png",
                                       title=f"{name}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}")
         mlflow.log_artifact(str(png), "evaluation")
-        mlflow.log_artifact(str(evaluate.plot_history(fitted.history, out_dir / "training_curves.png")), "evaluation")
+        mlflow.log_artifact(str(metrics.plot_history(fitted.history, out_dir / "training_curves.png")), "evaluation")
         mlflow.log_dict({k: scores[k] for k in ("ua", "wa", "macro_f1", "n", "report", "confusion")},
                         "evaluation/fold_metrics.json")
     return {"fold": fold.index + 1, "ua": scores["ua"], "wa": scores["wa"], "macro_f1": scores["macro_f1"],
@@ -100,7 +100,7 @@ def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: Pipeli
         table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in results])
         mlflow.log_text(table.to_csv(index=False), "evaluation/folds.csv")
         pooled = np.sum([r["confusion"] for r in results], axis=0)
-        png = evaluate.plot_confusion(pooled, vocab, out / protocol / "confusion_pooled.png",
+        png = metrics.plot_confusion(pooled, vocab, out / protocol / "confusion_pooled.png",
                                       title=f"{protocol}, all folds pooled: UA {summary['ua_mean']:.3f} "
                                             f"± {summary['ua_std']:.3f} (mean ± sd over folds)")
         mlflow.log_artifact(str(png), "evaluation")

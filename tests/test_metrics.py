@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ser_tasks.evaluate import metrics, plot_confusion, plot_history
+from ser_tasks.metrics import plot_confusion, plot_history, scores
 from ser_tasks.train import class_weights
 
 
@@ -9,7 +9,7 @@ def test_ua_differs_from_wa_on_unbalanced_classes():
     # 8 clips of class 0 all right, 2 of class 1 all wrong: WA 0.8, UA 0.5
     y_true = np.array([0] * 8 + [1] * 2)
     y_pred = np.zeros(10, dtype=int)
-    m = metrics(y_true, y_pred, ["neutral", "angry"])
+    m = scores(y_true, y_pred, ["neutral", "angry"])
     assert m["wa"] == pytest.approx(0.8) and m["ua"] == pytest.approx(0.5)
     assert m["confusion"] == [[8, 0], [2, 0]]
     assert m["report"]["angry"]["recall"] == 0.0
@@ -17,15 +17,15 @@ def test_ua_differs_from_wa_on_unbalanced_classes():
 
 
 def test_absent_classes_still_get_a_row():
-    m = metrics(np.array([0, 0]), np.array([0, 0]), ["a", "b", "c"])
+    m = scores(np.array([0, 0]), np.array([0, 0]), ["a", "b", "c"])
     assert np.array(m["confusion"]).shape == (3, 3)
 
 
 def test_empty_or_mismatched_raise():
     with pytest.raises(ValueError):
-        metrics(np.array([]), np.array([]), ["a"])
+        scores(np.array([]), np.array([]), ["a"])
     with pytest.raises(ValueError):
-        metrics(np.array([0]), np.array([0, 1]), ["a", "b"])
+        scores(np.array([0]), np.array([0, 1]), ["a", "b"])
 
 
 def test_plots_are_written(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
-from flows.evaluate import cross_validate  # imports Dask, which binds log handlers: here, not in CliRunner
+from flows.crossval import cross_validate  # imports Dask, which binds log handlers: here, not in CliRunner
 from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
 from ser_tasks.store import FeatureStore

@@ -3,7 +3,7 @@
 import pytest
 from fastapi.encoders import jsonable_encoder
 
-from ser_tasks.storage import fs_options, is_remote, parse_options, redacted, reveal
+from ser_tasks.remote import fs_options, is_remote, parse_options, redacted, reveal
 
 
 def test_credentials_are_sealed_everywhere_but_at_the_filesystem():

@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, classificat
 from .errors import InputError
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
+def scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
     """Scores of integer predictions against integer labels.
 
     Args:

@@ -1,0 +1,90 @@
+"""Row planning: which store rows a manifest becomes, before anything is extracted.
+
+One row per (clip, variant), in store order, with the augmentation parameters drawn per row
+(:func:`plan_rows`, :func:`with_params`); and, for a store that already exists, the split each
+speaker already has there (:func:`planned_splits`). :mod:`ser_tasks.store` writes what is planned
+here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .augment import PARAM_NAMES, draw_params
+from .config import PipelineConfig
+from .errors import InputError
+from .split import SPLITS, split_groups
+
+
+def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) -> pd.DataFrame:
+    """One row per (clip, variant): each clip's original and its augmented copies.
+
+    Every clip's original, plus ``augment.variants`` copies of each training clip (of every clip
+    when ``augment.scope`` is ``"all"``), with their drawn augmentation parameters.
+
+    Args:
+        clips: manifest rows with a ``split`` column.
+        config: the pipeline settings: ``split.seed`` shuffles the rows within each split, and
+            ``augment`` sets the copies and draws their parameters.
+        params: draw the augmentation parameters now. ``False`` leaves them out; then
+            :meth:`ser_tasks.store.FeatureStore.create_or_resume` draws them for the rows it writes
+            only, so a rerun with nothing new draws none.
+
+    Returns:
+        Columns ``clip_id, path, speaker, emotion, split, variant`` and (with ``params``) one per
+        :data:`ser_tasks.augment.PARAM_NAMES`, in store order.
+
+    Raises:
+        InputError: no ``split`` column.
+    """
+    if "split" not in clips:
+        raise InputError("assign a split before planning the store rows")
+    rng = np.random.default_rng(config.split.seed)
+    parts = []
+    for split in SPLITS:
+        part = clips[clips["split"] == split].sort_values("clip_id")
+        parts.append(part.iloc[rng.permutation(len(part))])
+    ordered = pd.concat(parts, ignore_index=True)
+    augmented = (ordered["split"] == "train").to_numpy() | (config.augment.scope == "all")
+    repeats = 1 + np.where(augmented, config.augment.variants, 0)
+    plan = ordered.loc[ordered.index.repeat(repeats), ["clip_id", "path", "speaker", "emotion", "split"]]
+    plan = plan.reset_index(drop=True)
+    plan["speaker"] = plan["speaker"].map(lambda s: s if isinstance(s, str) else "")
+    plan["variant"] = np.concatenate([np.arange(n) for n in repeats]) if len(repeats) else np.empty(0, int)
+    return with_params(plan, config) if params else plan
+
+
+def with_params(plan: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES`; unchanged when it already has them.
+
+    The columns are float (NaN = not applied), drawn per (clip, variant) by
+    :func:`ser_tasks.augment.draw_params`.
+    """
+    if set(PARAM_NAMES) <= set(plan.columns):
+        return plan
+    drawn = [draw_params(config.augment, c, int(v)).as_dict() for c, v in zip(plan["clip_id"], plan["variant"],
+                                                                              strict=True)]
+    return pd.concat([plan.reset_index(drop=True), pd.DataFrame(drawn, columns=list(PARAM_NAMES))], axis=1)
+
+
+def planned_splits(url: str, config: PipelineConfig, storage_options: dict | None = None) -> dict[str, str]:
+    """The split each speaker group already has in the store group for ``config``.
+
+    Speaker groups as :func:`ser_tasks.split.split_groups` makes them; ``{}`` when there is no such
+    group yet. A grown corpus keeps its speakers' sides, so a rerun only appends rows.
+
+    Args:
+        url: the store's path or URL.
+        config: the pipeline settings (their extraction fingerprint names the group).
+        storage_options: fsspec options for a remote store.
+    """
+    from .store import FeatureStore, group_name, read_strings  # the store writes what this plans
+
+    if group_name(config) not in FeatureStore.groups(url, storage_options):
+        return {}
+    g = FeatureStore(url, group_name(config), storage_options).open()
+    n = int(g.attrs["rows"])
+    rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
+                         "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})
+    return dict(zip(split_groups(rows), np.asarray(SPLITS, dtype=object)[g["split"][:n]], strict=True))
