@@ -113,17 +113,18 @@ def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: Pipeli
 
 
 @flow(name="cross_validate", log_prints=True)
-def cross_validate(store_url: str, protocol: str = "cv-actor", config: dict | None = None, group: str | None = None,
-                   mlflow_uri: str | None = None, n_folds: int = 6, max_folds: int | None = None,
-                   storage_options: dict | None = None, out_dir: str | None = None, verbose: int = 0) -> dict:
+def cross_validate(store_url: str, protocol: str = "cv-actor", config: PipelineConfig | None = None,
+                   group: str | None = None, mlflow_uri: str | None = None, n_folds: int = 6,
+                   max_folds: int | None = None, storage_options: dict | None = None, out_dir: str | None = None,
+                   verbose: int = 0) -> dict:
     """Cross-validate one protocol, or the leakage ablation (all three), on a feature-store group.
 
     Args:
         store_url: Zarr store path or URL.
         protocol: ``cv-actor``, ``clip-split``, ``row-split`` (see :mod:`ser_tasks.crossval`) or
             ``ablation`` (the three, each under its own run, nested in one parent run).
-        config: :class:`ser_tasks.config.PipelineConfig` as a dict (``train``, ``split.seed`` and
-            ``tracking`` are used here).
+        config: the pipeline settings (a dict is validated into one); ``train``, ``split.seed`` and
+            ``tracking`` are used here.
         group: the store's extraction group; the only one when ``None``.
         mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
         n_folds: folds in each partition.
@@ -178,7 +179,7 @@ def ablation_table(results: dict[str, dict]) -> pd.DataFrame:
 
 
 @flow(name="ser_evaluate", log_prints=True)
-def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: dict | None = None,
+def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: PipelineConfig | None = None,
                  corpus: str | None = None, mlflow_uri: str | None = None, dask_address: str | None = None,
                  n_folds: int = 6, max_folds: int | None = None, storage_options: dict | None = None,
                  crema_demographics: str | None = None, out_dir: str | None = None, verbose: int = 0) -> dict:
@@ -194,8 +195,8 @@ def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: 
     cfg = PipelineConfig.model_validate(config or {}).with_overrides(EVALUATION_OVERRIDES)
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
     extracted = extract_features.with_options(task_runner=runner)(
-        root, store_url, cfg.model_dump(mode="json"), corpus, storage_options, crema_demographics, False)
-    result = cross_validate(store_url, protocol, cfg.model_dump(mode="json"), extracted["group"], mlflow_uri, n_folds,
+        root, store_url, cfg, corpus, storage_options, crema_demographics, False)
+    result = cross_validate(store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds,
                             max_folds, storage_options, out_dir, verbose)
     return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
 

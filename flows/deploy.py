@@ -18,6 +18,7 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
+from ser_tasks.config import PipelineConfig
 from ser_tasks.errors import InputError
 from ser_tasks.remote import reveal, secret_keys
 
@@ -27,7 +28,8 @@ DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00
 
 
 def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEFAULT_CRON, timezone: str = "UTC",
-                        config: dict | None = None, corpus: str | None = None, mlflow_uri: str | None = None,
+                        config: PipelineConfig | None = None, corpus: str | None = None,
+                        mlflow_uri: str | None = None,
                         dask_address: str | None = None, storage_options: dict | None = None,
                         crema_demographics: str | None = None, out_dir: str | None = None) -> RunnerDeployment:
     """A deployment of :func:`flows.pipeline.ser_pipeline` with a cron schedule.
@@ -42,7 +44,8 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
         store_url: Zarr store path or URL that each run appends to.
         cron: a cron expression, e.g. ``"0 2 * * *"``.
         timezone: the IANA time zone name of ``cron``.
-        config: :class:`ser_tasks.config.PipelineConfig` as a dict (defaults when ``None``).
+        config: the pipeline settings (defaults when ``None``); stored on the server as JSON, and
+            validated back into a :class:`ser_tasks.config.PipelineConfig` by each run.
         corpus: corpus name, or ``None`` to detect.
         mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
         dask_address: an existing Dask scheduler (``tcp://host:8786``); a LocalCluster per run when ``None``.
@@ -60,7 +63,8 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
                          "Prefect server in clear; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile) "
                          "in the environment of `ser deploy` and the Dask workers instead")
     parameters: dict[str, Any] = {
-        "root": root, "store_url": store_url, "config": config, "corpus": corpus, "mlflow_uri": mlflow_uri,
+        "root": root, "store_url": store_url, "config": config.model_dump(mode="json") if config else None,
+        "corpus": corpus, "mlflow_uri": mlflow_uri,
         "dask_address": dask_address, "storage_options": reveal(storage_options) or None,
         "crema_demographics": crema_demographics, "out_dir": out_dir, "show_progress": False, "verbose": 2,
     }

@@ -56,7 +56,7 @@ def extract_batch(url: str, group: str, start: int, stop: int, storage_options: 
 
 
 @flow(name="extract_features", log_prints=True)
-def extract_features(root: str, store_url: str, config: dict | None = None, corpus: str | None = None,
+def extract_features(root: str, store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
                      storage_options: dict | None = None, crema_demographics: str | None = None,
                      show_progress: bool = True) -> dict:
     """Extract features of every clip under ``root`` into ``store_url``; resumable.
@@ -64,7 +64,7 @@ def extract_features(root: str, store_url: str, config: dict | None = None, corp
     Args:
         root: corpus folder or fsspec URL.
         store_url: Zarr store path or URL.
-        config: :class:`ser_tasks.config.PipelineConfig` as a dict (defaults when ``None``).
+        config: the pipeline settings (a dict is validated into one; defaults when ``None``).
         corpus: corpus name, or ``None`` to detect.
         storage_options: fsspec options for remote roots and stores (never logged).
         crema_demographics: CREMA-D ``VideoDemographics.csv`` for the speakers' sex.

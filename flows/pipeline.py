@@ -15,7 +15,7 @@ from .train import train_model
 
 
 @flow(name="ser_pipeline", log_prints=True)
-def ser_pipeline(root: str, store_url: str, config: dict | None = None, corpus: str | None = None,
+def ser_pipeline(root: str, store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
                  mlflow_uri: str | None = None, dask_address: str | None = None,
                  storage_options: dict | None = None, crema_demographics: str | None = None,
                  out_dir: str | None = None, show_progress: bool = True, verbose: int = 2) -> dict:
@@ -32,8 +32,8 @@ def ser_pipeline(root: str, store_url: str, config: dict | None = None, corpus: 
     with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": root}) as run:
         mlflow.log_params(cfg.flat_params())
         extracted = extract_features.with_options(task_runner=runner)(
-            root, store_url, cfg.model_dump(mode="json"), corpus, storage_options, crema_demographics, show_progress)
-        trained = train_model(store_url, cfg.model_dump(mode="json"), extracted["group"], mlflow_uri, run.info.run_id,
+            root, store_url, cfg, corpus, storage_options, crema_demographics, show_progress)
+        trained = train_model(store_url, cfg, extracted["group"], mlflow_uri, run.info.run_id,
                               storage_options, out_dir, verbose)
         seconds = time.perf_counter() - t0
         mlflow.log_metric("pipeline_seconds", seconds)

@@ -78,15 +78,15 @@ def _run(run_id: str | None, run_name: str, tags: dict):
 
 
 @flow(name="train_model", log_prints=True)
-def train_model(store_url: str, config: dict | None = None, group: str | None = None,
+def train_model(store_url: str, config: PipelineConfig | None = None, group: str | None = None,
                 mlflow_uri: str | None = None, run_id: str | None = None, storage_options: dict | None = None,
                 out_dir: str | None = None, verbose: int = 2) -> dict:
     """Train, evaluate on the test speakers, and log everything to MLflow.
 
     Args:
         store_url: Zarr store path or URL written by ``extract_features``.
-        config: :class:`ser_tasks.config.PipelineConfig` as a dict (its ``train`` and ``tracking``
-            sections are used here).
+        config: the pipeline settings (a dict is validated into one); its ``train``, ``tracking``,
+            ``audio`` and ``features`` sections are used here.
         group: the store's extraction group; the only one when ``None``.
         mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
         run_id: MLflow run to log into (the parent pipeline's); a new run when ``None``.

@@ -128,7 +128,7 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
     from flows.prefect_server import prefect_api
 
     with _user_errors(), prefect_api():
-        summary = ser_pipeline(root, store, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
+        summary = ser_pipeline(root, store, cfg, corpus, mlflow_uri, dask_address,
                                _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     ext = summary["extract"]
     console.print(f"extraction: {ext['clips']} clips, {ext['rows']} rows, {ext['failed_rows']} failed rows, "
@@ -157,7 +157,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
         mlflow.log_params(cfg.flat_params())
         runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
         summary = extract_features.with_options(task_runner=runner)(
-            root, store, cfg.model_dump(mode="json"), corpus, _storage(storage_options, endpoint_url),
+            root, store, cfg, corpus, _storage(storage_options, endpoint_url),
             crema_demographics)
         summary["mlflow_run_id"] = active.info.run_id
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
@@ -181,7 +181,7 @@ def train(store: str,
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
     with _user_errors(), prefect_api():
-        summary = train_model(store, cfg.model_dump(mode="json"), group, mlflow_uri, None,
+        summary = train_model(store, cfg, group, mlflow_uri, None,
                               _storage(storage_options, endpoint_url), str(out_dir))
     _print_scores(summary)
     _write_summary(summary_json, summary)
@@ -219,7 +219,7 @@ def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
     with _user_errors():  # before any server starts
         check_protocol(protocol, max_folds)
     with _user_errors(), prefect_api():
-        summary = ser_evaluate(root, store, protocol, cfg.model_dump(mode="json"), corpus, mlflow_uri, dask_address,
+        summary = ser_evaluate(root, store, protocol, cfg, corpus, mlflow_uri, dask_address,
                                folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
                                str(out_dir))
     result = summary["evaluation"]
@@ -263,7 +263,7 @@ def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlf
     from flows.deploy import pipeline_deployment, serve
 
     with _user_errors():
-        dep = pipeline_deployment(name, root, store, cron=cron, timezone=timezone, config=cfg.model_dump(mode="json"),
+        dep = pipeline_deployment(name, root, store, cron=cron, timezone=timezone, config=cfg,
                                   corpus=corpus, mlflow_uri=mlflow_uri, dask_address=dask_address,
                                   storage_options=_storage(storage_options, endpoint_url),
                                   crema_demographics=crema_demographics, out_dir=str(out_dir))

@@ -96,3 +96,14 @@ def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri)
     assert len(lines) == 4  # the extraction-only run and the fold are left out
     missing = runner.invoke(app, ["compare", "nope", "--mlflow-uri", mlflow_uri])
     assert missing.exit_code == 2 and "no MLflow experiment 'nope'" in missing.output
+
+
+def test_a_deployment_stores_the_configuration_as_json_and_its_runs_get_it_back():
+    from flows.deploy import pipeline_deployment
+    from flows.pipeline import ser_pipeline
+    from ser_tasks.config import PipelineConfig
+
+    cfg = PipelineConfig().with_overrides({"train.epochs": 3})
+    dep = pipeline_deployment("nightly", "s3://b/c", "s3://b/f.zarr", config=cfg)
+    assert dep.parameters["config"]["train"]["epochs"] == 3  # JSON on the server
+    assert ser_pipeline.validate_parameters(dep.parameters)["config"] == cfg  # a PipelineConfig in the run

@@ -76,7 +76,7 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
 
     # One protocol alone: its run is the top-level parent of its folds, carrying the store's tags.
     cfg = PipelineConfig().with_overrides({"train.epochs": 1, "train.batch_size": 8, "train.schedule": "cosine"})
-    alone = cross_validate(store_url, "cv-actor", cfg.model_dump(mode="json"), None, uri, 3, 1,
+    alone = cross_validate(store_url, "cv-actor", cfg, None, uri, 3, 1,
                            out_dir=str(tmp_path / "alone"))
     top = client.get_run(alone["mlflow_run_id"])
     assert ("mlflow.parentRunId" not in top.data.tags

@@ -33,7 +33,7 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
     with prefect_api(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                      dashboard_address=":0") as cluster:
         first = extract_features.with_options(task_runner=dask_runner(cluster.scheduler_address))(
-            str(root), url, cfg.model_dump(mode="json"), show_progress=False)
+            str(root), url, cfg, show_progress=False)
         # process_env (applied in conftest, as by the CLI) reaches the workers: no stack sampling
         with Client(cluster) as client:
             import dask
