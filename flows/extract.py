@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import time
 
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -19,7 +18,7 @@ from prefect_dask import DaskTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ser_tasks.config import PipelineConfig
-from ser_tasks.extract import process_region
+from ser_tasks.extract import extraction_summary, log_extraction, process_region
 from ser_tasks.manifest import Manifest, build_manifest
 from ser_tasks.plan import plan_rows, planned_splits
 from ser_tasks.remote import redact_url
@@ -112,23 +111,11 @@ def extract_features(root: str, store_url: str, config: PipelineConfig | None = 
                 progress.advance(bar)
     counts = store.finalize({"manifest_fingerprint": manifest.fingerprint()})
 
-    seconds = time.perf_counter() - t0
-    computed = sum(r["rows"] for r in results)
-    computed_clips = sum(r["clips"] for r in results)  # a clip's variants share one batch
     failures = store.failures(counts)
-    summary = {
-        "corpus": manifest.corpus, "clips": len(manifest.clips), "skipped": len(manifest.skipped),
-        "speakers": int(manifest.clips["speaker"].nunique()), "rows": rows_total, "appended_rows": store.appended_rows,
-        "variants_per_train_clip": cfg.augment.variants, "computed_rows": computed, "computed_clips": computed_clips,
-        "failed_rows": len(failures), "failures": failures.to_dict("records"),
-        "seconds": round(seconds, 3),
-        "clips_per_second": round(computed_clips / seconds, 3) if computed else 0.0,
-        "rows_per_second": round(computed / seconds, 3) if computed else 0.0,
-        "store": redact_url(store.url), "group": store.group, "manifest_fingerprint": manifest.fingerprint(),
-        "split_notes": manifest.notes,
-    }
-    logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", computed, computed_clips,
-                seconds, summary["clips_per_second"], len(failures))
+    summary = extraction_summary(manifest, store, results, failures, rows_total, cfg.augment.variants,
+                                 time.perf_counter() - t0)
+    logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", summary["computed_rows"],
+                summary["computed_clips"], summary["seconds"], summary["clips_per_second"], len(failures))
     # No MLflow run can be active unless something imported mlflow: importing it only to ask would
     # cost the flow 1.5 s (measured), serial time that no worker can share. Workers import this
     # module too and need neither MLflow nor Keras.
@@ -137,18 +124,3 @@ def extract_features(root: str, store_url: str, config: PipelineConfig | None = 
         log_extraction(manifest, failures, summary)
     return summary
 
-
-def log_extraction(manifest: Manifest, failures: pd.DataFrame, summary: dict) -> None:
-    """Log the manifest, skipped files, split and failures (CSV) and extraction figures to the active run."""
-    import mlflow
-
-    mlflow.log_text(manifest.clips.to_csv(index=False), "data/manifest.csv")
-    mlflow.log_text(manifest.skipped.to_csv(index=False), "data/skipped.csv")
-    mlflow.log_text(split_table(manifest.clips).to_csv(index=False), "data/split.csv")
-    mlflow.log_text(failures.to_csv(index=False), "data/failures.csv")
-    mlflow.log_metrics({
-        "extract_seconds": summary["seconds"], "extract_clips_per_second": summary["clips_per_second"],
-        "extract_failed_rows": summary["failed_rows"], "skipped_files": summary["skipped"],
-        "extract_computed_rows": summary["computed_rows"], "extract_appended_rows": summary["appended_rows"],
-        "clips": summary["clips"], "rows": summary["rows"],
-    })

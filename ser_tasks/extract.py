@@ -150,3 +150,61 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     return {"start": start, "stop": stop, "rows": int(todo.size), "clips": len({str(c) for c in clip_ids[todo]}),
             "done": int((status[todo] == DONE).sum()), "failed": int((status[todo] == FAILED).sum()),
             "failures": failures, "seconds": time.perf_counter() - t0}
+
+
+def extraction_summary(manifest, store: FeatureStore, results: list[dict], failures, rows_total: int,
+                       variants: int, seconds: float) -> dict:
+    """The summary of one extraction run, as ``ser extract --summary-json`` writes it.
+
+    Args:
+        manifest: the :class:`ser_tasks.manifest.Manifest` extracted (its notes include the split's).
+        store: the store group written.
+        results: what each :func:`process_region` call returned.
+        failures: the group's failed rows (:meth:`ser_tasks.store.FeatureStore.failures`).
+        rows_total: rows in the group.
+        variants: augmented copies per training clip.
+        seconds: wall time of the run.
+
+    Returns:
+        ``corpus``, ``clips``, ``skipped``, ``speakers``, ``rows``, ``appended_rows``,
+        ``variants_per_train_clip``, ``computed_rows``, ``computed_clips``, ``failed_rows``,
+        ``failures`` (``[{path, clip_id, variant, reason}]``), ``seconds``, ``clips_per_second``,
+        ``rows_per_second``, ``store`` (credentials redacted), ``group``, ``manifest_fingerprint``,
+        ``split_notes``.
+    """
+    from .remote import redact_url
+
+    computed = sum(r["rows"] for r in results)
+    computed_clips = sum(r["clips"] for r in results)  # a clip's variants share one batch
+    return {
+        "corpus": manifest.corpus, "clips": len(manifest.clips), "skipped": len(manifest.skipped),
+        "speakers": int(manifest.clips["speaker"].nunique()), "rows": rows_total, "appended_rows": store.appended_rows,
+        "variants_per_train_clip": variants, "computed_rows": computed, "computed_clips": computed_clips,
+        "failed_rows": len(failures), "failures": failures.to_dict("records"),
+        "seconds": round(seconds, 3),
+        "clips_per_second": round(computed_clips / seconds, 3) if computed else 0.0,
+        "rows_per_second": round(computed / seconds, 3) if computed else 0.0,
+        "store": redact_url(store.url), "group": store.group, "manifest_fingerprint": manifest.fingerprint(),
+        "split_notes": manifest.notes,
+    }
+
+
+def log_extraction(manifest, failures, summary: dict) -> None:
+    """Log the manifest, skipped files, split and failures (CSV) and extraction figures to the active run.
+
+    MLflow is imported here, not at the top: extraction workers import this module and need it not.
+    """
+    import mlflow
+
+    from .split import split_table
+
+    mlflow.log_text(manifest.clips.to_csv(index=False), "data/manifest.csv")
+    mlflow.log_text(manifest.skipped.to_csv(index=False), "data/skipped.csv")
+    mlflow.log_text(split_table(manifest.clips).to_csv(index=False), "data/split.csv")
+    mlflow.log_text(failures.to_csv(index=False), "data/failures.csv")
+    mlflow.log_metrics({
+        "extract_seconds": summary["seconds"], "extract_clips_per_second": summary["clips_per_second"],
+        "extract_failed_rows": summary["failed_rows"], "skipped_files": summary["skipped"],
+        "extract_computed_rows": summary["computed_rows"], "extract_appended_rows": summary["appended_rows"],
+        "clips": summary["clips"], "rows": summary["rows"],
+    })

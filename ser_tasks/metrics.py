@@ -7,6 +7,7 @@ per-class recalls, the headline metric of the SER literature because classes are
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -46,6 +47,29 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dic
                                         output_dict=True, zero_division=0),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def report_text(result: dict, title: str) -> str:
+    """A plain-text classification report of :func:`scores` (with ``vocabulary``).
+
+    Args:
+        result: :func:`scores`'s output plus ``vocabulary``.
+        title: the first line's subject, e.g. ``"Test speakers (actor-disjoint split)"``.
+
+    Returns:
+        UA, WA and macro-F1, a table of per-class precision, recall, F1 and support, and the confusion
+        matrix as JSON.
+    """
+    lines = [f"{title}, {result['n']} clips",
+             f"UA (unweighted average recall) {result['ua']:.4f}",
+             f"WA (accuracy)                  {result['wa']:.4f}",
+             f"macro-F1                       {result['macro_f1']:.4f}", "",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for cls in result["vocabulary"]:
+        r = result["report"][cls]
+        lines.append(f"{cls:<12}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1-score']:>10.3f}"
+                     f"{int(r['support']):>10d}")
+    return "\n".join(lines) + "\n" + json.dumps({"confusion": result["confusion"]}) + "\n"
 
 
 def plot_confusion(confusion: np.ndarray, vocabulary: list[str], path: Path, title: str = "") -> Path:

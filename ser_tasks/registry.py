@@ -122,3 +122,37 @@ def promote(name: str, version: int, client: mlflow.MlflowClient | None = None) 
     _set_alias(client, name, CHAMPION, version)
     client.set_model_version_tag(name, str(version), "promotion", reason)
     return Promotion(int(version), CHAMPION, reason)
+
+
+def register_model(model_path, normalizer_path, config, vocabulary: list[str], scores: dict, tags: dict) -> dict:
+    """Log the raw-audio model of a training run, register it as a new version, tag it and promote it.
+
+    Args:
+        model_path: the trained zoo model (``.keras``).
+        normalizer_path: its ``normalizer.json``.
+        config: the :class:`ser_tasks.config.PipelineConfig` it was trained with (audio, features,
+            model; ``tracking.registered_model`` names it).
+        vocabulary: the class labels, in the model's output order.
+        scores: its test scores (``ua``, ``wa``, ``macro_f1``).
+        tags: the training run's tags (``manifest_fingerprint``, ``store_group``, ``git_commit``).
+
+    Returns:
+        ``{"model_name", "model_version", "model_uri", "alias", "promotion"}``; the alias and the
+        reason are also set as the active run's tags ``model_alias`` and ``promotion``.
+    """
+    from .models import MODEL_INPUTS
+    from .predict import Preprocessing, log_emotion_model
+
+    name = config.tracking.registered_model
+    prep = Preprocessing(config.audio, config.features, MODEL_INPUTS[config.train.model], tuple(vocabulary),
+                         config.train.model)
+    info = log_emotion_model(model_path, normalizer_path, prep, name)
+    version = int(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in version_tags(scores, tags["manifest_fingerprint"], tags["store_group"],
+                                   tags["git_commit"]).items():
+        client.set_model_version_tag(name, str(version), key, value)
+    promotion = promote_if_better(name, version, client)
+    mlflow.set_tags({"model_alias": promotion.alias, "promotion": promotion.reason})
+    return {"model_name": name, "model_version": version, "model_uri": info.model_uri, "alias": promotion.alias,
+            "promotion": promotion.reason}

@@ -1,4 +1,4 @@
-"""MLflow plumbing: the tracking URI, experiment, tags and a per-epoch logging callback.
+"""MLflow plumbing: the tracking URI, experiment, tags, what a training run logs, and a per-epoch callback.
 
 Default tracking store: ``sqlite:///mlflow.db`` in the working folder, with artifacts in
 ``./mlartifacts`` beside it, so a plain ``mlflow ui`` started there shows the runs.
@@ -10,9 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import mlflow
+import pandas as pd
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from .train import FitResult
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -72,3 +79,62 @@ class MLflowEpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Log ``logs`` at step ``epoch`` (0-based)."""
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}, step=epoch)
+
+
+def training_tags(store_url: str, group: str, attrs: dict) -> dict[str, str]:
+    """Tags of a training run: commit, store (credentials redacted), group, manifest fingerprint, corpus.
+
+    Args:
+        store_url: the store's URL (redacted before it is logged).
+        group: the store group trained on.
+        attrs: that group's attributes (``manifest_fingerprint``, ``corpus``).
+    """
+    from .remote import redact_url
+
+    return {"git_commit": git_commit(), "store": redact_url(store_url), "store_group": group,
+            "manifest_fingerprint": attrs.get("manifest_fingerprint", ""), "corpus": attrs.get("corpus", ""),
+            "evaluation": "actor-disjoint (speaker-independent) test split"}
+
+
+def log_training_inputs(run_id: str, params: dict, speakers: list[dict]) -> None:
+    """Log the configuration and the speakers' split (``data/split.csv``) to the active run.
+
+    Of ``params``, only those the run does not have yet: a parent pipeline run logged them already.
+    """
+    logged = set(mlflow.get_run(run_id).data.params)
+    mlflow.log_params({k: v for k, v in params.items() if k not in logged})
+    mlflow.log_text(pd.DataFrame(speakers).to_csv(index=False), "data/split.csv")
+
+
+def log_training(fit_result: FitResult, vocabulary: list[str], out_dir: Path) -> None:
+    """Log what training used and did.
+
+    Parameters device, backend, rows and vocabulary; metrics ``best_epoch`` and ``train_seconds``;
+    the per-epoch history (``evaluation/history.json``) and its curves
+    (``evaluation/training_curves.png``, written to ``out_dir``).
+    """
+    mlflow.log_params({"device": fit_result.device, "keras_backend": keras.backend.backend(),
+                       "train_rows": fit_result.rows["train"], "val_rows": fit_result.rows["val"],
+                       "test_rows": fit_result.rows["test"], "vocabulary": ",".join(vocabulary)})
+    mlflow.log_metrics({"best_epoch": fit_result.best_epoch, "train_seconds": fit_result.seconds})
+    mlflow.log_artifact(str(metrics.plot_history(fit_result.history, out_dir / "training_curves.png")), "evaluation")
+    mlflow.log_dict(fit_result.history, "evaluation/history.json")
+
+
+def log_test_scores(result: dict) -> None:
+    """Log the test speakers' scores (:func:`ser_tasks.train.score_split`'s result) to the active run.
+
+    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1`` and per class ``test_recall_<c>``,
+    ``test_precision_<c>``, ``test_f1_<c>``; artifacts ``evaluation/confusion_matrix.png``,
+    ``evaluation/test_metrics.json`` and ``evaluation/classification_report.txt``.
+    """
+    mlflow.log_metrics({"test_ua": result["ua"], "test_wa": result["wa"], "test_macro_f1": result["macro_f1"]})
+    for cls, vals in result["report"].items():
+        if cls in result["vocabulary"]:
+            mlflow.log_metrics({f"test_recall_{cls}": vals["recall"], f"test_precision_{cls}": vals["precision"],
+                                f"test_f1_{cls}": vals["f1-score"]})
+    mlflow.log_artifact(result["confusion_png"], "evaluation")
+    mlflow.log_dict({k: result[k] for k in ("wa", "ua", "macro_f1", "n", "report", "confusion", "vocabulary")},
+                    "evaluation/test_metrics.json")
+    mlflow.log_text(metrics.report_text(result, "Test speakers (actor-disjoint split)"),
+                    "evaluation/classification_report.txt")
