@@ -16,7 +16,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -55,14 +54,7 @@ def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: 
                             verbose=verbose)
         y_true, y_pred = score_rows(g, fitted.model_path, fold.test)
         scores = metrics.scores(y_true, y_pred, vocab)
-        mlflow.log_metrics({"fold_ua": scores["ua"], "fold_wa": scores["wa"], "fold_macro_f1": scores["macro_f1"],
-                            "train_seconds": fitted.seconds})
-        png = metrics.plot_confusion(np.array(scores["confusion"]), vocab, out_dir / "confusion_matrix.png",
-                                      title=f"{name}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}")
-        mlflow.log_artifact(str(png), "evaluation")
-        mlflow.log_artifact(str(metrics.plot_history(fitted.history, out_dir / "training_curves.png")), "evaluation")
-        mlflow.log_dict({k: scores[k] for k in ("ua", "wa", "macro_f1", "n", "report", "confusion")},
-                        "evaluation/fold_metrics.json")
+        tracking.log_fold(scores, fitted, vocab, out_dir, name)
     return {"fold": fold.index + 1, "ua": scores["ua"], "wa": scores["wa"], "macro_f1": scores["macro_f1"],
             "n": scores["n"], "train_rows": int(fold.train.size), "test_speakers": list(fold.test_speakers),
             "seconds": round(fitted.seconds, 1), "confusion": scores["confusion"], "mlflow_run_id": run.info.run_id}
@@ -94,16 +86,7 @@ def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: Pipeli
                         res["macro_f1"], res["n"], res["seconds"])
             results.append(res)
         summary = summarize(results)
-        mlflow.log_metrics({"test_ua": summary["ua_mean"], "test_ua_std": summary["ua_std"],
-                            "test_wa": summary["wa_mean"], "test_wa_std": summary["wa_std"],
-                            "test_macro_f1": summary["macro_f1_mean"], "test_macro_f1_std": summary["macro_f1_std"]})
-        table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in results])
-        mlflow.log_text(table.to_csv(index=False), "evaluation/folds.csv")
-        pooled = np.sum([r["confusion"] for r in results], axis=0)
-        png = metrics.plot_confusion(pooled, vocab, out / protocol / "confusion_pooled.png",
-                                      title=f"{protocol}, all folds pooled: UA {summary['ua_mean']:.3f} "
-                                            f"± {summary['ua_std']:.3f} (mean ± sd over folds)")
-        mlflow.log_artifact(str(png), "evaluation")
+        pooled = tracking.log_protocol(summary, results, vocab, out / protocol, protocol)
     logger.info("%s: UA %.3f ± %.3f  WA %.3f ± %.3f  macro-F1 %.3f ± %.3f over %d folds", protocol,
                 summary["ua_mean"], summary["ua_std"], summary["wa_mean"], summary["wa_std"],
                 summary["macro_f1_mean"], summary["macro_f1_std"], summary["folds"])

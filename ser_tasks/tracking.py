@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import keras
 import mlflow
+import numpy as np
 import pandas as pd
 
 from . import metrics
@@ -138,3 +139,56 @@ def log_test_scores(result: dict) -> None:
                     "evaluation/test_metrics.json")
     mlflow.log_text(metrics.report_text(result, "Test speakers (actor-disjoint split)"),
                     "evaluation/classification_report.txt")
+
+
+def log_fold(scores: dict, fitted: FitResult, vocabulary: list[str], out_dir: Path, name: str) -> None:
+    """Log one cross-validation fold to the active (child) run.
+
+    Metrics ``fold_ua``, ``fold_wa``, ``fold_macro_f1`` and ``train_seconds``; artifacts
+    ``evaluation/confusion_matrix.png``, ``evaluation/training_curves.png`` (both written to
+    ``out_dir``) and ``evaluation/fold_metrics.json``.
+
+    Args:
+        scores: :func:`ser_tasks.metrics.scores` of the fold's held-out rows.
+        fitted: the fold's training result.
+        vocabulary: class labels.
+        out_dir: where the plots are written.
+        name: the fold's name, for the plot's title (``cv-actor-fold1``).
+    """
+    mlflow.log_metrics({"fold_ua": scores["ua"], "fold_wa": scores["wa"], "fold_macro_f1": scores["macro_f1"],
+                        "train_seconds": fitted.seconds})
+    png = metrics.plot_confusion(np.array(scores["confusion"]), vocabulary, out_dir / "confusion_matrix.png",
+                                 title=f"{name}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}")
+    mlflow.log_artifact(str(png), "evaluation")
+    mlflow.log_artifact(str(metrics.plot_history(fitted.history, out_dir / "training_curves.png")), "evaluation")
+    mlflow.log_dict({k: scores[k] for k in ("ua", "wa", "macro_f1", "n", "report", "confusion")},
+                    "evaluation/fold_metrics.json")
+
+
+def log_protocol(summary: dict, results: list[dict], vocabulary: list[str], out_dir: Path, protocol: str):
+    """Log one protocol's folds to its parent run: mean and sd over folds, the table, the pooled matrix.
+
+    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1`` (means) and their ``_std``; artifacts
+    ``evaluation/folds.csv`` and ``evaluation/confusion_pooled.png`` (written to ``out_dir``).
+
+    Args:
+        summary: :func:`ser_tasks.crossval.summarize` of ``results``.
+        results: one dict per fold (with ``confusion``).
+        vocabulary: class labels.
+        out_dir: where the plot is written.
+        protocol: the protocol's name, for the plot's title.
+
+    Returns:
+        The confusion matrix summed over folds, ``(k, k)`` int.
+    """
+    mlflow.log_metrics({"test_ua": summary["ua_mean"], "test_ua_std": summary["ua_std"],
+                        "test_wa": summary["wa_mean"], "test_wa_std": summary["wa_std"],
+                        "test_macro_f1": summary["macro_f1_mean"], "test_macro_f1_std": summary["macro_f1_std"]})
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in results])
+    mlflow.log_text(table.to_csv(index=False), "evaluation/folds.csv")
+    pooled = np.sum([r["confusion"] for r in results], axis=0)
+    png = metrics.plot_confusion(pooled, vocabulary, out_dir / "confusion_pooled.png",
+                                 title=f"{protocol}, all folds pooled: UA {summary['ua_mean']:.3f} "
+                                       f"± {summary['ua_std']:.3f} (mean ± sd over folds)")
+    mlflow.log_artifact(str(png), "evaluation")
+    return pooled
