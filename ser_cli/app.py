@@ -355,6 +355,15 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
         console.print(table)
 
 
+def _progress(label: str, unit: str):
+    """A progress bar on stderr: ``label``, bar, done/total ``unit``, elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # no redirection of sys.stdout/stderr: a later Prefect flow in the same process would log into the proxy
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn(),
+                    console=console, redirect_stdout=False, redirect_stderr=False)
+
+
 def _default_model() -> str:
     from ser_tasks.config import TrackingConfig
 
@@ -382,7 +391,6 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     others are scored all the same.
     """
     import mlflow
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ser_tasks import tracking
     from ser_tasks.predict import expand_inputs, predict_files
@@ -399,9 +407,7 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
         except mlflow.exceptions.MlflowException as exc:
             raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
     params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}
-    # no redirection of sys.stdout/stderr: a later Prefect flow in the same process would log into the proxy
-    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                  TimeElapsedColumn(), console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+    with _progress("predicting", "files") as progress:
         bar = progress.add_task("predict", total=len(files))
         preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n))
     if out is not None:
@@ -438,15 +444,11 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
     Scored on the classes the model knows (the others are listed as ignored); the MLflow run is tagged
     with the model.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ser_tasks import tracking
     from ser_tasks.score import score_corpus
 
     tracking.setup(mlflow_uri, experiment)
-    with _user_errors(), Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                                  TimeElapsedColumn(), console=console, redirect_stdout=False,
-                                  redirect_stderr=False) as progress:
+    with _user_errors(), _progress("scoring", "clips") as progress:
         bar = progress.add_task("score", total=None)
         result = score_corpus(model, root, corpus, _storage(storage_options, endpoint_url), crema_demographics,
                               out_dir, on_start=lambda n: progress.update(bar, total=n),

@@ -15,22 +15,33 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on workers or CI
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    recall_score,
+)
 
 from .errors import InputError
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
+def scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str], present_only: bool = False) -> dict:
     """Scores of integer predictions against integer labels.
 
     Args:
         y_true: ``(n,)`` true class indices into ``vocabulary``.
         y_pred: ``(n,)`` predicted class indices into ``vocabulary``.
         vocabulary: class names, index ``i`` naming class ``i`` (the report's keys; ``k`` classes).
+        present_only: average UA and macro-F1 over the classes present in ``y_true`` only, for a
+            corpus that lacks some of the model's classes (``ser score``); predictions still range
+            over the whole vocabulary.
 
     Returns:
         ``{"wa", "ua", "macro_f1", "n", "report": per-class dict, "confusion": (k, k) int list}``;
-        rows of the confusion matrix are true classes.
+        rows of the confusion matrix are true classes. With ``present_only``, also ``"classes"``:
+        the names of the present classes, in vocabulary order.
 
     Raises:
         InputError: empty or mismatched inputs.
@@ -38,15 +49,21 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dic
     if len(y_true) == 0 or len(y_true) != len(y_pred):
         raise InputError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
     labels = list(range(len(vocabulary)))
-    return {
+    present = sorted({int(v) for v in y_true})
+    out = {
         "wa": float(accuracy_score(y_true, y_pred)),
-        "ua": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0) if present_only
+                    else balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present if present_only else labels, average="macro",
+                                   zero_division=0)),
         "n": int(len(y_true)),
         "report": classification_report(y_true, y_pred, labels=labels, target_names=vocabulary,
                                         output_dict=True, zero_division=0),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+    if present_only:
+        out["classes"] = [vocabulary[i] for i in present]
+    return out
 
 
 def report_text(result: dict, title: str) -> str:

@@ -20,7 +20,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, recall_score
 
 from . import metrics
 from .errors import InputError
@@ -43,37 +42,6 @@ def model_version(model_uri: str) -> tuple[str, str] | None:
         return name, client.get_model_version_by_alias(name, alias).version
     name, _, version = ref.rpartition("/")
     return (name, version) if name and version.isdigit() else None
-
-
-def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, vocabulary: list[str]) -> dict:
-    """UA, WA and macro-F1 over the classes present in ``y_true``, with the whole vocabulary predicted.
-
-    Args:
-        y_true: ``(n,)`` int true class indices into ``vocabulary``.
-        y_pred: ``(n,)`` int predicted class indices into ``vocabulary``.
-        vocabulary: the model's class names, index ``i`` naming class ``i`` (``k`` classes).
-
-    Returns:
-        ``{"ua", "wa", "macro_f1", "n", "classes" (present, in vocabulary order), "report"
-        (per class), "confusion" ((k, k) int list over the vocabulary; rows are true classes)}``.
-
-    Raises:
-        InputError: empty or mismatched inputs.
-    """
-    if len(y_true) == 0 or len(y_true) != len(y_pred):
-        raise InputError(f"need equal, non-empty label arrays, got {len(y_true)} and {len(y_pred)}")
-    present = sorted(set(int(v) for v in y_true))
-    everything = list(range(len(vocabulary)))
-    return {
-        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "wa": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "n": int(len(y_true)),
-        "classes": [vocabulary[i] for i in present],
-        "report": classification_report(y_true, y_pred, labels=everything, target_names=vocabulary,
-                                        output_dict=True, zero_division=0),
-        "confusion": confusion_matrix(y_true, y_pred, labels=everything).tolist(),
-    }
 
 
 def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_options: dict | None = None,
@@ -104,9 +72,9 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
         InputError: the corpus has no clip of a class the model knows, or none could be scored.
         FileNotFoundError: ``root`` is not a folder.
     """
+    manifest = build_manifest(root, corpus, storage_options, crema_demographics)  # a bad root fails before loading
     model = mlflow.pyfunc.load_model(model_uri)
     vocab = list(preprocessing_of(model).vocabulary)
-    manifest = build_manifest(root, corpus, storage_options, crema_demographics)
     clips = manifest.clips
     known = clips[clips["emotion"].isin(vocab)]
     ignored = clips.loc[~clips["emotion"].isin(vocab), "emotion"].value_counts().sort_index()
@@ -124,7 +92,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
     index = {label: i for i, label in enumerate(vocab)}
     y_true = preds.loc[ok, "true"].map(index).to_numpy()
     y_pred = preds.loc[ok, "emotion"].map(index).to_numpy()
-    scores = corpus_scores(y_true, y_pred, vocab)
+    scores = metrics.scores(y_true, y_pred, vocab, present_only=True)
     found = model_version(model_uri)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
     out.mkdir(parents=True, exist_ok=True)
