@@ -35,7 +35,7 @@ import numpy as np
 from keras import layers
 
 from ser_tasks import metrics
-from ser_tasks.store import FeatureStore, read_strings
+from ser_tasks.store import FeatureStore
 
 
 def stats_pool(x):
@@ -116,12 +116,12 @@ def main() -> None:
     args = ap.parse_args()
 
     keras.utils.set_random_seed(0)
-    g = FeatureStore.locate(args.store, args.group).open()
-    x = g["log_mel"][:].astype(np.float32)  # (rows, mels, T)
-    y = g["emotion"][:].astype(int)
-    variant, clips = g["variant"][:], read_strings(g["clip_id"])
-    actor = np.array([int(s.rsplit(":", 1)[-1]) for s in read_strings(g["speaker"])])
-    vocab = list(g.attrs["vocabulary"])
+    view = FeatureStore.locate(args.store, args.group).view()
+    x = view.features("log_mel")[:].astype(np.float32)  # (rows, mels, T)
+    y = view.labels()
+    variant, clips = view.column("variant"), view.column("clip_id")
+    actor = np.array([int(s.rsplit(":", 1)[-1]) for s in view.column("speaker")])
+    vocab = view.vocabulary
     dev = [int(a) for a in args.dev_actors.split(",")]
     excluded = [int(a) for a in args.exclude_actors.split(",") if a]
     test = np.flatnonzero(np.isin(actor, dev) & (variant == 0))

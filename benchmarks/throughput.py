@@ -208,21 +208,21 @@ def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size:
     """
     import keras
 
-    from ser_tasks.data import ZarrSequence, input_shape, row_indices
+    from ser_tasks.data import ZarrSequence, input_shape
     from ser_tasks.models import MODEL_INPUTS, build_model
     from ser_tasks.store import FeatureStore
     from ser_tasks.train import fit_normalizer
 
-    g = FeatureStore.locate(store_url).open()
+    view = FeatureStore.locate(store_url).view()
     name = MODEL_INPUTS[model_name]
-    idx = row_indices(g, 0)
-    seq = ZarrSequence(g, idx, name, batch_size, shuffle=True, seed=0)
+    idx = view.rows("train")
+    seq = ZarrSequence(view, idx, name, batch_size, shuffle=True, seed=0)
     t0 = time.perf_counter()
     for i in range(len(seq)):
         seq[i]
     loader_s = time.perf_counter() - t0
-    vocab = g.attrs["vocabulary"]
-    model = build_model(model_name, input_shape(g, name), len(vocab), fit_normalizer(g, idx, name))
+    vocab = view.vocabulary
+    model = build_model(model_name, input_shape(view, name), len(vocab), fit_normalizer(view, idx, name))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     x, y = seq[0][:2]
     for _ in range(3):  # graph tracing and first-step allocation

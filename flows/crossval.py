@@ -24,7 +24,7 @@ from ser_tasks import metrics, tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.crossval import ABLATION, DESCRIPTIONS, PROTOCOLS, Fold, check_protocol, make_folds, summarize
 from ser_tasks.remote import redact_url
-from ser_tasks.store import DONE, FeatureStore, read_strings
+from ser_tasks.store import FeatureStore, StoreView
 from ser_tasks.train import score_rows, train_rows
 
 from .extract import dask_runner, extract_features
@@ -35,24 +35,23 @@ EVALUATION_OVERRIDES = {"augment.scope": "all", "train.schedule": "cosine"}
 
 
 @task(name="fold", cache_policy=NO_CACHE)
-def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: Path, verbose: int = 0) -> dict:
+def fold_task(view: StoreView, fold: Fold, config: PipelineConfig, out_dir: Path, verbose: int = 0) -> dict:
     """Train on ``fold.train``, score ``fold.test``, and log both to a child MLflow run.
 
     Returns:
         ``{"fold", "ua", "wa", "macro_f1", "n", "train_rows", "test_speakers", "seconds", "confusion",
         "mlflow_run_id"}``.
     """
-    g = store.open()
-    vocab = list(g.attrs["vocabulary"])
+    vocab = view.vocabulary
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{fold.protocol}-fold{fold.index + 1}"
     with mlflow.start_run(run_name=name, nested=True,
                           tags={"protocol": fold.protocol, "fold": str(fold.index + 1)}) as run:
         mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
                            "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model})
-        fitted = train_rows(g, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
+        fitted = train_rows(view, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
                             verbose=verbose)
-        y_true, y_pred = score_rows(g, fitted.model_path, fold.test)
+        y_true, y_pred = score_rows(view, fitted.model_path, fold.test)
         scores = metrics.scores(y_true, y_pred, vocab)
         tracking.log_fold(scores, fitted, vocab, out_dir, name)
     return {"fold": fold.index + 1, "ua": scores["ua"], "wa": scores["wa"], "macro_f1": scores["macro_f1"],
@@ -60,17 +59,16 @@ def fold_task(store: FeatureStore, fold: Fold, config: PipelineConfig, out_dir: 
             "seconds": round(fitted.seconds, 1), "confusion": scores["confusion"], "mlflow_run_id": run.info.run_id}
 
 
-def _folds(store: FeatureStore, protocol: str, n_folds: int, seed: int) -> list[Fold]:
-    g = store.open()
-    return make_folds(protocol, read_strings(g["speaker"]), read_strings(g["clip_id"]), g["variant"][:],
-                      g["status"][:] == DONE, n_folds, seed)
+def _folds(view: StoreView, protocol: str, n_folds: int, seed: int) -> list[Fold]:
+    return make_folds(protocol, view.column("speaker"), view.column("clip_id"), view.column("variant"), view.done(),
+                      n_folds, seed)
 
 
-def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: PipelineConfig, n_folds: int,
+def _protocol(view: StoreView, protocol: str, folds: list[Fold], cfg: PipelineConfig, n_folds: int,
               out: Path, verbose: int, tags: dict | None = None) -> dict:
     """Run the given folds of one protocol under a parent run (nested in the active run, if any)."""
     logger = get_run_logger()
-    vocab = list(store.open().attrs["vocabulary"])
+    vocab = view.vocabulary
     evaluation = f"{DESCRIPTIONS[protocol]}, {len(folds)} of {n_folds} folds"
     t0 = time.perf_counter()
     with mlflow.start_run(run_name=protocol, nested=mlflow.active_run() is not None,
@@ -80,7 +78,7 @@ def _protocol(store: FeatureStore, protocol: str, folds: list[Fold], cfg: Pipeli
                            "keras_backend": keras.backend.backend()})
         results = []
         for fold in folds:
-            res = fold_task(store, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose)
+            res = fold_task(view, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose)
             logger.info("%s fold %d/%d (%s): UA %.3f  WA %.3f  macro-F1 %.3f  (%d test clips, %.0f s)", protocol,
                         fold.index + 1, len(folds), ",".join(fold.test_speakers) or "random", res["ua"], res["wa"],
                         res["macro_f1"], res["n"], res["seconds"])
@@ -127,19 +125,19 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: PipelineC
     check_protocol(protocol, max_folds)
     cfg = PipelineConfig.model_validate(config or {})
     store = FeatureStore.locate(store_url, group, storage_options)
-    g = store.open()
+    view = store.view()
     # Every protocol's folds, once, before any run: too few speakers or clips fails here.
-    folds = {p: _folds(store, p, n_folds, cfg.split.seed)[:max_folds]
+    folds = {p: _folds(view, p, n_folds, cfg.split.seed)[:max_folds]
              for p in (PROTOCOLS if protocol == ABLATION else (protocol,))}
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-cv-"))
     tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
-            "corpus": g.attrs.get("corpus", ""), "manifest_fingerprint": g.attrs.get("manifest_fingerprint", "")}
+            "corpus": view.attrs.get("corpus", ""), "manifest_fingerprint": view.attrs.get("manifest_fingerprint", "")}
     if protocol != ABLATION:
-        return _protocol(store, protocol, folds[protocol], cfg, n_folds, out, verbose, tags)
+        return _protocol(view, protocol, folds[protocol], cfg, n_folds, out, verbose, tags)
     with mlflow.start_run(run_name="leakage-ablation", tags={**tags, "protocol": ABLATION}) as parent:
         mlflow.log_params(cfg.flat_params())
-        results = {p: _protocol(store, p, folds[p], cfg, n_folds, out, verbose, tags) for p in PROTOCOLS}
+        results = {p: _protocol(view, p, folds[p], cfg, n_folds, out, verbose, tags) for p in PROTOCOLS}
         table = ablation_table(results)
         mlflow.log_text(table.to_csv(index=False), "evaluation/ablation.csv")
         mlflow.log_metrics({f"ablation_{p.replace('-', '_')}_ua": r["ua_mean"] for p, r in results.items()})

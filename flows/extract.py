@@ -19,11 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import extraction_summary, log_extraction, process_region
+from ser_tasks.lease import WriterLease
 from ser_tasks.manifest import Manifest, build_manifest
 from ser_tasks.plan import plan_rows, planned_splits
 from ser_tasks.remote import redact_url
 from ser_tasks.split import assign_split, split_table
-from ser_tasks.store import FeatureStore
+from ser_tasks.store import FeatureStore, group_name
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
@@ -79,39 +80,48 @@ def extract_features(root: str, store_url: str, config: PipelineConfig | None = 
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
     manifest = manifest_task(root, corpus, storage_options, crema_demographics)
-    # Speakers already in the store keep their side, so a grown corpus only appends rows.
-    fixed = planned_splits(store_url, cfg, storage_options)
-    manifest.clips, notes = assign_split(manifest.clips, cfg.split, fixed=fixed)
-    manifest.notes += notes
-    for note in manifest.notes:
-        logger.info(note)
-    logger.info("%s: %d clips, %d skipped, %d speakers", manifest.corpus, len(manifest.clips),
-                len(manifest.skipped), manifest.clips["speaker"].nunique())
-    plan = plan_rows(manifest.clips, cfg, params=False)  # drawn for the rows written only
-    store = FeatureStore.create_or_resume(
-        store_url, cfg, plan, storage_options=storage_options,
-        attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes,
-               "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
-    pending = store.task_regions(cfg.extract.chunks_per_task)
-    rows_total = int(store.open().attrs["rows"])
-    b = cfg.extract.batch_rows  # tasks start on chunk boundaries: count their chunks without another status read
-    logger.info("store %s group %s: %d rows (%d appended now), %d tasks over %d of %d chunks to compute",
-                redact_url(store_url), store.group, rows_total, store.appended_rows, len(pending),
-                sum(-(-(e - s) // b) for s, e in pending), -(-rows_total // b))
+    # One writer per group, from reading its planned splits to finalising it (ser_tasks.lease).
+    lease = WriterLease(store_url, group_name(cfg), storage_options, cfg.extract.lease_seconds,
+                        cfg.extract.lease_wait_seconds,
+                        on_wait=lambda held: logger.warning(
+                            "store group %s is being written by %s (lease expires at %s): waiting up to %.0f s",
+                            group_name(cfg), held.get("owner"), held.get("expires_at"),
+                            cfg.extract.lease_wait_seconds))
+    with lease:
+        # Speakers already in the store keep their side, so a grown corpus only appends rows.
+        fixed = planned_splits(store_url, cfg, storage_options)
+        manifest.clips, notes = assign_split(manifest.clips, cfg.split, fixed=fixed)
+        manifest.notes += notes
+        for note in manifest.notes:
+            logger.info(note)
+        logger.info("%s: %d clips, %d skipped, %d speakers", manifest.corpus, len(manifest.clips),
+                    len(manifest.skipped), manifest.clips["speaker"].nunique())
+        plan = plan_rows(manifest.clips, cfg, params=False)  # drawn for the rows written only
+        store = FeatureStore.create_or_resume(
+            store_url, cfg, plan, storage_options=storage_options,
+            attrs={"corpus": manifest.corpus, "manifest_fingerprint": manifest.fingerprint(), "split_notes": notes,
+                   "speakers": split_table(manifest.clips).astype({"split": str}).to_dict("records")})
+        pending = store.task_regions(cfg.extract.chunks_per_task)
+        rows_total = int(store.open().attrs["rows"])
+        b = cfg.extract.batch_rows  # tasks start on chunk boundaries: count their chunks without another status read
+        logger.info("store %s group %s: %d rows (%d appended now), %d tasks over %d of %d chunks to compute",
+                    redact_url(store_url), store.group, rows_total, store.appended_rows, len(pending),
+                    sum(-(-(e - s) // b) for s, e in pending), -(-rows_total // b))
 
-    results = []
-    if pending:
-        batch = extract_batch.with_options(retries=cfg.extract.retries, retry_delay_seconds=2)
-        futures = [batch.submit(store.url, store.group, s, e, storage_options) for s, e in pending]
-        with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
-                      TimeElapsedColumn(), disable=not show_progress) as progress:
-            bar = progress.add_task("extract", total=len(futures))
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                progress.advance(bar)
-    counts = store.finalize({"manifest_fingerprint": manifest.fingerprint()})
-
-    failures = store.failures(counts)
+        results = []
+        if pending:
+            batch = extract_batch.with_options(retries=cfg.extract.retries, retry_delay_seconds=2)
+            futures = [batch.submit(store.url, store.group, s, e, storage_options) for s, e in pending]
+            with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+                          TimeElapsedColumn(), disable=not show_progress) as progress:
+                bar = progress.add_task("extract", total=len(futures))
+                for fut in as_completed(futures):
+                    results.append(fut.result())
+                    progress.advance(bar)
+        lease.check()  # a writer presumed dead (its lease broken by another) must not commit
+        written = store.view()  # after the last write: status read once, for the counts and the failures
+        store.finalize({"manifest_fingerprint": manifest.fingerprint()}, written.counts())
+        failures = written.failures()
     summary = extraction_summary(manifest, store, results, failures, rows_total, cfg.augment.variants,
                                  time.perf_counter() - t0)
     logger.info("extracted %d rows (%d clips) in %.1f s: %.1f clips/s, %d failed rows", summary["computed_rows"],

@@ -16,20 +16,20 @@ from prefect.cache_policies import NO_CACHE
 
 from ser_tasks import registry, tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.store import FeatureStore
-from ser_tasks.train import TEST, FitResult, fit, score_split
+from ser_tasks.store import FeatureStore, StoreView
+from ser_tasks.train import FitResult, fit, score_split
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
-def fit_task(store: FeatureStore, config: PipelineConfig, out_dir: Path) -> FitResult:
+def fit_task(view: StoreView, config: PipelineConfig, out_dir: Path) -> FitResult:
     """:func:`ser_tasks.train.fit`, logging each epoch to the active MLflow run."""
-    return fit(store, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()])
+    return fit(view, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()])
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
-def evaluate_task(store: FeatureStore, model_path: Path, out_dir: Path) -> dict:
+def evaluate_task(view: StoreView, model_path: Path, out_dir: Path) -> dict:
     """:func:`ser_tasks.train.score_split` on the test speakers."""
-    return score_split(store, model_path, out_dir, TEST)
+    return score_split(view, model_path, out_dir, "test")
 
 
 @task(name="log-model", cache_policy=NO_CACHE)
@@ -75,7 +75,8 @@ def train_model(store_url: str, config: PipelineConfig | None = None, group: str
     logger = get_run_logger()
     cfg = PipelineConfig.model_validate(config or {})
     store = FeatureStore.locate(store_url, group, storage_options)
-    attrs = dict(store.open().attrs)
+    view = store.view()  # the group opened once; each label array read once, by whichever step needs it first
+    attrs = view.attrs
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-train-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -83,9 +84,9 @@ def train_model(store_url: str, config: PipelineConfig | None = None, group: str
     with _run(run_id, f"train-{cfg.train.model}", tags) as run:
         mlflow.set_tags(tags)
         tracking.log_training_inputs(run.info.run_id, cfg.flat_params(), attrs["speakers"])
-        fit_result = fit_task(store, cfg, out)
+        fit_result = fit_task(view, cfg, out)
         tracking.log_training(fit_result, attrs["vocabulary"], out)
-        result = evaluate_task(store, fit_result.model_path, out)
+        result = evaluate_task(view, fit_result.model_path, out)
         tracking.log_test_scores(result)
         registered = log_model_task(fit_result, cfg, result["vocabulary"], result, tags)
         logger.info("test speakers: UA %.3f  WA %.3f  macro-F1 %.3f  (%d clips); model %s v%d; run %s",

@@ -153,6 +153,11 @@ class ExtractConfig(_Section):
     workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     retries: int = Field(2, ge=0)
+    #: One writer per store group (:mod:`ser_tasks.lease`): the lease's time to live in seconds
+    #: (renewed every third of it; a writer that died blocks the group this long at most), and how
+    #: long a second writer waits for it before stopping with the holder's name.
+    lease_seconds: float = Field(120.0, ge=5)
+    lease_wait_seconds: float = Field(600.0, ge=0)
 
 
 class TrainConfig(_Section):

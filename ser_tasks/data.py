@@ -19,10 +19,9 @@ from collections.abc import Iterator
 
 import keras
 import numpy as np
-import zarr
 
 from .errors import InputError
-from .store import DONE
+from .store import StoreView
 
 #: Model inputs and how each is assembled from store arrays; shapes per row.
 #: ``log_mel``: (n_mels, T, 1), normalised per mel band.  ``zcr_rms``: (T, 2), ZCR and RMS as the
@@ -45,23 +44,17 @@ def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
     return arrays[input_name][..., np.newaxis].astype(np.float32)
 
 
-def input_shape(group: zarr.Group, input_name: str) -> tuple[int, ...]:
-    """Per-row model input shape for a store group."""
+def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
+    """Per-row model input shape of a store group (see :data:`INPUTS`)."""
     if input_name == "zcr_rms":
-        return (group["zcr"].shape[1], 2)
-    return (*group[input_name].shape[1:], 1)
+        return (view.features("zcr").shape[1], 2)
+    return (*view.features(_arrays_for(input_name)[0]).shape[1:], 1)
 
 
-def row_indices(group: zarr.Group, split: int, originals_only: bool = False) -> np.ndarray:
-    """Sorted indices of completed rows in one split (0 train, 1 val, 2 test). Failed rows are left out.
-
-    ``originals_only`` keeps variant 0 only: validation and test speakers are scored on their
-    original clips, even in a store that augmented every clip (``augment.scope: all``).
-    """
-    keep = (group["split"][:] == split) & (group["status"][:] == DONE)
-    if originals_only:
-        keep &= group["variant"][:] == 0
-    return np.flatnonzero(keep)
+def read_chunk(view: StoreView, input_name: str, c: int) -> np.ndarray:
+    """Model input of every row of store chunk ``c``: ``(chunk rows, ...)`` float32."""
+    sl = slice(c * view.chunk_rows, (c + 1) * view.chunk_rows)
+    return assemble(input_name, {n: view.features(n)[sl] for n in _arrays_for(input_name)})
 
 
 def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
@@ -71,30 +64,30 @@ def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
     return out
 
 
-def iter_chunks(group: zarr.Group, indices: np.ndarray, input_name: str) -> Iterator[np.ndarray]:
+def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str) -> Iterator[np.ndarray]:
     """Model input of the given rows, read one store chunk at a time.
 
     Chunks come in ascending order, and the rows of a chunk in their order in ``indices``.
 
     Args:
-        group: the store group, opened.
+        view: the store group's read view.
         indices: store row indices, ``(n,)`` int.
         input_name: one of :data:`INPUTS`.
 
     Yields:
         ``(rows of one chunk, ...)`` float32, as :func:`assemble` builds it.
     """
-    chunk = group["status"].chunks[0]
+    _arrays_for(input_name)  # an unknown input fails before any read
+    chunk = view.chunk_rows
     for c, rows in _by_chunk(indices, chunk).items():
-        x = assemble(input_name, {n: group[n][c * chunk:(c + 1) * chunk] for n in _arrays_for(input_name)})
-        yield x[rows - c * chunk]
+        yield read_chunk(view, input_name, c)[rows - c * chunk]
 
 
 class ZarrSequence(keras.utils.PyDataset):
     """Mini-batches ``(x, y)`` of store rows, read chunk by chunk.
 
     Args:
-        group: the store group (opened read-only).
+        view: the store group's read view (labels come from it, read once).
         indices: store row indices to serve.
         input_name: one of :data:`INPUTS`.
         batch_size: rows per batch.
@@ -123,18 +116,19 @@ class ZarrSequence(keras.utils.PyDataset):
         InputError: no rows, or an unknown ``input_name``.
     """
 
-    def __init__(self, group: zarr.Group, indices: np.ndarray, input_name: str, batch_size: int = 32,
+    def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
                  one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, **kwargs):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
             raise InputError("ZarrSequence needs at least one row")
-        self.group, self.input_name, self.batch_size = group, input_name, batch_size
+        _arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
+        self.view, self.input_name, self.batch_size = view, input_name, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self.chunk = group["status"].chunks[0]
+        self.chunk = view.chunk_rows
         self.indices = np.sort(indices)
-        self.labels_all = group["emotion"][:].astype(np.int32)
+        self.labels_all = view.labels()
         self.weights = None
         if class_weights is not None:
             table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
@@ -149,15 +143,14 @@ class ZarrSequence(keras.utils.PyDataset):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._resident: np.ndarray | None = None
-        _arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
-        if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(group, input_name)) \
+        if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(view, input_name)) \
                 <= memory_limit_mib * 2**20:
             self._resident = self._read_rows()
         self._order = self.order_for(0)
 
     def _read_rows(self) -> np.ndarray:
         """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
-        out = np.empty((self.indices.size, *input_shape(self.group, self.input_name)), dtype=np.float32)
+        out = np.empty((self.indices.size, *input_shape(self.view, self.input_name)), dtype=np.float32)
         at = 0
         for c, rows in _by_chunk(self.indices, self.chunk).items():
             out[at:at + rows.size] = self._chunk_input(c)[rows - c * self.chunk]
@@ -208,8 +201,7 @@ class ZarrSequence(keras.utils.PyDataset):
 
     def _chunk_input_locked(self, c: int) -> np.ndarray:
         if c not in self._cache:
-            sl = slice(c * self.chunk, (c + 1) * self.chunk)
-            self._cache[c] = assemble(self.input_name, {n: self.group[n][sl] for n in _arrays_for(self.input_name)})
+            self._cache[c] = read_chunk(self.view, self.input_name, c)
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)
         return self._cache[c]

@@ -31,3 +31,7 @@ class LeakageError(SerError, ValueError):
 
 class StoreConflictError(SerError, RuntimeError):
     """The store already holds a group for this config that was planned from different rows."""
+
+
+class StoreBusyError(SerError, RuntimeError):
+    """Another writer holds the store group's lease; the message names it and when its lease expires."""

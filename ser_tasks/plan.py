@@ -81,9 +81,10 @@ def planned_splits(url: str, config: PipelineConfig, storage_options: dict | Non
     """
     from .store import FeatureStore, group_name, read_strings  # the store writes what this plans
 
-    if group_name(config) not in FeatureStore.groups(url, storage_options):
+    try:
+        g = FeatureStore(url, group_name(config), storage_options).open()
+    except FileNotFoundError:
         return {}
-    g = FeatureStore(url, group_name(config), storage_options).open()
     n = int(g.attrs["rows"])
     rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
                          "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})

@@ -13,6 +13,7 @@ Layout of a store (local path or fsspec URL, e.g. ``s3://bucket/features.zarr``)
         augment  (rows, 5) float32  drawn parameters (nan = not applied), attrs["augment_params"]
         status   (rows,) int8     0 pending, 1 done, -1 failed
         error    (rows,) str      the failure reason of a failed row
+    <store>/.ser-leases/<group>.json       the write lease while a writer holds the group (ser_tasks.lease)
 
 Features, ``status`` and ``error`` are chunked by ``batch_rows`` rows, the unit a task writes; the
 label and provenance arrays (``emotion`` to ``augment``), written once, by :data:`LABEL_CHUNK_ROWS`.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata as _md
 import platform
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -42,6 +44,7 @@ from .config import PipelineConfig
 from .emotions import vocabulary
 from .errors import InputError, StoreConflictError
 from .features import FEATURES, feature_shapes
+from .lease import LEASE_DIR
 from .plan import with_params
 from .remote import fs_options
 from .split import SPLITS
@@ -49,6 +52,8 @@ from .split import SPLITS
 # Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
 # spec lacks it. We write it knowingly.
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+# The writer lease (ser_tasks.lease) lives beside the groups; zarr notes that it is not one of them.
+warnings.filterwarnings("ignore", message=f"Object at {re.escape(LEASE_DIR)} is not recognized", category=UserWarning)
 
 STORE_VERSION = 1
 
@@ -84,6 +89,11 @@ def read_strings(array, sl: slice = slice(None)) -> np.ndarray:
     numpy's StringDType does not cast to fixed-width ``str``.
     """
     return np.asarray(array[sl]).astype(object)
+
+
+def _chunk_ranges(n: int, b: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each ``b``-row chunk of ``n`` rows."""
+    return [(s, min(s + b, n)) for s in range(0, n, b)]
 
 
 def group_name(config: PipelineConfig) -> str:
@@ -133,22 +143,37 @@ class FeatureStore:
     group: str
     storage_options: dict | None = None
     appended_rows: int = field(default=0, compare=False)
+    # Open group handles by mode ("r", "r+"); a handle reads array metadata live, so it stays valid
+    # while workers write. Not pickled: a handle shipped to another process opens its own.
+    _handles: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        """Pickled without open handles (the receiving process opens its own)."""
+        return {**self.__dict__, "_handles": {}}
 
     # -- opening -------------------------------------------------------------------------------
-    def _root(self, mode: str) -> zarr.Group:
-        return _open_root(self.url, self.storage_options, mode)
-
     def open(self, mode: str = "r") -> zarr.Group:
-        """The group (``mode`` ``"r"`` or ``"r+"``).
+        """The group (``mode`` ``"r"`` or ``"r+"``), opened once per handle and mode.
+
+        A writable handle also serves reads.
 
         Raises:
             FileNotFoundError: the store or group does not exist.
         """
+        key = "r" if mode == "r" else "r+"
+        for cached in (self._handles.get("r+"), self._handles.get(key)):  # not `or`: an empty group is falsy
+            if cached is not None:
+                return cached
         try:
-            root = self._root("r" if mode == "r" else "r+")
-            return root[self.group]
+            g = _open_root(self.url, self.storage_options, key)[self.group]
         except (FileNotFoundError, KeyError) as exc:
             raise FileNotFoundError(f"{self.url}: no feature group {self.group!r}") from exc
+        self._handles[key] = g
+        return g
+
+    def view(self) -> StoreView:
+        """A read view of the group as it is now (see :class:`StoreView`); opens it at most once."""
+        return StoreView(self.open(), self)
 
     @classmethod
     def groups(cls, url: str, storage_options: dict | None = None) -> list[str]:
@@ -167,7 +192,11 @@ class FeatureStore:
             FileNotFoundError: no group (of that name) in the store.
             InputError: several groups and none named.
         """
-        names = cls.groups(url, storage_options)
+        try:
+            root = _open_root(url, storage_options, "r")
+        except FileNotFoundError:
+            root = None
+        names = [] if root is None else sorted(n for n in root.group_keys() if n.startswith("extract-"))
         if group is None:
             if not names:
                 raise FileNotFoundError(f"{url}: no feature groups (run `ser extract` first)")
@@ -176,7 +205,9 @@ class FeatureStore:
             group = names[0]
         elif group not in names:
             raise FileNotFoundError(f"{url}: no feature group {group!r}; present: {', '.join(names) or 'none'}")
-        return cls(url, group, storage_options)
+        store = cls(url, group, storage_options)
+        store._handles["r"] = root[group]  # the root is open already: no second open for the group
+        return store
 
     # -- planning ------------------------------------------------------------------------------
     @classmethod
@@ -203,8 +234,9 @@ class FeatureStore:
             g = root[store.group]
             store._check_config(g, config)
             store.appended_rows = store._extend(g, plan, attrs or {}, config)
-            return store
-        store._create(root, config, plan, attrs or {})
+        else:
+            g = store._create(root, config, plan, attrs or {})
+        store._handles["r+"] = g
         return store
 
     def _check_config(self, g: zarr.Group, config: PipelineConfig) -> None:
@@ -258,7 +290,7 @@ class FeatureStore:
                                       "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}]})
         return len(new)
 
-    def _create(self, root: zarr.Group, config: PipelineConfig, plan: pd.DataFrame, attrs: dict) -> None:
+    def _create(self, root: zarr.Group, config: PipelineConfig, plan: pd.DataFrame, attrs: dict) -> zarr.Group:
         n = len(plan)
         b = config.extract.batch_rows
         vocab = vocabulary(set(plan["emotion"]))
@@ -289,18 +321,19 @@ class FeatureStore:
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "planned": True,  # set last: a group without it was interrupted mid-creation
         })
+        return g
 
     # -- extraction bookkeeping ----------------------------------------------------------------
     def regions(self) -> list[tuple[int, int]]:
         """All chunk-aligned ``(start, stop)`` row ranges of the group."""
         g = self.open()
-        n, b = g["status"].shape[0], g.attrs["batch_rows"]
-        return [(s, min(s + b, n)) for s in range(0, n, b)]
+        return _chunk_ranges(g["status"].shape[0], g.attrs["batch_rows"])
 
     def pending_regions(self) -> list[tuple[int, int]]:
         """Row ranges that still hold a pending row (a complete range is never recomputed)."""
-        status = self.open()["status"][:]
-        return [(s, e) for s, e in self.regions() if (status[s:e] == PENDING).any()]
+        g = self.open()
+        status = g["status"][:]
+        return [(s, e) for s, e in _chunk_ranges(status.size, g.attrs["batch_rows"]) if (status[s:e] == PENDING).any()]
 
     def task_regions(self, chunks_per_task: int) -> list[tuple[int, int]]:
         """:meth:`pending_regions` merged into runs of up to ``chunks_per_task`` adjacent chunks.
@@ -338,42 +371,176 @@ class FeatureStore:
         g["error"][start:stop] = np.asarray(errors, dtype=str)
         g["status"][start:stop] = status.astype(np.int8)
 
-    def failures(self, counts: dict[str, int] | None = None) -> pd.DataFrame:
-        """Failed rows: ``clip_id, variant, path, reason``.
-
-        ``counts`` (from :meth:`counts` or :meth:`finalize`, current) saves reading the status array
-        when it says none failed.
-        """
-        if counts is not None and counts["failed"] == 0:
-            return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
-        g = self.open()
-        status = g["status"][:]
-        idx = np.flatnonzero(status == FAILED)
-        if not idx.size:
-            return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
-        return pd.DataFrame({"clip_id": read_strings(g["clip_id"])[idx], "variant": g["variant"][:][idx],
-                             "path": read_strings(g["path"])[idx], "reason": read_strings(g["error"])[idx]})
+    def failures(self) -> pd.DataFrame:
+        """Failed rows: ``clip_id, variant, path, reason`` (:meth:`StoreView.failures` of a fresh view)."""
+        return self.view().failures()
 
     def counts(self) -> dict[str, int]:
-        """Rows by status: ``rows``, ``done``, ``failed``, ``pending``."""
-        status = self.open()["status"][:]
-        return {"rows": int(status.size), "done": int((status == DONE).sum()),
-                "failed": int((status == FAILED).sum()), "pending": int((status == PENDING).sum())}
+        """Rows by status: ``rows``, ``done``, ``failed``, ``pending`` (reads the status array)."""
+        return self.view().counts()
 
-    def finalize(self, extra_attrs: dict | None = None) -> dict[str, int]:
+    def finalize(self, extra_attrs: dict | None = None, counts: dict[str, int] | None = None) -> dict[str, int]:
         """Record completion and failure count, then consolidate metadata (once, after all writers).
 
         Nothing is written when the group's attributes already hold these values and this handle
         appended no rows (a rerun with nothing new): its consolidated metadata is still current.
 
+        Args:
+            extra_attrs: more attributes to record.
+            counts: :meth:`StoreView.counts` of a view taken after the last write (read here when
+                ``None``).
+
         Returns:
-            :meth:`counts`, as recorded.
+            The counts, as recorded.
         """
         g = self.open("r+")
-        counts = self.counts()
+        counts = counts or self.counts()
         attrs = {**(extra_attrs or {}), "complete": counts["pending"] == 0, "failed_rows": counts["failed"]}
         if self.appended_rows == 0 and all(g.attrs.get(k, _MISSING) == v for k, v in attrs.items()):
             return counts
         g.attrs.update(attrs)
         zarr.consolidate_metadata(_store_like(self.url, self.storage_options))
         return counts
+
+
+#: The per-row label and provenance arrays a :class:`StoreView` reads (at most once each).
+COLUMNS = ("emotion", "split", "variant", "clip_id", "speaker", "path", "status", "error")
+_STRINGS = {"clip_id", "speaker", "path", "error"}
+
+
+class StoreView:
+    """A read view of one extraction group: the group opened once, each per-row array read at most once.
+
+    The one reader of the group's layout for training, scoring and cross-validation: rows of a
+    split, labels, vocabulary, provenance and feature arrays. Columns are read on first use and
+    kept (a few bytes per row); feature arrays are read by the caller, chunk by chunk. A view is a
+    snapshot of the per-row arrays: take a new one after writing (``status`` changes as rows are
+    extracted).
+
+    Args:
+        group: the opened group.
+        store: the handle it came from (for its URL and name in messages); ``None`` for a bare group.
+
+    Pickling keeps the store handle and drops the open group and the columns read; the receiving
+    process opens the group again on first use.
+    """
+
+    def __init__(self, group: zarr.Group | None, store: FeatureStore | None = None):
+        """Wrap an opened group (see the class docstring)."""
+        if group is None and store is None:
+            raise InputError("StoreView needs a group or a store")
+        self.store = store
+        self._group = group
+        self._columns: dict[str, np.ndarray] = {}
+        self._attrs: dict | None = None
+
+    def __getstate__(self) -> dict:
+        """Only the store handle travels; the group is reopened on first use."""
+        if self.store is None:
+            raise InputError("a StoreView of a bare group cannot be pickled; take it from a FeatureStore")
+        return {"store": self.store, "_group": None, "_columns": {}, "_attrs": None}
+
+    @property
+    def group(self) -> zarr.Group:
+        """The opened Zarr group (opened here on first use after unpickling)."""
+        if self._group is None:
+            self._group = self.store.open()
+        return self._group
+
+    @property
+    def name(self) -> str:
+        """``url/group`` for messages (the group's path when the view wraps a bare group)."""
+        return f"{self.store.url}/{self.store.group}" if self.store is not None else self.group.path
+
+    @property
+    def attrs(self) -> dict:
+        """The group's attributes (read once)."""
+        if self._attrs is None:
+            self._attrs = dict(self.group.attrs)
+        return self._attrs
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Emotion names; ``emotion`` values index into it."""
+        return list(self.attrs["vocabulary"])
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per chunk of the feature and status arrays (``extract.batch_rows``)."""
+        return int(self.group["status"].chunks[0])
+
+    def column(self, name: str) -> np.ndarray:
+        """One per-row array of :data:`COLUMNS`, whole, read on first use: ``(rows,)``.
+
+        Strings come as object arrays of ``str``; ``emotion``, ``split``, ``variant`` and ``status`` as
+        their stored integer dtypes.
+
+        Raises:
+            InputError: ``name`` is not one of :data:`COLUMNS`.
+        """
+        if name not in COLUMNS:
+            raise InputError(f"unknown store column {name!r}; choose one of {', '.join(COLUMNS)}")
+        if name not in self._columns:
+            array = self.group[name]
+            self._columns[name] = read_strings(array) if name in _STRINGS else array[:]
+        return self._columns[name]
+
+    def labels(self) -> np.ndarray:
+        """Class index of every row ``(rows,)`` int32 (into :attr:`vocabulary`)."""
+        return self.column("emotion").astype(np.int32)
+
+    def rows(self, split: str, originals_only: bool = False) -> np.ndarray:
+        """Sorted indices ``(n,)`` int64 of completed rows in one split; failed rows are left out.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"`` (:data:`ser_tasks.split.SPLITS`).
+            originals_only: keep variant 0 only: validation and test speakers are scored on their
+                original clips, even in a store that augmented every clip (``augment.scope: all``).
+
+        Raises:
+            InputError: an unknown split.
+        """
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        keep = (self.column("split") == SPLITS.index(split)) & (self.column("status") == DONE)
+        if originals_only:
+            keep &= self.column("variant") == 0
+        return np.flatnonzero(keep)
+
+    def done(self) -> np.ndarray:
+        """Whether each row was extracted, ``(rows,)`` bool."""
+        return self.column("status") == DONE
+
+    def features(self, name: str) -> zarr.Array:
+        """A feature array (``log_mel``, ``mfcc``, ``zcr``, ``rms``), unread.
+
+        Raises:
+            InputError: not a feature of the store.
+        """
+        if name not in FEATURES:
+            raise InputError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")
+        return self.group[name]
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status: ``rows``, ``done``, ``failed``, ``pending``."""
+        status = self.column("status")
+        return {"rows": int(status.size), "done": int((status == DONE).sum()),
+                "failed": int((status == FAILED).sum()), "pending": int((status == PENDING).sum())}
+
+    def failures(self) -> pd.DataFrame:
+        """Failed rows: ``clip_id, variant, path, reason`` (empty, and nothing more read, when none failed)."""
+        idx = np.flatnonzero(self.column("status") == FAILED)
+        if not idx.size:
+            return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
+        return pd.DataFrame({"clip_id": self.column("clip_id")[idx], "variant": self.column("variant")[idx],
+                             "path": self.column("path")[idx], "reason": self.column("error")[idx]})
+
+    def provenance(self) -> pd.DataFrame:
+        """One row per store row: ``clip_id, speaker, path, variant, split, emotion, status`` (names, not codes)."""
+        return pd.DataFrame({
+            "clip_id": self.column("clip_id"), "speaker": self.column("speaker"), "path": self.column("path"),
+            "variant": self.column("variant"),
+            "split": np.asarray(SPLITS, dtype=object)[self.column("split")],
+            "emotion": np.asarray(self.vocabulary, dtype=object)[self.column("emotion")],
+            "status": self.column("status"),
+        })

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import zarr
 
 from . import metrics
 from .config import TrainConfig
-from .data import ZarrSequence, input_shape, iter_chunks, resident_tf_dataset, row_indices
+from .data import ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
 from .errors import InputError
 from .models import MODEL_INPUTS, SPECTROGRAMS, Normalizer, SpecAugment, build_model, norm_axis
-from .split import SPLITS
-from .store import FeatureStore, read_strings
-
-TRAIN, VAL, TEST = 0, 1, 2  # indices into SPLITS
+from .store import StoreView
 
 
 def accelerator() -> str:
@@ -48,7 +44,7 @@ def accelerator() -> str:
     return "CPU"
 
 
-def fit_normalizer(group: zarr.Group, indices: np.ndarray, input_name: str) -> Normalizer:
+def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Normalizer:
     """Mean and variance per band over the given (training) rows, one chunk at a time.
 
     Raises:
@@ -59,7 +55,7 @@ def fit_normalizer(group: zarr.Group, indices: np.ndarray, input_name: str) -> N
     axis = norm_axis(input_name)
     total = sq = None
     count = 0
-    for x in iter_chunks(group, indices, input_name):
+    for x in iter_chunks(view, indices, input_name):
         x = x.astype(np.float64)
         if not np.isfinite(x).all():
             raise InputError("non-finite features in the training rows")
@@ -123,26 +119,26 @@ class FitResult:
     device: str
 
 
-def fit(store: FeatureStore, cfg: TrainConfig, out_dir: Path, extra_callbacks: list | None = None,
+def fit(view: StoreView, cfg: TrainConfig, out_dir: Path, extra_callbacks: list | None = None,
         verbose: int = 2) -> FitResult:
     """Train ``cfg.model`` on a store group's training speakers and save the best epoch.
 
-    The model is chosen by validation UA when the store has validation speakers, else by training
-    loss (see :func:`train_rows`).
+    Training uses every variant of the training rows; validation and test count original clips
+    only. The model is chosen by validation UA when the store has validation speakers, else by
+    training loss (see :func:`train_rows`).
 
     Raises:
         InputError: unknown model, or no completed training rows.
     """
-    g = store.open()
-    idx = {s: row_indices(g, s, originals_only=s != TRAIN) for s in (TRAIN, VAL, TEST)}
-    if idx[TRAIN].size == 0:
-        raise InputError(f"{store.url}/{store.group}: no completed training rows")
-    result = train_rows(g, idx[TRAIN], cfg, out_dir, idx[VAL], extra_callbacks, verbose)
-    result.rows["test"] = int(idx[TEST].size)
+    idx = {s: view.rows(s, originals_only=s != "train") for s in ("train", "val", "test")}
+    if idx["train"].size == 0:
+        raise InputError(f"{view.name}: no completed training rows")
+    result = train_rows(view, idx["train"], cfg, out_dir, idx["val"], extra_callbacks, verbose)
+    result.rows["test"] = int(idx["test"].size)
     return result
 
 
-def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
+def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
                val_idx: np.ndarray | None = None, extra_callbacks: list | None = None,
                verbose: int = 2) -> FitResult:
     """Train ``cfg.model`` on the given store rows and save the model to keep.
@@ -158,7 +154,7 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     ``spec_*`` masks apply to models that read a spectrogram; others train without them.
 
     Args:
-        g: the store group, opened.
+        view: the store group's read view.
         train_idx: store row indices to train on, ``(n,)`` int.
         cfg: the training settings (model, schedule, epochs, batch size, masks, seed ...).
         out_dir: where ``model.keras`` and ``normalizer.json`` are written (created when missing).
@@ -180,24 +176,23 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    vocab = list(g.attrs["vocabulary"])
+    vocab = view.vocabulary
     name = MODEL_INPUTS[cfg.model]
-    normalizer = fit_normalizer(g, train_idx, name)
+    normalizer = fit_normalizer(view, train_idx, name)
     normalizer_path = out_dir / "normalizer.json"
     normalizer_path.write_text(json.dumps(normalizer.to_dict()))
 
-    labels = g["emotion"][:].astype(int)
-    weights = class_weights(labels[train_idx], len(vocab)) if cfg.class_weights else None
-    clips = read_strings(g["clip_id"]) if cfg.epoch_rows == "one_per_clip" else None
+    weights = class_weights(view.labels()[train_idx], len(vocab)) if cfg.class_weights else None
+    clips = view.column("clip_id") if cfg.epoch_rows == "one_per_clip" else None
     # Two prefetch threads hide reading and stacking behind the training step (measured: 16.6
     # instead of 21.8 ms per example on two cores).
-    train_seq = ZarrSequence(g, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
+    train_seq = ZarrSequence(view, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
                              workers=2, max_queue_size=8)
     # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
-    model = build_model(cfg.model, input_shape(g, name), len(vocab), normalizer, masking)
+    model = build_model(cfg.model, input_shape(view, name), len(vocab), normalizer, masking)
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
@@ -206,7 +201,7 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"
-    callbacks: list = [ValidationUA(ZarrSequence(g, val_idx, name, 64), vocab)] if has_val else []
+    callbacks: list = [ValidationUA(ZarrSequence(view, val_idx, name, 64), vocab)] if has_val else []
     if not cosine:
         callbacks += [
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
@@ -238,7 +233,7 @@ def train_rows(g: zarr.Group, train_idx: np.ndarray, cfg: TrainConfig, out_dir: 
                      {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, accelerator())
 
 
-def score_rows(g: zarr.Group, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class indices of store rows under a saved zoo model.
 
     Returns:
@@ -252,12 +247,18 @@ def score_rows(g: zarr.Group, model_path: Path, rows: np.ndarray) -> tuple[np.nd
         raise InputError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
     if rows.size == 0:
         raise InputError("no rows to score")
-    seq = ZarrSequence(g, rows, MODEL_INPUTS[model.name], 64)
+    seq = ZarrSequence(view, rows, MODEL_INPUTS[model.name], 64)
     return seq.labels, predict(model, seq).argmax(axis=1)
 
 
-def score_split(store: FeatureStore, model_path: Path, out_dir: Path, split: int = TEST) -> dict:
-    """Score a saved model on one split (default: test speakers) and draw the confusion matrix.
+def score_split(view: StoreView, model_path: Path, out_dir: Path, split: str = "test") -> dict:
+    """Score a saved model on one split's original clips (default: test speakers); draw the confusion matrix.
+
+    Args:
+        view: the store group's read view.
+        model_path: a zoo model saved by :func:`train_rows` (``.keras``).
+        out_dir: where ``confusion_matrix.png`` is written.
+        split: ``"train"``, ``"val"`` or ``"test"``; training rows include their augmented copies.
 
     Returns:
         :func:`ser_tasks.metrics.scores` output plus ``vocabulary`` and ``confusion_png``.
@@ -265,16 +266,15 @@ def score_split(store: FeatureStore, model_path: Path, out_dir: Path, split: int
     Raises:
         InputError: the split has no completed rows, or the model is not a zoo model.
     """
-    g = store.open()
-    vocab = list(g.attrs["vocabulary"])
-    idx = row_indices(g, split, originals_only=split != TRAIN)
+    vocab = view.vocabulary
+    idx = view.rows(split, originals_only=split != "train")
     if idx.size == 0:
-        raise InputError(f"{store.url}/{store.group}: no completed rows in split {SPLITS[split]!r}")
-    y_true, pred = score_rows(g, model_path, idx)
+        raise InputError(f"{view.name}: no completed rows in split {split!r}")
+    y_true, pred = score_rows(view, model_path, idx)
     result = metrics.scores(y_true, pred, vocab)
     result["vocabulary"] = vocab
     result["confusion_png"] = str(metrics.plot_confusion(
         np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",
-        title=f"{SPLITS[split]} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, "
+        title=f"{split} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, "
               f"macro-F1 {result['macro_f1']:.3f}"))
     return result

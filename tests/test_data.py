@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import ZarrSequence, assemble, input_shape, resident_tf_dataset, row_indices
+from ser_tasks.data import ZarrSequence, assemble, input_shape, resident_tf_dataset
+from ser_tasks.store import StoreView
 from ser_tasks.train import fit_normalizer
 
 
@@ -23,23 +24,29 @@ def group(tmp_path):
     status = np.ones(n, dtype=np.int8)
     status[5] = -1  # a failed row is never served
     g.create_array("status", shape=(n,), chunks=(chunk,), dtype="int8")[:] = status
+    g.create_array("variant", shape=(n,), chunks=(chunk,), dtype="int16")[:] = np.arange(n) % 2
+    g.attrs["vocabulary"] = ["a", "b", "c"]
     return g
 
 
+def rows(group, split, originals_only=False):
+    """The split's rows through a fresh read view."""
+    return StoreView(group).rows(split, originals_only)
+
+
 def test_rows_of_a_split_exclude_failures(group):
-    train = row_indices(group, 0)
+    train = rows(group, "train")
     assert train.size == 29 and 5 not in train
 
 
 def test_held_out_rows_can_be_limited_to_original_clips(group):
-    group.create_array("variant", shape=(50,), chunks=(8,), dtype="int16")[:] = np.arange(50) % 2
-    assert row_indices(group, 2).tolist() == list(range(40, 50))
-    assert row_indices(group, 2, originals_only=True).tolist() == [40, 42, 44, 46, 48]
+    assert rows(group, "test").tolist() == list(range(40, 50))
+    assert rows(group, "test", originals_only=True).tolist() == [40, 42, 44, 46, 48]
 
 
 def test_sequence_serves_every_row_once_per_epoch_and_reshuffles(group):
-    idx = row_indices(group, 0)
-    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=1)
+    idx = rows(group, "train")
+    seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=1)
     assert len(seq) == 8
     served = np.concatenate([seq[i][0][:, 0, 0, 0] for i in range(len(seq))])
     labels = np.concatenate([seq[i][1] for i in range(len(seq))])
@@ -52,41 +59,41 @@ def test_sequence_serves_every_row_once_per_epoch_and_reshuffles(group):
 
 
 def test_unshuffled_sequence_is_in_store_order(group):
-    idx = row_indices(group, 2)
-    seq = ZarrSequence(group, idx, "zcr_rms", batch_size=64)
+    idx = rows(group, "test")
+    seq = ZarrSequence(StoreView(group), idx, "zcr_rms", batch_size=64)
     x, y = seq[0]
-    assert x.shape == (10, 6, 2) and input_shape(group, "zcr_rms") == (6, 2)
+    assert x.shape == (10, 6, 2) and input_shape(StoreView(group), "zcr_rms") == (6, 2)
     assert x[:, 0, 0].tolist() == idx.tolist() and (x[:, 0, 1] == idx + 1000).all()
     assert seq.labels.tolist() == (idx % 3).tolist()
 
 
 def test_normalizer_matches_numpy_over_training_rows(group):
-    idx = row_indices(group, 0)
-    norm = fit_normalizer(group, idx, "log_mel")
+    idx = rows(group, "train")
+    norm = fit_normalizer(StoreView(group), idx, "log_mel")
     x = assemble("log_mel", {"log_mel": group["log_mel"][:]})[idx].astype(np.float64)
     np.testing.assert_allclose(norm.mean, x.mean(axis=(0, 2, 3)), rtol=1e-9)
     np.testing.assert_allclose(norm.variance, x.var(axis=(0, 2, 3)), rtol=1e-6)
     assert norm.mean.shape == (4,) and norm.rows == 29
     with pytest.raises(ValueError, match="zero training rows"):
-        fit_normalizer(group, np.array([], dtype=int), "log_mel")
+        fit_normalizer(StoreView(group), np.array([], dtype=int), "log_mel")
 
 
 def test_unknown_input_raises(group):
     with pytest.raises(ValueError, match="unknown model input"):
-        ZarrSequence(group, row_indices(group, 0), "chroma")[0]
+        ZarrSequence(StoreView(group), rows(group, "train"), "chroma")[0]
 
 
 def test_class_weights_travel_as_sample_weights(group):
-    idx = row_indices(group, 0)
-    seq = ZarrSequence(group, idx, "log_mel", batch_size=8, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
+    idx = rows(group, "train")
+    seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=8, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
     x, y, w = seq[0]
     assert w.dtype == np.float32 and w.tolist() == [{0: 1.0, 1: 2.0, 2: 0.5}[int(c)] for c in y]
 
 
 def test_one_row_per_clip_is_drawn_afresh_each_epoch(group):
-    idx = row_indices(group, 0)  # 29 rows; clips of 3 adjacent rows (the original and two copies)
+    idx = rows(group, "train")  # 29 rows; clips of 3 adjacent rows (the original and two copies)
     clips = np.array([f"c{r // 3}" for r in range(50)])
-    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=3, one_per_clip=clips)
+    seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=3, one_per_clip=clips)
     draws = []
     for _ in range(6):
         order = seq.order
@@ -99,11 +106,11 @@ def test_one_row_per_clip_is_drawn_afresh_each_epoch(group):
 
 
 def test_resident_rows_serve_the_same_batches_as_streaming(group):
-    idx = row_indices(group, 0)
+    idx = rows(group, "train")
     clips = np.array([f"c{r // 3}" for r in range(50)])
     kw = dict(batch_size=4, shuffle=True, seed=5, one_per_clip=clips, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
-    streamed = ZarrSequence(group, idx, "log_mel", **kw)
-    resident = ZarrSequence(group, idx, "log_mel", memory_limit_mib=1, **kw)
+    streamed = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
+    resident = ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=1, **kw)
     assert resident.resident and not streamed.resident and not resident._cache
     for _ in range(3):  # several epochs: each draws other copies, in the same order for both
         assert resident.order.tolist() == streamed.order.tolist()
@@ -112,15 +119,15 @@ def test_resident_rows_serve_the_same_batches_as_streaming(group):
                 np.testing.assert_array_equal(a, b)
         resident.on_epoch_end()
         streamed.on_epoch_end()
-    row_bytes = 4 * int(np.prod(input_shape(group, "log_mel")))
+    row_bytes = 4 * int(np.prod(input_shape(StoreView(group), "log_mel")))
     too_small = idx.size * row_bytes / 2**20 * 0.99  # one row short of fitting: streams
-    assert not ZarrSequence(group, idx, "log_mel", memory_limit_mib=too_small).resident
+    assert not ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=too_small).resident
 
 
 def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group):
-    idx = row_indices(group, 0)
+    idx = rows(group, "train")
     clips = np.array([f"c{r // 3}" for r in range(50)])
-    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=5, one_per_clip=clips,
+    seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=5, one_per_clip=clips,
                        class_weights={0: 1.0, 1: 2.0, 2: 0.5}, memory_limit_mib=1)
     batches = list(resident_tf_dataset(seq, 3).as_numpy_iterator())
     assert len(batches) == 3 * len(seq)
@@ -130,16 +137,16 @@ def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group
                 np.testing.assert_array_equal(a, b)
         seq.on_epoch_end()
     with pytest.raises(ValueError, match="resident"):
-        resident_tf_dataset(ZarrSequence(group, idx, "log_mel"), 1)
+        resident_tf_dataset(ZarrSequence(StoreView(group), idx, "log_mel"), 1)
 
 
 def test_fit_on_the_resident_dataset_moves_to_the_next_epoch_order(group):
     # Keras keeps one iterator across epochs only when steps_per_epoch is given; without it the
     # second epoch would replay the first epoch's order.
-    idx = row_indices(group, 0)
-    seq = ZarrSequence(group, idx, "log_mel", batch_size=4, shuffle=True, seed=1, memory_limit_mib=1)
+    idx = rows(group, "train")
+    seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=1, memory_limit_mib=1)
     seen = []
-    inputs = keras.Input(shape=input_shape(group, "log_mel"))
+    inputs = keras.Input(shape=input_shape(StoreView(group), "log_mel"))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", run_eagerly=True)
     orig_step = model.train_step

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ser_cli.app import app
 from ser_tasks import tracking
-from ser_tasks.data import ZarrSequence, row_indices
+from ser_tasks.data import ZarrSequence
 from ser_tasks.store import FeatureStore, read_strings
 from ser_tasks.train import predict
 
@@ -85,8 +85,9 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
 
     # the registered model on the test actor's raw files: the evaluation's classes and probabilities
     model = mlflow.pyfunc.load_model("models:/ser-emotion@champion")
-    rows = row_indices(g, 2, originals_only=True)
-    stored = predict(model.unwrap_python_model().keras_model, ZarrSequence(g, rows, "log_mel", 64))
+    view = FeatureStore.locate(store_url).view()
+    rows = view.rows("test", originals_only=True)
+    stored = predict(model.unwrap_python_model().keras_model, ZarrSequence(view, rows, "log_mel", 64))
     paths = [str(p) for p in read_strings(g["path"])[rows]]
     as_stored = model.predict(pd.DataFrame({"path": paths}), params={"windows": False})
     probs = as_stored.filter(like="p_").to_numpy()

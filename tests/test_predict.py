@@ -17,7 +17,7 @@ import pytest
 from conftest import SR, make_ravdess_like, mlflow_uris_restored, sine, write_wav
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.data import ZarrSequence, row_indices
+from ser_tasks.data import ZarrSequence
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import build_manifest
 from ser_tasks.plan import plan_rows
@@ -28,7 +28,6 @@ from ser_tasks.train import fit, predict
 
 pytestmark = pytest.mark.slow
 
-TEST = 2
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def trained(tmp_path_factory):
     store = FeatureStore.create_or_resume(str(tmp / "f.zarr"), cfg, plan_rows(clips, cfg))
     for s, e in store.pending_regions():
         process_region(store.url, store.group, s, e)
-    result = fit(store, cfg.train, tmp / "out", verbose=0)
+    result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
     g = store.open()
     prep = Preprocessing(cfg.audio, cfg.features, "log_mel", tuple(g.attrs["vocabulary"]), cfg.train.model)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -61,10 +60,11 @@ def model(trained):
 
 
 def test_raw_test_files_get_the_classes_and_probabilities_of_the_stored_feature_evaluation(trained, model):
-    g = trained["store"].open()
-    rows = row_indices(g, TEST, originals_only=True)
+    view = trained["store"].view()
+    rows = view.rows("test", originals_only=True)
     keras_model = model.unwrap_python_model().keras_model
-    stored = predict(keras_model, ZarrSequence(g, rows, "log_mel", 64))
+    stored = predict(keras_model, ZarrSequence(view, rows, "log_mel", 64))
+    g = view.group
     paths = list(read_strings(g["path"], slice(None))[rows])
     out = model.predict(pd.DataFrame({"path": paths}))
     assert (out["error"] == "").all() and (out["windows"] == 1).all()

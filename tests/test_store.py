@@ -211,3 +211,35 @@ def test_finalize_writes_only_what_changed(tmp_path):
     again.finalize()
     consolidated = zarr.open_group(url, mode="r", use_consolidated=True)[again.group]["status"]
     assert consolidated.shape == (len(plan) + again.appended_rows,)
+
+
+def test_a_read_view_opens_the_group_once_and_reads_each_label_array_once(ravdess_like, tmp_path, monkeypatch):
+    import pickle
+
+    from ser_tasks import store as store_mod
+
+    clips, plan = planned(ravdess_like)
+    url = str(tmp_path / "f.zarr")
+    store = FeatureStore.create_or_resume(url, CFG, plan)
+    for s, e in store.pending_regions():
+        process_region(url, store.group, s, e)
+    opens, reads = [], []
+    real_open, real_get = store_mod._open_root, zarr.Array.__getitem__
+    monkeypatch.setattr(store_mod, "_open_root", lambda *a: opens.append(a) or real_open(*a))
+    monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, sel: reads.append(self.basename) or real_get(self, sel))
+
+    view = FeatureStore.locate(url).view()
+    train, test = view.rows("train"), view.rows("test", originals_only=True)
+    view.labels(), view.counts(), view.failures(), view.rows("val"), view.done()
+    table = view.provenance()
+    assert len(opens) == 1
+    assert sorted(reads) == sorted(["split", "status", "variant", "emotion", "clip_id", "speaker", "path"])
+    assert train.size == (plan["split"] == "train").sum()
+    assert test.size == ((plan["split"] == "test") & (plan["variant"] == 0)).sum()
+    assert table["clip_id"].tolist() == plan["clip_id"].tolist() and set(table["split"]) <= {"train", "val", "test"}
+    assert table["emotion"].tolist() == plan["emotion"].tolist()
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        view.rows("dev")
+    # a view travels (to another process) as its store handle and reopens there
+    again = pickle.loads(pickle.dumps(view))
+    assert again.rows("train").tolist() == train.tolist() and len(opens) == 2

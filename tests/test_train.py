@@ -31,14 +31,14 @@ def tone_store(tmp_path_factory):
 @pytest.mark.slow
 def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
     store, cfg, tmp = tone_store
-    result = fit(store, cfg.train, tmp / "out", verbose=0)
+    result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
     assert result.model_path.exists() and result.device in ("CPU", "GPU")
     assert result.rows["train"] > 0 and result.rows["test"] == 24  # 2 of 8 actors x 12 clips
     assert "val_ua" in result.history and len(result.history["loss"]) <= cfg.train.epochs
     assert result.history["loss"][-1] < result.history["loss"][0]
     norm = json.loads(result.normalizer_path.read_text())
     assert norm["rows"] == result.rows["train"] and len(norm["mean"]) == cfg.features.n_mels
-    scores = score_split(store, result.model_path, tmp / "out")
+    scores = score_split(store.view(), result.model_path, tmp / "out")
     assert scores["n"] == 24 and scores["vocabulary"] == ["neutral", "sad", "angry"]
     assert scores["ua"] >= 0.9, scores  # chance is 1/3
     assert (tmp / "out" / "confusion_matrix.png").exists()
@@ -47,23 +47,24 @@ def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
 def test_unknown_model_raises(tone_store):
     store, cfg, tmp = tone_store
     with pytest.raises(ValueError, match="unknown model"):
-        fit(store, cfg.train.model_copy(update={"model": "transformer"}), tmp / "x")
+        fit(store.view(), cfg.train.model_copy(update={"model": "transformer"}), tmp / "x")
 
 
 def test_spec_augment_settings_reach_the_saved_model(tone_store):
     import keras
 
     store, cfg, tmp = tone_store
+    view = store.view()
     masked = cfg.train.model_copy(update={"model": "tdnn", "epochs": 2, "schedule": "cosine", "spec_freq_masks": 2,
                                           "spec_time_masks": 1, "spec_time_width": 7})
-    layer = keras.models.load_model(fit(store, masked, tmp / "masked", verbose=0).model_path).get_layer("spec_augment")
+    layer = keras.models.load_model(fit(view, masked, tmp / "masked", verbose=0).model_path).get_layer("spec_augment")
     assert {k: layer.get_config()[k] for k in ("freq_masks", "freq_width", "time_masks", "time_width")} == \
         {"freq_masks": 2, "freq_width": 8, "time_masks": 1, "time_width": 7}
-    plain = keras.models.load_model(fit(store, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0}),
+    plain = keras.models.load_model(fit(view, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0}),
                                         tmp / "plain", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in plain.layers]
     # the default masks are on; a model that reads no spectrogram trains without them
     assert cfg.train.spec_augment
-    cnn1d = keras.models.load_model(fit(store, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1}),
+    cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1}),
                                         tmp / "cnn1d", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in cnn1d.layers]
