@@ -22,7 +22,17 @@ from prefect.cache_policies import NO_CACHE
 
 from ser_tasks import metrics, tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.crossval import ABLATION, DESCRIPTIONS, PROTOCOLS, Fold, check_protocol, make_folds, summarize
+from ser_tasks.crossval import (
+    ABLATION,
+    CROSS_CORPUS,
+    DESCRIPTIONS,
+    PROTOCOLS,
+    Fold,
+    check_protocol,
+    load_partition,
+    make_folds,
+    summarize,
+)
 from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore, StoreView
 from ser_tasks.train import score_rows, train_rows
@@ -44,43 +54,49 @@ def fold_task(view: StoreView, fold: Fold, config: PipelineConfig, out_dir: Path
     """
     vocab = view.vocabulary
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{fold.protocol}-fold{fold.index + 1}"
+    name = f"{fold.protocol}-{fold.held_out}" if fold.held_out else f"{fold.protocol}-fold{fold.index + 1}"
     with mlflow.start_run(run_name=name, nested=True,
-                          tags={"protocol": fold.protocol, "fold": str(fold.index + 1)}) as run:
+                          tags={"protocol": fold.protocol, "fold": str(fold.index + 1),
+                                **({"held_out_corpus": fold.held_out} if fold.held_out else {})}) as run:
         mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
                            "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model})
         fitted = train_rows(view, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
                             verbose=verbose)
         y_true, y_pred = score_rows(view, fitted.model_path, fold.test)
-        scores = metrics.scores(y_true, y_pred, vocab)
+        # a held-out corpus may lack some of the model's classes: average over those it has
+        scores = metrics.scores(y_true, y_pred, vocab, present_only=fold.protocol == CROSS_CORPUS)
         tracking.log_fold(scores, fitted, vocab, out_dir, name)
-    return {"fold": fold.index + 1, "ua": scores["ua"], "wa": scores["wa"], "macro_f1": scores["macro_f1"],
+    return {"fold": fold.index + 1, "held_out": fold.held_out, "ua": scores["ua"], "wa": scores["wa"],
+            "macro_f1": scores["macro_f1"],
             "n": scores["n"], "train_rows": int(fold.train.size), "test_speakers": list(fold.test_speakers),
             "seconds": round(fitted.seconds, 1), "confusion": scores["confusion"], "mlflow_run_id": run.info.run_id}
 
 
-def _folds(view: StoreView, protocol: str, n_folds: int, seed: int) -> list[Fold]:
+def _folds(view: StoreView, protocol: str, n_folds: int, seed: int, partition: dict[str, int] | None) -> list[Fold]:
     return make_folds(protocol, view.column("speaker"), view.column("clip_id"), view.column("variant"), view.done(),
-                      n_folds, seed)
+                      n_folds, seed, partition if protocol == "cv-actor" else None, view.labels())
 
 
 def _protocol(view: StoreView, protocol: str, folds: list[Fold], cfg: PipelineConfig, n_folds: int,
-              out: Path, verbose: int, tags: dict | None = None) -> dict:
+              out: Path, verbose: int, tags: dict | None = None, partition_name: str | None = None) -> dict:
     """Run the given folds of one protocol under a parent run (nested in the active run, if any)."""
     logger = get_run_logger()
     vocab = view.vocabulary
-    evaluation = f"{DESCRIPTIONS[protocol]}, {len(folds)} of {n_folds} folds"
+    on = f" on the {partition_name} partition" if partition_name and protocol == "cv-actor" else ""
+    evaluation = f"{DESCRIPTIONS[protocol]}{on}, {len(folds)} of {n_folds} folds"
     t0 = time.perf_counter()
     with mlflow.start_run(run_name=protocol, nested=mlflow.active_run() is not None,
                           tags={**(tags or {}), "protocol": protocol, "evaluation": evaluation}) as run:
         mlflow.log_params(cfg.flat_params())
         mlflow.log_params({"protocol": protocol, "folds": n_folds, "folds_run": len(folds),
+                           "partition": partition_name if on else "blocks" if protocol == "cv-actor" else "-",
                            "keras_backend": keras.backend.backend()})
         results = []
         for fold in folds:
             res = fold_task(view, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose)
             logger.info("%s fold %d/%d (%s): UA %.3f  WA %.3f  macro-F1 %.3f  (%d test clips, %.0f s)", protocol,
-                        fold.index + 1, len(folds), ",".join(fold.test_speakers) or "random", res["ua"], res["wa"],
+                        fold.index + 1, len(folds), fold.held_out or ",".join(fold.test_speakers) or "random",
+                        res["ua"], res["wa"],
                         res["macro_f1"], res["n"], res["seconds"])
             results.append(res)
         summary = summarize(results)
@@ -97,22 +113,25 @@ def _protocol(view: StoreView, protocol: str, folds: list[Fold], cfg: PipelineCo
 def cross_validate(store_url: str, protocol: str = "cv-actor", config: PipelineConfig | None = None,
                    group: str | None = None, mlflow_uri: str | None = None, n_folds: int = 6,
                    max_folds: int | None = None, storage_options: dict | None = None, out_dir: str | None = None,
-                   verbose: int = 0) -> dict:
+                   verbose: int = 0, partition: str | None = None, folds_file: str | None = None) -> dict:
     """Cross-validate one protocol, or the leakage ablation (all three), on a feature-store group.
 
     Args:
         store_url: Zarr store path or URL.
-        protocol: ``cv-actor``, ``clip-split``, ``row-split`` (see :mod:`ser_tasks.crossval`) or
-            ``ablation`` (the three, each under its own run, nested in one parent run).
+        protocol: ``cv-actor``, ``clip-split``, ``row-split``, ``cross-corpus`` (see
+            :mod:`ser_tasks.crossval`) or ``ablation`` (the first three, each under its own run,
+            nested in one parent run).
         config: the pipeline settings (a dict is validated into one); ``train``, ``split.seed`` and
             ``tracking`` are used here.
         group: the store's extraction group; the only one when ``None``.
         mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
-        n_folds: folds in each partition.
+        n_folds: folds in each partition (``cross-corpus``: one per corpus, whatever this says).
         max_folds: run only the first ``max_folds`` folds of each protocol (all when ``None``).
         storage_options: fsspec options for a remote store.
         out_dir: models, plots and curves per fold (a temporary folder if ``None``).
         verbose: Keras ``fit`` verbosity of each fold's training (0 silent).
+        partition: ``cv-actor`` on a named published partition (``emobox``) instead of blocks.
+        folds_file: ``cv-actor`` on the partition of a CSV (columns ``fold``, ``speaker``).
 
     Returns:
         For one protocol: ``{"protocol", "ua_mean", "ua_std", "wa_mean", "wa_std", "macro_f1_mean",
@@ -120,24 +139,30 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: PipelineC
         ``{"protocols": {name: that}, "table": [...], "mlflow_run_id"}``.
 
     Raises:
-        InputError: unknown protocol, too few speakers or clips for the folds, or ``max_folds`` < 1.
+        InputError: unknown protocol, too few speakers or clips for the folds, ``max_folds`` < 1, or
+            a partition that names speakers the store lacks.
     """
     check_protocol(protocol, max_folds)
     cfg = PipelineConfig.model_validate(config or {})
     store = FeatureStore.locate(store_url, group, storage_options)
     view = store.view()
+    assigned = load_partition(partition or n_folds, folds_file)
+    partition_name = folds_file or partition
     # Every protocol's folds, once, before any run: too few speakers or clips fails here.
-    folds = {p: _folds(view, p, n_folds, cfg.split.seed)[:max_folds]
+    folds = {p: _folds(view, p, n_folds, cfg.split.seed, assigned)
              for p in (PROTOCOLS if protocol == ABLATION else (protocol,))}
+    n_folds = {p: len(f) for p, f in folds.items()}  # a partition or the corpora decide the count
+    folds = {p: f[:max_folds] for p, f in folds.items()}
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-cv-"))
     tags = {"git_commit": tracking.git_commit(), "store": redact_url(store.url), "store_group": store.group,
             "corpus": view.attrs.get("corpus", ""), "manifest_fingerprint": view.attrs.get("manifest_fingerprint", "")}
     if protocol != ABLATION:
-        return _protocol(view, protocol, folds[protocol], cfg, n_folds, out, verbose, tags)
+        return _protocol(view, protocol, folds[protocol], cfg, n_folds[protocol], out, verbose, tags, partition_name)
     with mlflow.start_run(run_name="leakage-ablation", tags={**tags, "protocol": ABLATION}) as parent:
         mlflow.log_params(cfg.flat_params())
-        results = {p: _protocol(view, p, folds[p], cfg, n_folds, out, verbose, tags) for p in PROTOCOLS}
+        results = {p: _protocol(view, p, folds[p], cfg, n_folds[p], out, verbose, tags, partition_name)
+                   for p in PROTOCOLS}
         table = ablation_table(results)
         mlflow.log_text(table.to_csv(index=False), "evaluation/ablation.csv")
         mlflow.log_metrics({f"ablation_{p.replace('-', '_')}_ua": r["ua_mean"] for p, r in results.items()})
@@ -160,24 +185,28 @@ def ablation_table(results: dict[str, dict]) -> pd.DataFrame:
 
 
 @flow(name="ser_evaluate", log_prints=True)
-def ser_evaluate(root: str, store_url: str, protocol: str = "cv-actor", config: PipelineConfig | None = None,
+def ser_evaluate(root: str | list[str], store_url: str, protocol: str = "cv-actor",
+                 config: PipelineConfig | None = None,
                  corpus: str | None = None, mlflow_uri: str | None = None, dask_address: str | None = None,
                  n_folds: int = 6, max_folds: int | None = None, storage_options: dict | None = None,
-                 crema_demographics: str | None = None, out_dir: str | None = None, verbose: int = 0) -> dict:
+                 crema_demographics: str | None = None, out_dir: str | None = None, verbose: int = 0,
+                 partition: str | None = None, folds_file: str | None = None) -> dict:
     """Corpus -> split-agnostic Zarr features (every clip augmented; resumable) -> :func:`cross_validate`.
 
-    ``config`` gets :data:`EVALUATION_OVERRIDES` applied.
+    ``config`` gets :data:`EVALUATION_OVERRIDES` applied. ``partition`` and ``folds_file`` are
+    checked before extraction (see :func:`cross_validate`).
 
     Returns:
         ``{"extract": <extract_features summary>, "evaluation": <cross_validate result>, "seconds"}``.
     """
     t0 = time.perf_counter()
     check_protocol(protocol, max_folds)  # before minutes of extraction
+    load_partition(partition or n_folds, folds_file)
     cfg = PipelineConfig.model_validate(config or {}).with_overrides(EVALUATION_OVERRIDES)
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
     result = cross_validate(store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds,
-                            max_folds, storage_options, out_dir, verbose)
+                            max_folds, storage_options, out_dir, verbose, partition, folds_file)
     return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
 

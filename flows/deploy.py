@@ -27,7 +27,8 @@ from .pipeline import ser_pipeline
 DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00
 
 
-def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEFAULT_CRON, timezone: str = "UTC",
+def pipeline_deployment(name: str, root: str | list[str], store_url: str, *, cron: str = DEFAULT_CRON,
+                        timezone: str = "UTC",
                         config: PipelineConfig | None = None, corpus: str | None = None,
                         mlflow_uri: str | None = None,
                         dask_address: str | None = None, storage_options: dict | None = None,
@@ -40,7 +41,8 @@ def pipeline_deployment(name: str, root: str, store_url: str, *, cron: str = DEF
 
     Args:
         name: deployment name (the full name is ``ser_pipeline/<name>``).
-        root: corpus folder or fsspec URL; each run extracts the files it gained since the last run.
+        root: corpus folder or fsspec URL, or several (``NAME=PATH`` names a corpus); each run extracts
+            the files they gained since the last run.
         store_url: Zarr store path or URL that each run appends to.
         cron: a cron expression, e.g. ``"0 2 * * *"``.
         timezone: the IANA time zone name of ``cron``.

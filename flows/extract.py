@@ -17,7 +17,7 @@ from prefect.futures import as_completed
 from prefect_dask import DaskTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ser_tasks.config import PipelineConfig
+from ser_tasks.config import ManifestConfig, PipelineConfig
 from ser_tasks.extract import extraction_summary, log_extraction, process_region
 from ser_tasks.lease import WriterLease
 from ser_tasks.manifest import Manifest, build_manifest
@@ -43,10 +43,10 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
 
 
 @task(name="build-manifest", cache_policy=NO_CACHE)
-def manifest_task(root: str, corpus: str | None, storage_options: dict | None,
-                  crema_demographics: str | None) -> Manifest:
+def manifest_task(root: str | list[str], corpus: str | None, storage_options: dict | None,
+                  crema_demographics: str | None, config: ManifestConfig | None = None) -> Manifest:
     """:func:`ser_tasks.manifest.build_manifest` as a task (runs in the flow's process)."""
-    return build_manifest(root, corpus, storage_options, crema_demographics)
+    return build_manifest(root, corpus, storage_options, crema_demographics, config)
 
 
 @task(name="extract-batch", cache_policy=NO_CACHE, task_run_name="rows-{start}-{stop}")
@@ -56,13 +56,15 @@ def extract_batch(url: str, group: str, start: int, stop: int, storage_options: 
 
 
 @flow(name="extract_features", log_prints=True)
-def extract_features(root: str, store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
+def extract_features(root: str | list[str], store_url: str, config: PipelineConfig | None = None,
+                     corpus: str | None = None,
                      storage_options: dict | None = None, crema_demographics: str | None = None,
                      show_progress: bool = True) -> dict:
     """Extract features of every clip under ``root`` into ``store_url``; resumable.
 
     Args:
-        root: corpus folder or fsspec URL.
+        root: corpus folder or fsspec URL, or several; ``NAME=PATH`` names a root's corpus, and each
+            top-level subfolder of an unnamed root is detected on its own.
         store_url: Zarr store path or URL.
         config: the pipeline settings (a dict is validated into one; defaults when ``None``).
         corpus: corpus name, or ``None`` to detect.
@@ -79,7 +81,7 @@ def extract_features(root: str, store_url: str, config: PipelineConfig | None = 
     logger = get_run_logger()
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
-    manifest = manifest_task(root, corpus, storage_options, crema_demographics)
+    manifest = manifest_task(root, corpus, storage_options, crema_demographics, cfg.manifest)
     # One writer per group, from reading its planned splits to finalising it (ser_tasks.lease).
     lease = WriterLease(store_url, group_name(cfg), storage_options, cfg.extract.lease_seconds,
                         cfg.extract.lease_wait_seconds,

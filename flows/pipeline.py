@@ -14,8 +14,12 @@ from .extract import dask_runner, extract_features
 from .train import train_model
 
 
+def _roots_text(root: str | list[str]) -> str:
+    return root if isinstance(root, str) else " ".join(root)
+
+
 @flow(name="ser_pipeline", log_prints=True)
-def ser_pipeline(root: str, store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
+def ser_pipeline(root: str | list[str], store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
                  mlflow_uri: str | None = None, dask_address: str | None = None,
                  storage_options: dict | None = None, crema_demographics: str | None = None,
                  out_dir: str | None = None, show_progress: bool = True, verbose: int = 2) -> dict:
@@ -29,7 +33,7 @@ def ser_pipeline(root: str, store_url: str, config: PipelineConfig | None = None
     cfg = PipelineConfig.model_validate(config or {})
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
-    with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": root}) as run:
+    with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": _roots_text(root)}) as run:
         mlflow.log_params(cfg.flat_params())
         extracted = extract_features.with_options(task_runner=runner)(
             root, store_url, cfg, corpus, storage_options, crema_demographics, show_progress)

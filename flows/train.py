@@ -92,10 +92,14 @@ def train_model(store_url: str, config: PipelineConfig | None = None, group: str
         logger.info("test speakers: UA %.3f  WA %.3f  macro-F1 %.3f  (%d clips); model %s v%d; run %s",
                     result["ua"], result["wa"], result["macro_f1"], result["n"], registered["model_name"],
                     registered["model_version"], run.info.run_id)
+        for corpus, s in result.get("per_corpus", {}).items():
+            logger.info("  %s test speakers: UA %.3f  WA %.3f  macro-F1 %.3f  (%d clips)", corpus, s["ua"], s["wa"],
+                        s["macro_f1"], s["n"])
         logger.info("model %s v%d is %s: %s", registered["model_name"], registered["model_version"],
                     registered["alias"], registered["promotion"])
         return {"ua": result["ua"], "wa": result["wa"], "macro_f1": result["macro_f1"], "test_clips": result["n"],
                 "best_epoch": fit_result.best_epoch, "epochs": len(fit_result.history.get("loss", [])),
                 "train_seconds": round(fit_result.seconds, 3), "device": fit_result.device,
                 "rows": fit_result.rows, "mlflow_run_id": run.info.run_id, **registered,
+                "per_corpus": result.get("per_corpus", {}),
                 "out_dir": str(out)}

@@ -2,12 +2,13 @@
 
 Commands::
 
-    ser run ROOT          extract features, train, evaluate (one Prefect flow, one MLflow run)
-    ser extract ROOT      features only
+    ser run ROOT...       extract features, train, evaluate (one Prefect flow, one MLflow run)
+    ser extract ROOT...   features only
     ser train STORE       train and evaluate on an existing store
-    ser evaluate ROOT     k-fold cross-validation: actor-disjoint (cv-actor), or the leakage ablation
-    ser manifest ROOT     list the corpus: clips per corpus, emotion, speaker; skipped files
-    ser deploy ROOT       a scheduled (cron) deployment on a Prefect server, served by this process
+    ser evaluate ROOT...  k-fold cross-validation: actor-disjoint (cv-actor, blocks or a published
+                          partition), cross-corpus, or the leakage ablation
+    ser manifest ROOT...  list the corpora: clips per corpus, emotion, speaker; skipped files
+    ser deploy ROOT...    a scheduled (cron) deployment on a Prefect server, served by this process
     ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
     ser predict PATH...   emotions of audio files with the registered model (champion by default)
     ser score MODEL ROOT  a model's scores on a labelled corpus, logged to MLflow
@@ -42,8 +43,17 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", exists=True, dir_okay=False, help="YAML, JSON or TOML configuration file.")]
 SummaryOpt = Annotated[Path | None, typer.Option(
     "--summary-json", help="Write the run's summary (counts, failures, timings, metrics, ids) here.")]
-CorpusOpt = Annotated[str | None, typer.Option(
-    "--corpus", help="ravdess, crema_d, tess, savee, emodb or folders \\[default: detect].")]
+CorpusOpt = Annotated[list[str] | None, typer.Option(
+    "--corpus", help="ravdess, crema_d, tess, savee, emodb or folders for every ROOT \\[default: detect each "
+                     "top-level folder], or NAME=PATH to add a root of that corpus (repeatable).")]
+RootsArg = Annotated[list[str] | None, typer.Argument(
+    help="Corpus roots (folders or URLs); each top-level subfolder is detected on its own.", show_default=False)]
+EmotionsOpt = Annotated[str | None, typer.Option(
+    "--emotions", help="Keep only these classes, comma-separated (e.g. neutral,happy,sad,angry,fearful,disgust); "
+                       "other clips are listed as skipped \\[config manifest.emotions; default: every class].")]
+SpeakerOpt = Annotated[str | None, typer.Option(
+    "--speaker-pattern", help="Regex for speakers in file names no corpus loader knows (folder layouts): the first "
+                              "group, or the whole match \\[config manifest.speaker_pattern].")]
 StorageOpt = Annotated[str | None, typer.Option(
     "--storage-options", envvar="SER_STORAGE_OPTIONS",
     help="fsspec/s3fs options as JSON, e.g. '{\"key\": \"...\", \"secret\": \"...\"}' (credentials are never "
@@ -89,6 +99,27 @@ def _config(path: Path | None, **overrides: Any):
         raise typer.BadParameter(str(exc), param_hint="--config") from exc
 
 
+def _sources(roots: list[str] | None, corpus: list[str] | None) -> tuple[list[str], str | None]:
+    """Roots (``NAME=PATH`` for the named ones) and the one corpus forced on the unnamed roots, if any.
+
+    Raises:
+        typer.BadParameter: no root at all, or two corpus names for the unnamed roots.
+    """
+    named = [c for c in corpus or [] if "=" in c]
+    forced = [c for c in corpus or [] if "=" not in c]
+    if len(forced) > 1:
+        raise typer.BadParameter(f"one corpus name for the unnamed roots, got {forced}", param_hint="--corpus")
+    sources = [*(roots or []), *named]
+    if not sources:
+        raise typer.BadParameter("give at least one corpus root, or --corpus NAME=PATH", param_hint="ROOT")
+    return sources, (forced[0] if forced else None)
+
+
+def _manifest_overrides(emotions: str | None, speaker_pattern: str | None) -> dict[str, Any]:
+    return {"manifest.emotions": [e.strip() for e in emotions.split(",") if e.strip()] if emotions else None,
+            "manifest.speaker_pattern": speaker_pattern}
+
+
 def _storage(options: str | None, endpoint_url: str | None = None) -> dict | None:
     from ser_tasks.remote import parse_options
 
@@ -112,18 +143,27 @@ def _print_scores(train: dict) -> None:
     table.add_row(f"{train['ua']:.3f}", f"{train['wa']:.3f}", f"{train['macro_f1']:.3f}", str(train["test_clips"]),
                   f"{train['model_name']} v{train['model_version']} ({train['alias']})", train["mlflow_run_id"])
     console.print(table)
+    if train.get("per_corpus"):
+        corpora = Table(title="Test speakers per corpus (UA and macro-F1 over the corpus's own classes)")
+        for col in ("corpus", "UA", "WA", "macro-F1", "clips"):
+            corpora.add_column(col)
+        for name, s in train["per_corpus"].items():
+            corpora.add_row(name, f"{s['ua']:.3f}", f"{s['wa']:.3f}", f"{s['macro_f1']:.3f}", str(s["n"]))
+        console.print(corpora)
     console.print(f"{train['alias']}: {train['promotion']}")
 
 
 @app.command()
-def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+def run(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
         dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-        corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+        corpus: CorpusOpt = None, emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
+        storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
         crema_demographics: DemoOpt = None, workers: WorkersOpt = None, epochs: EpochsOpt = None,
         model: ModelOpt = None, variants: VariantsOpt = None, out_dir: OutOpt = Path("ser-out/run")) -> None:
-    """Whole pipeline on a corpus: features into Zarr, training, test-speaker evaluation, MLflow."""
+    """Whole pipeline on one or more corpora: features into Zarr, training, test-speaker evaluation, MLflow."""
+    root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
-                             "augment.variants": variants})
+                             "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
     from flows.pipeline import ser_pipeline
     from flows.prefect_server import prefect_api
 
@@ -139,12 +179,15 @@ def run(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlflow
 
 
 @app.command()
-def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
             dask_address: DaskOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
-            corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+            corpus: CorpusOpt = None, emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
+            storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
             crema_demographics: DemoOpt = None, workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
-    """Features only: corpus -> manifest -> actor-disjoint split -> Zarr (resumable)."""
-    cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants})
+    """Features only: corpora -> manifest -> actor-disjoint split -> Zarr (resumable)."""
+    root, corpus = _sources(roots, corpus)
+    cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
+                             **_manifest_overrides(emotions, speaker_pattern)})
     import mlflow
 
     from flows.extract import dask_runner, extract_features
@@ -153,7 +196,7 @@ def extract(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Ml
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     with (_user_errors(), prefect_api(),
-          mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": root}) as active):
+          mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active):
         mlflow.log_params(cfg.flat_params())
         runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
         summary = extract_features.with_options(task_runner=runner)(
@@ -188,16 +231,21 @@ def train(store: str,
 
 
 @app.command()
-def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
+def evaluate(roots: RootsArg = None, store: StoreOpt = "ser-out/eval-features.zarr",
              protocol: Annotated[str, typer.Option(
                  "--protocol", help="cv-actor (speaker-independent), clip-split, row-split (the seed notebooks'), "
-                                    "or ablation (all three).")] = "cv-actor",
-             folds: Annotated[int, typer.Option(
-                 "--folds", help="Folds in the partition (RAVDESS: 6 folds of 4 actors, as EmoBox).")] = 6,
+                                    "ablation (those three), or cross-corpus (leave one corpus out).")] = "cv-actor",
+             folds: Annotated[str, typer.Option(
+                 "--folds", help="cv-actor folds: a count (contiguous blocks of speakers in natural order) or a "
+                                 "published partition: emobox (EmoBox's 6 RAVDESS folds).")] = "6",
+             folds_file: Annotated[Path | None, typer.Option(
+                 "--folds-file", exists=True, dir_okay=False,
+                 help="cv-actor on a partition of your own: CSV with columns fold, speaker.")] = None,
              max_folds: Annotated[int | None, typer.Option(
                  "--max-folds", help="Run only the first N folds of each protocol \\[default: all].")] = None,
              mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None, config: ConfigOpt = None,
-             summary_json: SummaryOpt = None, corpus: CorpusOpt = None, storage_options: StorageOpt = None,
+             summary_json: SummaryOpt = None, corpus: CorpusOpt = None, emotions: EmotionsOpt = None,
+             speaker_pattern: SpeakerOpt = None, storage_options: StorageOpt = None,
              endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None, workers: WorkersOpt = None,
              epochs: EpochsOpt = None, model: ModelOpt = None, variants: VariantsOpt = None,
              out_dir: OutOpt = Path("ser-out/evaluate")) -> None:
@@ -210,18 +258,22 @@ def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
     mean and standard deviation over folds. Only cv-actor is speaker-independent; clip-split and
     row-split exist to show how much leaking voices or clips inflates the number.
     """
+    root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
-                             "augment.variants": variants})
+                             "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
     from flows.crossval import ser_evaluate
     from flows.prefect_server import prefect_api
-    from ser_tasks.crossval import check_protocol
+    from ser_tasks.crossval import check_protocol, load_partition
 
+    n_folds, partition = (int(folds), None) if folds.isdigit() else (6, folds)
     with _user_errors():  # before any server starts
         check_protocol(protocol, max_folds)
+        load_partition(partition or n_folds, str(folds_file) if folds_file else None)
     with _user_errors(), prefect_api():
         summary = ser_evaluate(root, store, protocol, cfg, corpus, mlflow_uri, dask_address,
-                               folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
-                               str(out_dir))
+                               n_folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
+                               str(out_dir), partition=partition,
+                               folds_file=str(folds_file) if folds_file else None)
     result = summary["evaluation"]
     per_protocol = result.get("protocols", {result.get("protocol"): result})
     table = Table(title="Cross-validated scores (mean ± sd over folds)")
@@ -232,13 +284,22 @@ def evaluate(root: str, store: StoreOpt = "ser-out/eval-features.zarr",
                       f"{r['wa_mean']:.3f} ± {r['wa_std']:.3f}", f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
                       r["mlflow_run_id"])
     console.print(table)
+    held = [f for r in per_protocol.values() for f in r["fold_results"] if f.get("held_out")]
+    if held:
+        corpora = Table(title="Per held-out corpus (trained on the others; its classes shared with them)")
+        for col in ("held-out corpus", "UA", "WA", "macro-F1", "clips"):
+            corpora.add_column(col)
+        for f in held:
+            corpora.add_row(f["held_out"], f"{f['ua']:.3f}", f"{f['wa']:.3f}", f"{f['macro_f1']:.3f}", str(f["n"]))
+        console.print(corpora)
     console.print(f"total {summary['seconds']:.1f} s")
     _write_summary(summary_json, summary)
 
 
 @app.command()
-def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
+def deploy(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
            dask_address: DaskOpt = None, config: ConfigOpt = None, corpus: CorpusOpt = None,
+           emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
            storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
            name: Annotated[str, typer.Option("--name", help="Deployment name (ser_pipeline/NAME).")] = "nightly",
            cron: Annotated[str, typer.Option("--cron", help="Cron schedule of the runs.")] = "0 2 * * *",
@@ -258,8 +319,9 @@ def deploy(root: str, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: Mlf
         console.print("[red]error:[/red] set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api); "
                       "`ser deploy` registers deployments there and serves their runs")
         raise typer.Exit(2)
+    root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
-                             "augment.variants": variants})
+                             "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
     from flows.deploy import pipeline_deployment, serve
 
     with _user_errors():
@@ -305,16 +367,19 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
 
 
 @app.command()
-def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="Write the manifest as CSV.")] = None,
-             corpus: CorpusOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
+def manifest(roots: RootsArg = None,
+             out: Annotated[Path | None, typer.Option("--out", help="Write the manifest as CSV.")] = None,
+             corpus: CorpusOpt = None, emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
+             storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
              crema_demographics: DemoOpt = None, config: ConfigOpt = None) -> None:
-    """List a corpus: clips per corpus, emotion and speaker, the split, and the skipped files."""
+    """List corpora: clips per corpus, emotion and speaker, the split, and the skipped files."""
     from ser_tasks.manifest import build_manifest
     from ser_tasks.split import assign_split
 
-    cfg = _config(config)
+    root, corpus = _sources(roots, corpus)
+    cfg = _config(config, **_manifest_overrides(emotions, speaker_pattern))
     with _user_errors():
-        m = build_manifest(root, corpus, _storage(storage_options, endpoint_url), crema_demographics)
+        m = build_manifest(root, corpus, _storage(storage_options, endpoint_url), crema_demographics, cfg.manifest)
     clips = m.clips
     try:
         clips, notes = assign_split(m.clips, cfg.split)
@@ -326,7 +391,7 @@ def manifest(root: str, out: Annotated[Path | None, typer.Option("--out", help="
         clips.to_csv(out, index=False)
         console.print(f"manifest written to {out}")
     summary = m.summary()
-    console.print(f"[bold]{root}[/bold] read as [bold]{m.corpus}[/bold]: {summary['clips']} clips, "
+    console.print(f"[bold]{m.root}[/bold] read as [bold]{m.corpus}[/bold]: {summary['clips']} clips, "
                   f"{clips['speaker'].nunique()} speakers, {summary['skipped']} skipped")
     for title, key in (("corpus", "per_corpus"), ("emotion", "per_emotion")):
         table = Table(title=f"clips per {title}")
@@ -447,10 +512,11 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
     from ser_tasks import tracking
     from ser_tasks.score import score_corpus
 
+    sources, corpus = _sources([root], corpus)
     tracking.setup(mlflow_uri, experiment)
     with _user_errors(), _progress("scoring", "clips") as progress:
         bar = progress.add_task("score", total=None)
-        result = score_corpus(model, root, corpus, _storage(storage_options, endpoint_url), crema_demographics,
+        result = score_corpus(model, sources, corpus, _storage(storage_options, endpoint_url), crema_demographics,
                               out_dir, on_start=lambda n: progress.update(bar, total=n),
                               on_batch=lambda n: progress.advance(bar, n))
     table = Table(title=f"{model} on {root} ({result['corpus']}; {len(result['classes'])} shared classes)")

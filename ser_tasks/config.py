@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .emotions import EMOTIONS
 
 
 class _Section(BaseModel):
@@ -138,6 +141,41 @@ class SplitConfig(_Section):
         return self
 
 
+class ManifestConfig(_Section):
+    """Which clips of the corpus roots a run takes, and how folder layouts name their speakers.
+
+    ``emotions``: keep only these (canonical names, :data:`ser_tasks.emotions.EMOTIONS`); other
+    clips are listed as skipped with the reason. ``None`` keeps the union of every corpus's classes.
+    ``speaker_pattern``: a regular expression searched in the file name (without extension) of
+    clips whose corpus loader knows no speaker (folder-per-emotion layouts); its first group, or the
+    whole match, is the speaker (``SM1_F1_A01`` with ``^([A-Z]+[0-9]+)_`` -> ``SM1``). Both change
+    the rows of a store, so they are part of the extraction fingerprint when set.
+    """
+
+    emotions: list[str] | None = None
+    speaker_pattern: str | None = None
+
+    @field_validator("emotions")
+    @classmethod
+    def _known_emotions(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = [e for e in value if e not in EMOTIONS]
+        if unknown or not value:
+            raise ValueError(f"unknown emotion(s) {unknown}; choose among {', '.join(EMOTIONS)}")
+        return [e for e in EMOTIONS if e in value]  # canonical order: the class index is the same everywhere
+
+    @field_validator("speaker_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"speaker_pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
+
+
 class ExtractConfig(_Section):
     """How extraction is fanned out; none of this changes the features themselves.
 
@@ -221,6 +259,7 @@ class TrackingConfig(_Section):
 class PipelineConfig(_Section):
     """All settings of one pipeline run."""
 
+    manifest: ManifestConfig = ManifestConfig()
     audio: AudioConfig = AudioConfig()
     augment: AugmentConfig = AugmentConfig()
     features: FeatureConfig = FeatureConfig()
@@ -241,12 +280,16 @@ class PipelineConfig(_Section):
         augment = self.augment.model_dump(mode="json")
         if augment["scope"] == "train":  # the default before scope existed: keeps those groups' names
             del augment["scope"]
-        return {
+        out = {
             "audio": self.audio.model_dump(mode="json"),
             "augment": augment,
             "features": self.features.model_dump(mode="json"),
             "split": self.split.model_dump(mode="json"),
         }
+        manifest = self.manifest.model_dump(mode="json", exclude_none=True)
+        if manifest:  # only when set: the groups written before this section keep their names
+            out["manifest"] = manifest
+        return out
 
     def extraction_fingerprint(self) -> str:
         """SHA-256 (hex, 64 chars) of :meth:`extraction_dict` in canonical JSON."""

@@ -1,8 +1,13 @@
-"""Corpus root -> manifest: one row per clip, the same columns for every corpus.
+"""Corpus roots -> manifest: one row per clip, the same columns for every corpus.
 
 All file access goes through fsspec, so a root may be a local folder or any fsspec URL
 (``s3://bucket/prefix``). A file whose name does not parse is listed in ``skipped`` with the
 reason and never stops the run.
+
+Several roots make one manifest, and so does a root whose subfolders hold different corpora: the
+files under each top-level subfolder of a root (and those lying in the root itself) are detected
+on their own, unless the root is named (``ravdess=PATH``) or ``corpus`` forces one name. Clip ids
+and speakers carry their corpus (``ravdess/03-01-...``, ``ravdess:01``), so corpora never mix.
 """
 
 from __future__ import annotations
@@ -10,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import fsspec
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from .config import ManifestConfig
 from .corpora import NAME_PARSERS, PARSERS, ParseError, crema_d, folders
 from .errors import InputError
 from .remote import fs_options
@@ -34,8 +42,10 @@ class Manifest:
             ``"ravdess:01"``, or ``None`` when unknown); plus ``split`` once
             :func:`ser_tasks.split.assign_split` has run.
         skipped: columns ``path``, ``reason``: audio files that were not taken, and why.
-        corpus: the corpus the root was read as.
-        root: the root as given.
+        corpus: the corpus the roots were read as; several joined by ``+`` in sorted order
+            (``crema_d+ravdess``).
+        root: the roots as given, joined by a space.
+        notes: what the reader should know (sources of demographics, detected corpora, filters).
     """
 
     clips: pd.DataFrame
@@ -109,65 +119,153 @@ def detect_corpus(paths: list[str]) -> str:
     return votes.most_common(1)[0][0]
 
 
+def parse_roots(roots: str | Sequence[str]) -> list[tuple[str, str | None]]:
+    """``(path, corpus or None)`` for each root; ``"ravdess=PATH"`` names the corpus of a root.
+
+    Raises:
+        InputError: no roots, or a ``NAME=PATH`` whose name is not a corpus.
+    """
+    items = [roots] if isinstance(roots, str) else list(roots)
+    if not items:
+        raise InputError("no corpus root given")
+    out = []
+    for item in items:
+        name, sep, path = str(item).partition("=")
+        if sep and "/" not in name and ":" not in name:
+            if name not in PARSERS:
+                raise InputError(f"{item}: unknown corpus {name!r}; choose one of {', '.join(PARSERS)}")
+            out.append((path, name))
+        else:
+            out.append((str(item), None))
+    return out
+
+
+def _top_folder(base: str, path: str) -> str:
+    """The first folder below ``base`` that holds ``path`` (``""`` for a file lying in ``base`` itself)."""
+    rel = path[len(base.rstrip("/")) + 1:] if path.startswith(base.rstrip("/") + "/") else posixpath.basename(path)
+    head, _, rest = rel.partition("/")
+    return head if rest else ""
+
+
+def _base(root: str, storage_options: dict | None) -> str:
+    """``root`` spelled as :func:`list_audio_files` spells the files below it (absolute path or full URL)."""
+    fs, path = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
+    return os.path.abspath(path).replace(os.sep, "/") if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def _demographics(folders_: list[str], storage_options: dict | None) -> str | None:
+    """The first ``VideoDemographics.csv`` lying directly in one of ``folders_``."""
+    for folder in folders_:
+        candidate = posixpath.join(folder.rstrip("/"), "VideoDemographics.csv")
+        fs, p = fsspec.core.url_to_fs(candidate, **fs_options(candidate, storage_options))
+        if fs.exists(p):
+            return candidate
+    return None
+
+
 def build_manifest(
-    root: str,
+    root: str | Sequence[str],
     corpus: str | None = None,
     storage_options: dict | None = None,
     crema_demographics: str | None = None,
+    config: ManifestConfig | None = None,
 ) -> Manifest:
-    """List ``root``, detect (or take) the corpus, and parse every audio file into a manifest row.
+    """List the roots, detect (or take) each one's corpus, and parse every audio file into a manifest row.
 
     Args:
-        root: local folder or fsspec URL.
-        corpus: one of :data:`ser_tasks.corpora.CORPORA`, or ``None``/``"auto"`` to detect.
+        root: a local folder or fsspec URL, or several; ``NAME=PATH`` names a root's corpus.
+            Within an unnamed root, the files under each top-level subfolder are detected on their
+            own, so ``data/`` holding ``ravdess/`` and ``emodb/`` reads as both.
+        corpus: one of :data:`ser_tasks.corpora.CORPORA` for every unnamed root, or
+            ``None``/``"auto"`` to detect.
         storage_options: fsspec options for remote roots (credentials, endpoint).
         crema_demographics: path/URL of CREMA-D's ``VideoDemographics.csv``; when ``None``, one
-            lying directly in ``root`` is used if present.
+            lying directly in the CREMA-D files' top folder or their root is used if present.
+        config: emotions to keep (others are skipped, with the reason) and a speaker pattern for
+            files whose names carry no speaker a loader knows.
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder.
-        InputError: unknown ``corpus``, no audio files, or no file that parses.
+        FileNotFoundError: a root is not a folder.
+        InputError: unknown ``corpus``, a root with no audio files, or no file that parses.
     """
-    paths = list_audio_files(root, storage_options)
-    if not paths:
-        raise InputError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
-    if corpus in (None, "auto"):
-        corpus = detect_corpus(paths)
-    if corpus not in PARSERS:
+    cfg = config or ManifestConfig()
+    if corpus not in (None, "auto") and corpus not in PARSERS:
         raise InputError(f"unknown corpus {corpus!r}; choose one of {', '.join(PARSERS)}")
-
-    meta: dict = {}
-    notes: list[str] = []
-    if corpus in (crema_d.NAME, folders.NAME):
-        demo = crema_demographics
-        if demo is None:
-            candidate = posixpath.join(root.rstrip("/"), "VideoDemographics.csv")
-            fs, p = fsspec.core.url_to_fs(candidate, **fs_options(candidate, storage_options))
-            demo = candidate if fs.exists(p) else None
-        if demo is not None:
-            meta["sex"] = crema_d.read_demographics(demo, storage_options)
-            notes.append(f"CREMA-D sex from {demo}")
-
-    parser = PARSERS[corpus]
-    rows, skipped, seen = [], [], {}
-    for p in paths:
-        try:
-            info = parser(p, meta)
-        except ParseError as exc:
-            skipped.append({"path": p, "reason": str(exc)})
-            continue
-        clip_id = f"{corpus}/{info.key}"
-        if clip_id in seen:
-            skipped.append({"path": p, "reason": f"duplicate of clip {clip_id} ({seen[clip_id]})"})
-            continue
-        seen[clip_id] = p
-        speaker = info.speaker if corpus == folders.NAME or info.speaker is None else f"{corpus}:{info.speaker}"
-        row_corpus = speaker.split(":")[0] if corpus == folders.NAME and speaker else corpus
-        rows.append({"clip_id": clip_id, "path": p, "corpus": row_corpus, "speaker": speaker, "sex": info.sex,
-                     "emotion": info.emotion, "intensity": info.intensity, "sentence": info.sentence})
+    sources = parse_roots(root)
+    pattern = re.compile(cfg.speaker_pattern) if cfg.speaker_pattern else None
+    keep = set(cfg.emotions) if cfg.emotions else None
+    rows, skipped, seen, notes = [], [], {}, []
+    corpora: set[str] = set()  # of the rows (a folder layout's clips keep their own corpus when recognised)
+    detected: set[str] = set()  # the parsers that read the files
+    unmatched = n_files = 0
+    for root_path, named in sources:
+        paths = list_audio_files(root_path, storage_options)
+        n_files += len(paths)
+        if not paths:
+            raise InputError(f"{root_path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+        fixed = named or (corpus if corpus not in (None, "auto") else None)
+        groups: dict[str, list[str]] = {}
+        if fixed:
+            groups[""] = paths
+        else:
+            base = _base(root_path, storage_options)
+            for p in paths:
+                groups.setdefault(_top_folder(base, p.replace(os.sep, "/")), []).append(p)
+        for sub, files in groups.items():
+            where = posixpath.join(root_path.rstrip("/"), sub) if sub else root_path
+            try:
+                name = fixed or detect_corpus(files)
+            except InputError:
+                skipped += [{"path": p, "reason": f"no known corpus naming scheme among the {len(files)} files of "
+                                                  f"{where}; name it with --corpus NAME={where}"} for p in files]
+                continue
+            meta: dict = {}
+            if name in (crema_d.NAME, folders.NAME):
+                demo = crema_demographics or _demographics([where, root_path] if sub else [root_path],
+                                                           storage_options)
+                if demo is not None:
+                    meta["sex"] = crema_d.read_demographics(demo, storage_options)
+                    if f"CREMA-D sex from {demo}" not in notes:
+                        notes.append(f"CREMA-D sex from {demo}")
+            detected.add(name)
+            parser = PARSERS[name]
+            for p in files:
+                try:
+                    info = parser(p, meta)
+                except ParseError as exc:
+                    skipped.append({"path": p, "reason": str(exc)})
+                    continue
+                if keep is not None and info.emotion not in keep:
+                    skipped.append({"path": p, "reason": f"emotion {info.emotion!r} is not among the kept "
+                                                         f"emotions ({','.join(cfg.emotions)})"})
+                    continue
+                clip_id = f"{name}/{info.key}"
+                if clip_id in seen:
+                    skipped.append({"path": p, "reason": f"duplicate of clip {clip_id} ({seen[clip_id]})"})
+                    continue
+                seen[clip_id] = p
+                speaker = info.speaker if name == folders.NAME or info.speaker is None else f"{name}:{info.speaker}"
+                if speaker is None and pattern is not None:
+                    m = pattern.search(posixpath.splitext(posixpath.basename(p))[0])
+                    if m:
+                        speaker = f"{name}:{m.group(1) if pattern.groups else m.group(0)}"
+                    else:
+                        unmatched += 1
+                row_corpus = speaker.split(":")[0] if name == folders.NAME and speaker else name
+                corpora.add(row_corpus)
+                rows.append({"clip_id": clip_id, "path": p, "corpus": row_corpus, "speaker": speaker, "sex": info.sex,
+                             "emotion": info.emotion, "intensity": info.intensity, "sentence": info.sentence})
+    roots_text = " ".join(f"{n}={p}" if n else p for p, n in sources)
     if not rows:
-        raise InputError(f"{root}: none of {len(paths)} audio files parses as {corpus}; first reason: "
+        as_what = "/".join(sorted(detected)) or "a known corpus"
+        raise InputError(f"{roots_text}: none of {n_files} audio files parses as {as_what}; first reason: "
                          f"{skipped[0]['reason']}")
+    if unmatched:
+        notes.append(f"{unmatched} file name(s) without a speaker do not match --speaker-pattern "
+                     f"{cfg.speaker_pattern!r}: each is its own group in the split")
+    if len(corpora) > 1:
+        counts = Counter(r["corpus"] for r in rows)
+        notes.append("corpora: " + ", ".join(f"{c} {counts[c]} clips" for c in sorted(counts)))
     clips = pd.DataFrame(rows, columns=COLUMNS)
     return Manifest(clips=clips, skipped=pd.DataFrame(skipped, columns=["path", "reason"]),
-                    corpus=corpus, root=root, notes=notes)
+                    corpus="+".join(sorted(detected)), root=roots_text, notes=notes)

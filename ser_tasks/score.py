@@ -44,7 +44,7 @@ def model_version(model_uri: str) -> tuple[str, str] | None:
     return (name, version) if name and version.isdigit() else None
 
 
-def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_options: dict | None = None,
+def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = None, storage_options: dict | None = None,
                  crema_demographics: str | None = None, out_dir: Path | None = None,
                  on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
     """Score a model on a labelled corpus and log the result as a run of the current MLflow experiment.
@@ -53,7 +53,8 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
 
     Args:
         model_uri: any MLflow model URI (``models:/ser-emotion@champion``, ``runs:/.../model``).
-        root: corpus folder or fsspec URL (corpus detected, or named by ``corpus``).
+        root: corpus folder or fsspec URL, or several (corpus detected per top-level folder, or named
+            by ``corpus`` or ``NAME=PATH``).
         corpus: one of :data:`ser_tasks.corpora.CORPORA`, or ``None`` to detect it
             (:func:`ser_tasks.manifest.build_manifest`).
         storage_options: fsspec options for remote roots.
@@ -101,7 +102,7 @@ def score_corpus(model_uri: str, root: str, corpus: str | None = None, storage_o
                                         f"macro-F1 {scores['macro_f1']:.3f} ({len(scores['classes'])} classes)")
     preds.to_csv(out / "predictions.csv", index=False)
     failures = [{"path": p, "reason": e} for p, e in zip(preds.loc[~ok, "path"], preds.loc[~ok, "error"])]
-    tags = {"stage": "score", "model_uri": model_uri, "root": root, "corpus": manifest.corpus,
+    tags = {"stage": "score", "model_uri": model_uri, "root": manifest.root, "corpus": manifest.corpus,
             "manifest_fingerprint": manifest.fingerprint(),
             "evaluation": f"existing model on {manifest.corpus}, classes it shares with the model"}
     if found:

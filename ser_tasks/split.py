@@ -1,10 +1,11 @@
 """Actor-disjoint (speaker-independent) train / validation / test split, decided on the manifest.
 
 The split is made over speakers, before anything is augmented, so no voice and no copy of a
-clip is on two sides. It is stratified by sex where the sex is known (speakers are shuffled
-within each sex and dealt out alternately), and seeded. Clips of unknown speaker are each their
-own group: they stay on one side, but speaker independence cannot be promised for them, and the
-split says so in its notes.
+clip is on two sides. It is stratified by corpus and, where the sex is known, by sex: speakers
+are shuffled within each (corpus, sex) stratum, and the strata are interleaved in proportion to
+their sizes, so every split gets each corpus and sex in about its share. It is seeded. Clips of
+unknown speaker are each their own group: they stay on one side, but speaker independence cannot
+be promised for them, and the split says so in its notes.
 """
 
 from __future__ import annotations
@@ -67,19 +68,18 @@ def assign_split(clips: pd.DataFrame, cfg: SplitConfig,
     if unknown:
         notes.append(f"{unknown} clips have no known speaker: each is its own group, so for those the split "
                      "is clip-disjoint, not speaker-independent")
-    speakers = pd.DataFrame({"group": group, "sex": clips["sex"]}).drop_duplicates("group")
+    corpus = clips["corpus"] if "corpus" in clips else pd.Series("", index=clips.index)
+    speakers = pd.DataFrame({"group": group, "corpus": corpus.fillna(""), "sex": clips["sex"]}).drop_duplicates("group")
     rng = np.random.default_rng(cfg.seed)
-    if cfg.stratify_by_sex and speakers["sex"].notna().any():
-        strata = [s["group"].tolist() for _, s in speakers.fillna({"sex": "unknown"}).groupby("sex", sort=True)]
-    else:
-        strata = [speakers["group"].tolist()]
+    keys = ["corpus", "sex"] if cfg.stratify_by_sex and speakers["sex"].notna().any() else ["corpus"]
+    strata = [s["group"].tolist() for _, s in speakers.fillna({"sex": "unknown"}).groupby(keys, sort=True)]
     for s in strata:
         rng.shuffle(s)
-    # Deal strata out alternately, larger strata first: every prefix is balanced by sex.
+    # Interleave the strata by relative position, larger strata first on ties: every prefix holds
+    # each stratum in proportion to its size (equal strata alternate, one after the other).
     strata.sort(key=len, reverse=True)
-    order: list[str] = []
-    for i in range(max(len(s) for s in strata)):
-        order += [s[i] for s in strata if i < len(s)]
+    order = [g for _, _, g in sorted(((i + 0.5) / len(s), k, g) for k, s in enumerate(strata)
+                                     for i, g in enumerate(s))]
     n_train, n_val, n_test = _counts(len(order), cfg)
     if fixed:
         side = _extend(order, fixed, {"test": n_test, "val": n_val, "train": n_train})

@@ -403,6 +403,18 @@ class FeatureStore:
         return counts
 
 
+def row_corpus(speaker: np.ndarray, clip_id: np.ndarray) -> np.ndarray:
+    """The corpus of each row, ``(rows,)`` object.
+
+    The speaker's prefix (``ravdess:01``), else, for a row of unknown speaker, the clip id's
+    (``ravdess/...``); a folder layout's clips keep the corpus their names were recognised as.
+    """
+    speaker, clip_id = np.asarray(speaker).astype(str), np.asarray(clip_id).astype(str)
+    from_speaker = np.char.partition(speaker, ":")[:, 0]
+    from_clip = np.char.partition(clip_id, "/")[:, 0]
+    return np.where(np.char.find(speaker, ":") >= 0, from_speaker, from_clip).astype(object)
+
+
 #: The per-row label and provenance arrays a :class:`StoreView` reads (at most once each).
 COLUMNS = ("emotion", "split", "variant", "clip_id", "speaker", "path", "status", "error")
 _STRINGS = {"clip_id", "speaker", "path", "error"}
@@ -506,6 +518,10 @@ class StoreView:
         if originals_only:
             keep &= self.column("variant") == 0
         return np.flatnonzero(keep)
+
+    def corpus(self) -> np.ndarray:
+        """The corpus of each row, ``(rows,)`` object (:func:`row_corpus`)."""
+        return row_corpus(self.column("speaker"), self.column("clip_id"))
 
     def done(self) -> np.ndarray:
         """Whether each row was extracted, ``(rows,)`` bool."""

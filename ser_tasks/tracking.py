@@ -125,11 +125,14 @@ def log_training(fit_result: FitResult, vocabulary: list[str], out_dir: Path) ->
 def log_test_scores(result: dict) -> None:
     """Log the test speakers' scores (:func:`ser_tasks.train.score_split`'s result) to the active run.
 
-    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1`` and per class ``test_recall_<c>``,
-    ``test_precision_<c>``, ``test_f1_<c>``; artifacts ``evaluation/confusion_matrix.png``,
+    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1``, per class ``test_recall_<c>``,
+    ``test_precision_<c>``, ``test_f1_<c>``, and per corpus (several in the store) ``test_ua_<corpus>``,
+    ``test_wa_<corpus>``, ``test_macro_f1_<corpus>``; artifacts ``evaluation/confusion_matrix.png``,
     ``evaluation/test_metrics.json`` and ``evaluation/classification_report.txt``.
     """
     mlflow.log_metrics({"test_ua": result["ua"], "test_wa": result["wa"], "test_macro_f1": result["macro_f1"]})
+    mlflow.log_metrics({f"test_{k}_{c}": s[k] for c, s in result.get("per_corpus", {}).items()
+                        for k in ("ua", "wa", "macro_f1")})
     for cls, vals in result["report"].items():
         if cls in result["vocabulary"]:
             mlflow.log_metrics({f"test_recall_{cls}": vals["recall"], f"test_precision_{cls}": vals["precision"],
@@ -168,8 +171,9 @@ def log_fold(scores: dict, fitted: FitResult, vocabulary: list[str], out_dir: Pa
 def log_protocol(summary: dict, results: list[dict], vocabulary: list[str], out_dir: Path, protocol: str):
     """Log one protocol's folds to its parent run: mean and sd over folds, the table, the pooled matrix.
 
-    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1`` (means) and their ``_std``; artifacts
-    ``evaluation/folds.csv`` and ``evaluation/confusion_pooled.png`` (written to ``out_dir``).
+    Metrics ``test_ua``, ``test_wa``, ``test_macro_f1`` (means) and their ``_std``, and per held-out
+    corpus (``cross-corpus``) ``test_ua_<corpus>`` and the like; artifacts ``evaluation/folds.csv``
+    and ``evaluation/confusion_pooled.png`` (written to ``out_dir``).
 
     Args:
         summary: :func:`ser_tasks.crossval.summarize` of ``results``.
@@ -184,6 +188,8 @@ def log_protocol(summary: dict, results: list[dict], vocabulary: list[str], out_
     mlflow.log_metrics({"test_ua": summary["ua_mean"], "test_ua_std": summary["ua_std"],
                         "test_wa": summary["wa_mean"], "test_wa_std": summary["wa_std"],
                         "test_macro_f1": summary["macro_f1_mean"], "test_macro_f1_std": summary["macro_f1_std"]})
+    mlflow.log_metrics({f"test_{key}_{r['held_out']}": r[key] for r in results if r.get("held_out")
+                        for key in ("ua", "wa", "macro_f1")})
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in results])
     mlflow.log_text(table.to_csv(index=False), "evaluation/folds.csv")
     pooled = np.sum([r["confusion"] for r in results], axis=0)

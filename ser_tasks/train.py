@@ -261,7 +261,9 @@ def score_split(view: StoreView, model_path: Path, out_dir: Path, split: str = "
         split: ``"train"``, ``"val"`` or ``"test"``; training rows include their augmented copies.
 
     Returns:
-        :func:`ser_tasks.metrics.scores` output plus ``vocabulary`` and ``confusion_png``.
+        :func:`ser_tasks.metrics.scores` output plus ``vocabulary``, ``confusion_png`` and, when the
+        split holds several corpora, ``per_corpus``: corpus -> its own scores (UA and macro-F1 over
+        the classes that corpus has, :func:`ser_tasks.metrics.scores` with ``present_only``).
 
     Raises:
         InputError: the split has no completed rows, or the model is not a zoo model.
@@ -273,6 +275,11 @@ def score_split(view: StoreView, model_path: Path, out_dir: Path, split: str = "
     y_true, pred = score_rows(view, model_path, idx)
     result = metrics.scores(y_true, pred, vocab)
     result["vocabulary"] = vocab
+    corpus = view.corpus()[np.sort(idx)]  # score_rows returns rows in sorted order
+    if len(set(corpus)) > 1:
+        result["per_corpus"] = {c: {k: v for k, v in metrics.scores(y_true[corpus == c], pred[corpus == c], vocab,
+                                                                    present_only=True).items() if k != "report"}
+                                for c in sorted(set(corpus))}
     result["confusion_png"] = str(metrics.plot_confusion(
         np.array(result["confusion"]), vocab, out_dir / "confusion_matrix.png",
         title=f"{split} speakers: UA {result['ua']:.3f}, WA {result['wa']:.3f}, "

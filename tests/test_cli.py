@@ -107,3 +107,37 @@ def test_a_deployment_stores_the_configuration_as_json_and_its_runs_get_it_back(
     dep = pipeline_deployment("nightly", "s3://b/c", "s3://b/f.zarr", config=cfg)
     assert dep.parameters["config"]["train"]["epochs"] == 3  # JSON on the server
     assert ser_pipeline.validate_parameters(dep.parameters)["config"] == cfg  # a PipelineConfig in the run
+
+
+def test_manifest_of_several_roots_named_and_filtered(tmp_path):
+    import pandas as pd
+
+    from conftest import sine, write_wav
+
+    rav = make_ravdess_like(tmp_path / "r", actors=(1, 2, 3, 4), emotions=("01", "04", "05"), takes=1)
+    emo = tmp_path / "e"
+    for spk in ("03", "08"):
+        for i, letter in enumerate("WLN"):  # angry, boredom, neutral
+            write_wav(emo / f"{spk}a0{i}{letter}a.wav", sine(300))
+    out = tmp_path / "m.csv"
+    result = runner.invoke(app, ["manifest", str(rav), "--corpus", f"emodb={emo}", "--emotions", "neutral,angry",
+                                 "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "read as emodb+ravdess: 12 clips, 6 speakers, 6 skipped" in result.output
+    clips = pd.read_csv(out)
+    assert set(clips["emotion"]) == {"neutral", "angry"} and set(clips["corpus"]) == {"ravdess", "emodb"}
+    assert clips.groupby("speaker")["split"].nunique().max() == 1
+    bad = runner.invoke(app, ["manifest", str(rav), "--emotions", "joy"])
+    assert bad.exit_code == 2 and "unknown emotion" in bad.output
+    none = runner.invoke(app, ["manifest"])
+    assert none.exit_code == 2 and "give at least one corpus root" in none.output
+
+
+def test_the_manifest_settings_name_a_group_only_when_set():
+    from ser_tasks.config import PipelineConfig
+
+    default = PipelineConfig()
+    assert "manifest" not in default.extraction_dict()  # the groups written before keep their names
+    kept = default.with_overrides({"manifest.emotions": ["angry", "neutral"]})
+    assert kept.extraction_dict()["manifest"] == {"emotions": ["neutral", "angry"]}
+    assert kept.extraction_fingerprint() != default.extraction_fingerprint()

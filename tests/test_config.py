@@ -57,8 +57,8 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 def test_flat_params_cover_every_section():
     params = PipelineConfig().flat_params()
     assert params["features.n_mels"] == 64 and params["train.model"] == "tdnn"
-    assert {k.split(".")[0] for k in params} == {"audio", "augment", "features", "split", "extract", "train",
-                                                 "tracking"}
+    assert {k.split(".")[0] for k in params} == {"manifest", "audio", "augment", "features", "split", "extract",
+                                                 "train", "tracking"}
 
 
 def test_defaults_are_the_benchmarked_recipe():

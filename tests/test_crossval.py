@@ -81,3 +81,60 @@ def test_summary_is_mean_and_sample_sd_over_folds():
     assert summarize([{"ua": 0.5, "wa": 0.5, "macro_f1": 0.5}])["ua_std"] == 0.0
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_the_emobox_partition_holds_out_its_published_actors():
+    from ser_tasks.crossval import EMOBOX_RAVDESS, load_partition
+
+    spk, clip, var, ok = rows()
+    folds = make_folds("cv-actor", spk, clip, var, ok, partition=load_partition("emobox"))
+    assert [f.test_speakers for f in folds] == [tuple(f"ravdess:{a}" for a in EMOBOX_RAVDESS[k]) for k in range(1, 7)]
+    assert folds[0].test_speakers == ("ravdess:01", "ravdess:11", "ravdess:20", "ravdess:21")
+    seen = np.concatenate([f.test for f in folds])
+    assert sorted(seen.tolist()) == np.flatnonzero(var == 0).tolist()
+    for f in folds:
+        assert not set(spk[f.train]) & set(spk[f.test])
+    with pytest.raises(ValueError, match="unknown partition 'iemocap'"):
+        load_partition("iemocap")
+    assert load_partition("6") is None and load_partition(4) is None
+
+
+def test_a_folds_file_names_speakers_with_or_without_their_corpus(tmp_path):
+    from ser_tasks.crossval import load_partition
+
+    spk, clip, var, ok = rows(actors=6)
+    path = tmp_path / "folds.csv"
+    path.write_text("fold,speaker\n1,01\n1,ravdess:04\n2,02\n2,05\n3,03\n")  # actor 06 trains in every fold
+    folds = make_folds("cv-actor", spk, clip, var, ok, partition=load_partition(6, str(path)))
+    assert [f.test_speakers for f in folds] == [("ravdess:01", "ravdess:04"), ("ravdess:02", "ravdess:05"),
+                                                 ("ravdess:03",)]
+    assert all("ravdess:06" in set(spk[f.train]) for f in folds)
+    path.write_text("fold,speaker\n1,01\n2,99\n")
+    with pytest.raises(ValueError, match=r"speaker\(s\) \['99'\] are not in the store"):
+        make_folds("cv-actor", spk, clip, var, ok, partition=load_partition(6, str(path)))
+    path.write_text("fold,actor\n1,01\n")
+    with pytest.raises(ValueError, match="needs columns fold and speaker"):
+        load_partition(6, str(path))
+    path.write_text("fold,speaker\n1,01\n2,01\n")
+    with pytest.raises(ValueError, match="in two folds"):
+        load_partition(6, str(path))
+
+
+def test_cross_corpus_leaves_each_corpus_out_and_scores_the_shared_classes():
+    from ser_tasks.store import row_corpus
+
+    spk = np.array(["ravdess:01"] * 4 + ["ravdess:02"] * 4 + ["crema_d:1001"] * 4 + [""] * 2)
+    clip = np.array([f"ravdess/r{i}" for i in range(8)] + [f"crema_d/c{i}" for i in range(4)]
+                    + ["emodb/e0", "emodb/e1"])
+    var = np.zeros(spk.size, dtype=int)
+    emotion = np.array([0, 1, 2, 7] * 2 + [0, 1, 2, 3] + [0, 8])  # calm(1)/surprised(7) only in RAVDESS
+    assert row_corpus(spk, clip).tolist() == ["ravdess"] * 8 + ["crema_d"] * 4 + ["emodb"] * 2
+    folds = make_folds("cross-corpus", spk, clip, var, np.ones(spk.size, bool), emotion=emotion)
+    assert [f.held_out for f in folds] == ["crema_d", "emodb", "ravdess"]
+    crema, emodb, rav = folds
+    assert set(clip[crema.train]) == {c for c in clip if not c.startswith("crema_d")}
+    assert emotion[crema.test].tolist() == [0, 1, 2]  # class 3 is not in the training corpora
+    assert emotion[emodb.test].tolist() == [0]
+    assert sorted(emotion[rav.test].tolist()) == [0, 0, 1, 1, 2, 2]  # 7 is RAVDESS's alone
+    with pytest.raises(ValueError, match="at least 2 corpora"):
+        make_folds("cross-corpus", spk[:8], clip[:8], var[:8], np.ones(8, bool), emotion=emotion[:8])

@@ -92,3 +92,54 @@ def test_evaluate_refuses_an_unknown_protocol_before_any_work(tmp_path, prefect_
                                       "--protocol", "leave-one-in", "--mlflow-uri", f"sqlite:///{tmp_path / 'm.db'}"])
     assert result.exit_code == 2 and "unknown protocol 'leave-one-in'" in result.output
     assert not (tmp_path / "f.zarr").exists()
+
+
+def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_path, prefect_harness, monkeypatch):
+    from conftest import sine, write_wav
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    make_ravdess_like(data / "ravdess", actors=(1, 2, 3, 4), emotions=("01", "05", "04"), takes=1)
+    for spk in ("03", "08", "09"):  # EmoDB names: angry, sad, neutral, boredom (RAVDESS has no boredom)
+        for i, letter in enumerate("WTNL"):
+            write_wav(data / "emodb" / f"{spk}a0{i}{letter}a.wav", sine(250 + 40 * i, 1.2))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
+    config = tmp_path / "c.yaml"
+    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16}\n"
+                      "train: {batch_size: 8}\n")
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = subprocess.run([
+        sys.executable, "-m", "ser_cli.app", "evaluate", str(data), "--store", store_url, "--mlflow-uri", uri,
+        "--protocol", "cross-corpus", "--epochs", "1", "--workers", "1", "--config", str(config),
+        "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
+        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Per held-out corpus" in result.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["extract"]["corpus"] == "emodb+ravdess"
+    ev = summary["evaluation"]
+    assert ev["protocol"] == "cross-corpus" and ev["folds"] == ev["n_folds"] == 2
+    by_corpus = {r["held_out"]: r for r in ev["fold_results"]}
+    assert set(by_corpus) == {"emodb", "ravdess"}
+    assert by_corpus["emodb"]["n"] == 9  # 3 speakers x angry, sad, neutral: boredom is EmoDB's alone
+    assert by_corpus["ravdess"]["n"] == 12  # 4 actors x 3 classes, all shared with EmoDB
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(ev["mlflow_run_id"])
+    assert parent.data.metrics["test_ua_emodb"] == pytest.approx(by_corpus["emodb"]["ua"])
+    assert "leave one corpus out" in parent.data.tags["evaluation"]
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["cross-corpus-emodb", "cross-corpus-ravdess"]
+    assert {r.data.tags["held_out_corpus"] for r in children} == {"emodb", "ravdess"}
+
+    # cv-actor on a partition from a file, on the same store
+    folds_csv = tmp_path / "folds.csv"
+    folds_csv.write_text("fold,speaker\n1,ravdess:01\n1,emodb:03\n2,ravdess:02\n2,emodb:08\n")
+    cfg = PipelineConfig().with_overrides({"train.epochs": 1, "train.batch_size": 8, "train.schedule": "cosine"})
+    on_file = cross_validate(store_url, "cv-actor", cfg, None, uri, max_folds=1, out_dir=str(tmp_path / "file"),
+                             folds_file=str(folds_csv))
+    assert on_file["n_folds"] == 2 and on_file["folds"] == 1
+    assert on_file["fold_results"][0]["test_speakers"] == ["emodb:03", "ravdess:01"]
+    assert f"on the {folds_csv} partition" in on_file["evaluation"]

@@ -51,7 +51,8 @@ def test_folder_layout_is_detected_and_recovers_speakers(tmp_path):
     assert by_name["1001_DFA_ANG_XX.wav"]["speaker"] == "crema_d:1001"
     assert by_name["OAF_back_ps.wav"]["emotion"] == "surprised"
     assert pd.isna(by_name["mystery.wav"]["speaker"]) and by_name["mystery.wav"]["emotion"] == "happy"
-    assert m.skipped["reason"].str.contains("not an emotion").all()
+    # a subfolder is read on its own: "Other" follows no scheme, and says how to name it
+    assert m.skipped["reason"].str.contains("no known corpus naming scheme among the 1 files of").all()
 
 
 def test_forced_corpus_skips_what_does_not_parse(ravdess_like):
@@ -112,3 +113,70 @@ def test_fingerprint_changes_with_split(ravdess_like):
     f0 = m.fingerprint()
     m.clips, _ = assign_split(m.clips.drop(columns="split"), SplitConfig(seed=1))
     assert m.fingerprint() != f0
+
+
+def _emodb_like(root, speakers=("03", "08", "09", "10"), letters="WTN"):
+    for spk in speakers:
+        for i, letter in enumerate(letters):
+            write_wav(root / f"{spk}a0{i}{letter}a.wav", sine(220 + 20 * i))
+    return root
+
+
+def test_a_root_of_several_corpora_reads_each_subfolder_on_its_own(tmp_path):
+    make_ravdess_like(tmp_path / "data" / "ravdess", actors=(1, 2, 3, 4), takes=2)
+    _emodb_like(tmp_path / "data" / "emodb")
+    write_wav(tmp_path / "data" / "misc" / "take1.wav", sine(200))
+    m = build_manifest(str(tmp_path / "data"))
+    assert m.corpus == "emodb+ravdess"
+    assert m.clips.groupby("corpus")["clip_id"].size().to_dict() == {"emodb": 12, "ravdess": 16}
+    assert set(m.clips.loc[m.clips["corpus"] == "emodb", "speaker"]) == {"emodb:03", "emodb:08", "emodb:09", "emodb:10"}
+    assert m.clips["clip_id"].str.split("/").str[0].tolist() == m.clips["corpus"].tolist()
+    # the union of the classes; a subfolder that follows no scheme is skipped with the reason
+    assert set(m.clips["emotion"]) == {"neutral", "angry", "sad"}
+    assert len(m.skipped) == 1 and "name it with --corpus NAME=" in m.skipped["reason"].iloc[0]
+    assert any(n.startswith("corpora: emodb 12 clips, ravdess 16 clips") for n in m.notes)
+
+
+def test_several_roots_named_or_detected_make_one_manifest(tmp_path):
+    rav = make_ravdess_like(tmp_path / "r", actors=(1, 2), takes=2)
+    emo = _emodb_like(tmp_path / "e")
+    m = build_manifest([str(rav), f"emodb={emo}"])
+    assert m.corpus == "emodb+ravdess" and len(m.clips) == 8 + 12
+    assert m.root == f"{rav} emodb={emo}"
+    with pytest.raises(ValueError, match="unknown corpus 'iemocap'"):
+        build_manifest([f"iemocap={emo}"])
+
+
+def test_kept_emotions_skip_the_others_with_the_reason(tmp_path):
+    from ser_tasks.config import ManifestConfig
+
+    rav = make_ravdess_like(tmp_path / "r", actors=(1, 2), emotions=("01", "04", "05"), takes=2)
+    m = build_manifest(str(rav), config=ManifestConfig(emotions=["angry", "neutral"]))
+    assert set(m.clips["emotion"]) == {"neutral", "angry"} and len(m.clips) == 8
+    assert (m.skipped["reason"] == "emotion 'sad' is not among the kept emotions (neutral,angry)").all()
+    assert len(m.skipped) == 4
+    with pytest.raises(ValueError, match="unknown emotion"):
+        ManifestConfig(emotions=["joy"])
+
+
+def test_speaker_pattern_names_the_speakers_of_a_folder_layout(tmp_path):
+    from ser_tasks.config import ManifestConfig
+    from ser_tasks.split import assign_split
+
+    root = tmp_path / "kaggle"
+    for spk in ("SM1", "SM2", "SF3", "SF4"):
+        for emotion in ("Angry", "Sad"):
+            for take in (1, 2):
+                write_wav(root / emotion / f"{spk}_F1_A0{take}.wav", sine(300))
+    write_wav(root / "Angry" / "odd-name.wav", sine(300))
+    m = build_manifest(str(root), config=ManifestConfig(speaker_pattern=r"^([A-Z]+\d+)_"))
+    by_name = dict(zip(m.clips["path"].map(os.path.basename) + m.clips["emotion"], m.clips["speaker"]))
+    assert by_name["SM1_F1_A01.wavangry"] == "folders:SM1" and by_name["SF4_F1_A02.wavsad"] == "folders:SF4"
+    assert pd.isna(by_name["odd-name.wavangry"])
+    assert any("1 file name(s) without a speaker do not match --speaker-pattern" in n for n in m.notes)
+    clips, _ = assign_split(m.clips, __import__("ser_tasks.config").config.SplitConfig())
+    named = clips.dropna(subset=["speaker"])
+    assert named.groupby("speaker")["split"].nunique().max() == 1  # split by speaker, not by clip
+    # whole match when the pattern has no group
+    whole = build_manifest(str(root), config=ManifestConfig(speaker_pattern=r"^S[MF]\d"))
+    assert "folders:SM1" in set(whole.clips["speaker"])

@@ -82,3 +82,17 @@ def test_fixed_speakers_keep_their_side_and_new_ones_are_dealt_by_shortfall():
     assert "6 new speaker group(s)" in notes[0]
     per_split = grown.drop_duplicates("speaker")["split"].value_counts().to_dict()
     assert per_split == {"train": 11, "test": 3, "val": 2}  # 16 speakers at 70/10/20
+
+
+def test_split_is_stratified_by_corpus_in_proportion_to_its_speakers():
+    rows = []
+    for corpus, n in (("big", 30), ("small", 10)):
+        for i in range(n):
+            rows.append({"clip_id": f"{corpus}/{i}", "speaker": f"{corpus}:{i}", "corpus": corpus,
+                         "sex": "male" if i % 2 else "female"})
+    clips, _ = assign_split(pd.DataFrame(rows), SplitConfig())
+    speakers = clips.groupby(["split", "corpus"])["speaker"].nunique().to_dict()
+    # 20 % test of 40 speakers, each corpus in its share: 6 + 2; training keeps about 70 % of each
+    assert speakers[("test", "big")] == 6 and speakers[("test", "small")] == 2
+    assert speakers[("val", "big")] + speakers.get(("val", "small"), 0) == 4
+    assert 20 <= speakers[("train", "big")] <= 21 and 7 <= speakers[("train", "small")] <= 8

@@ -68,3 +68,28 @@ def test_spec_augment_settings_reach_the_saved_model(tone_store):
     cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1}),
                                         tmp / "cnn1d", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in cnn1d.layers]
+
+
+def test_test_speakers_of_several_corpora_are_also_scored_per_corpus(tmp_path):
+    from conftest import sine, write_wav
+
+    data = tmp_path / "data"
+    make_ravdess_like(data / "ravdess", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
+    for spk in ("03", "08", "09", "10", "11", "12"):
+        for i, letter in enumerate("WNL"):  # angry, neutral, boredom
+            write_wav(data / "emodb" / f"{spk}a0{i}{letter}a.wav", sine(250 + 60 * i, 1.2))
+    cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 0, "extract.batch_rows": 16,
+                                           "train.epochs": 1, "train.batch_size": 8})
+    clips, _ = assign_split(build_manifest(str(data)).clips, cfg.split)
+    assert set(clips.loc[clips["split"] == "test", "corpus"]) == {"ravdess", "emodb"}  # stratified by corpus
+    store = FeatureStore.create_or_resume(str(tmp_path / "f.zarr"), cfg, plan_rows(clips, cfg))
+    for s, e in store.pending_regions():
+        process_region(store.url, store.group, s, e)
+    view = store.view()
+    result = fit(view, cfg.train, tmp_path / "out", verbose=0)
+    scores = score_split(view, result.model_path, tmp_path / "out")
+    per = scores["per_corpus"]
+    assert set(per) == {"emodb", "ravdess"}
+    assert per["emodb"]["n"] + per["ravdess"]["n"] == scores["n"]
+    assert per["ravdess"]["classes"] == ["neutral", "angry"]  # UA over RAVDESS's own classes
+    assert per["emodb"]["classes"] == ["neutral", "angry", "boredom"]

@@ -1,0 +1,156 @@
+"""Many corpora: CREMA-D at its size, RAVDESS + CREMA-D together, cross-corpus, and EmoBox's folds.
+
+Runs the README's own commands (``./ser``) on the shared data, each step in its own working folder
+under ``--work`` (its own store and ``mlflow.db``), and keeps each step's ``--summary-json``, so
+``--skip-done`` resumes after an interruption. Steps (``--steps``, in this order by default):
+
+- ``extract``: ``ser extract`` of RAVDESS (1,440 clips) and of the CREMA-D subset (2,447 clips),
+  no augmentation, 2 workers: wall time, clips/s, and the peak resident memory of the command's
+  process tree (sampled every 0.2 s with psutil);
+- ``run_both``: ``ser run RAVDESS CREMA-D``, the default recipe on both corpora (actor-disjoint
+  split stratified by corpus and sex): test UA overall and per corpus;
+- ``cross_corpus``: ``ser evaluate RAVDESS CREMA-D --protocol cross-corpus`` with
+  ``benchmarks/accuracy.yaml``: train on one corpus, score the other on the shared classes;
+- ``emobox``: ``ser evaluate RAVDESS --folds emobox`` with ``benchmarks/accuracy.yaml``;
+- ``crema_cv``: ``ser evaluate CREMA-D`` (6 folds of 5 consecutive actors) with ``accuracy.yaml``.
+
+Writes ``benchmarks/results/corpora.json`` with the steps that have run: ``crema_cv_actor_ua_mean``
+/ ``_std``, ``ravdess_emobox_folds_ua_mean`` / ``_std``, ``cross_corpus`` (per held-out corpus),
+``run_both`` and ``extract``. Usage::
+
+    SER_TEST_DATA=../shared/data .venv/bin/python benchmarks/corpora.py [--steps extract,run_both] [--skip-done]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+STEPS = ("extract", "run_both", "cross_corpus", "emobox", "crema_cv")
+
+
+def ser(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Run ``./ser ARGS`` in ``cwd``: (wall seconds, peak RSS of its process tree in MiB). Raises on failure."""
+    import psutil
+
+    print("$ ./ser", " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(REPO / "ser"), *args], cwd=cwd)
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    done.set()
+    sampler.join()
+    if code:
+        raise SystemExit(f"./ser {' '.join(args)} exited with {code}")
+    return round(time.perf_counter() - t0, 1), round(peak / 2**20)
+
+
+def step(name: str, args: argparse.Namespace, cmd: list[str]) -> dict:
+    """Run one step's command in ``work/name`` (or reuse its summary) and return the summary, timed."""
+    work = args.work / name
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "summary.json"
+    if args.skip_done and out.exists():
+        print(f"{name}: reusing {out}", flush=True)
+        return json.loads(out.read_text())
+    wall, peak = ser([*cmd, "--mlflow-uri", f"sqlite:///{work / 'mlflow.db'}", "--summary-json", str(out)], work)
+    summary = json.loads(out.read_text())
+    summary["_wall_s"], summary["_peak_rss_mib"] = wall, peak
+    out.write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def folds(summary: dict) -> list[dict]:
+    """Per-fold scores of an evaluation summary, without the confusion matrices."""
+    return [{k: v for k, v in f.items() if k != "confusion"} for f in summary["evaluation"]["fold_results"]]
+
+
+def main() -> None:
+    """Run the chosen steps and merge their figures into ``corpora.json``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    data = Path(os.environ.get("SER_TEST_DATA", REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", type=Path, default=data)
+    ap.add_argument("--steps", default=",".join(STEPS))
+    ap.add_argument("--config", type=Path, default=REPO / "benchmarks" / "accuracy.yaml")
+    ap.add_argument("--work", type=Path, default=REPO / "ser-out" / "bench-corpora")
+    ap.add_argument("--out", type=Path, default=RESULTS / "corpora.json")
+    ap.add_argument("--skip-done", action="store_true")
+    args = ap.parse_args()
+    args.work = args.work.resolve()
+    rav, crema = str((args.data / "ravdess").resolve()), str((args.data / "crema-d").resolve())
+    cfg = str(args.config.resolve())
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    for name in args.steps.split(","):
+        if name not in STEPS:
+            raise SystemExit(f"unknown step {name!r}; choose from {', '.join(STEPS)}")
+        t0 = time.strftime("%Y-%m-%d")
+        if name == "extract":
+            figures = {}
+            for corpus, root in (("ravdess", rav), ("crema_d", crema)):
+                s = step(f"extract_{corpus}", args, ["extract", root, "--store", "features.zarr", "--variants", "0"])
+                figures[corpus] = {"clips": s["clips"], "failed_rows": s["failed_rows"], "wall_s": s["_wall_s"],
+                                   "flow_s": s["seconds"], "clips_per_s_flow": round(s["clips_per_second"], 1),
+                                   "clips_per_s_command": round(s["clips"] / s["_wall_s"], 1),
+                                   "peak_rss_mib": s["_peak_rss_mib"]}
+            result["extract"] = {"commit": commit, "date": t0, "variants": 0, "workers": 2, **figures}
+        elif name == "run_both":
+            s = step(name, args, ["run", rav, crema, "--store", "features.zarr", "--out-dir", "run"])
+            t = s["train"]
+            result["run_both"] = {"commit": commit, "date": t0, "command": f"./ser run {rav} {crema}",
+                                  "ua": t["ua"], "wa": t["wa"], "macro_f1": t["macro_f1"],
+                                  "test_clips": t["test_clips"],
+                                  "per_corpus": {c: {k: v[k] for k in ("ua", "wa", "macro_f1", "n")}
+                                                 for c, v in t.get("per_corpus", {}).items()},
+                                  "rows": s["extract"]["rows"], "failed_rows": s["extract"]["failed_rows"],
+                                  "train_seconds": t["train_seconds"], "wall_s": s["_wall_s"],
+                                  "model_version": t["model_version"], "alias": t["alias"]}
+        elif name == "cross_corpus":
+            s = step(name, args, ["evaluate", rav, crema, "--store", "features.zarr", "--protocol", "cross-corpus",
+                                  "--config", cfg, "--out-dir", "runs"])
+            result["cross_corpus"] = {"commit": commit, "date": t0, "config": args.config.name,
+                                      "held_out": {f["held_out"]: {k: f[k] for k in ("ua", "wa", "macro_f1", "n")}
+                                                   for f in folds(s)},
+                                      "wall_s": s["_wall_s"]}
+        elif name == "emobox":
+            s = step(name, args, ["evaluate", rav, "--store", "features.zarr", "--folds", "emobox", "--config", cfg,
+                                  "--out-dir", "runs"])
+            ev = s["evaluation"]
+            result.update({"ravdess_emobox_folds_ua_mean": ev["ua_mean"], "ravdess_emobox_folds_ua_std": ev["ua_std"]})
+            result["emobox"] = {"commit": commit, "date": t0, "config": args.config.name, "wa_mean": ev["wa_mean"],
+                                "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
+        else:
+            s = step(name, args, ["evaluate", crema, "--store", "features.zarr", "--config", cfg, "--out-dir", "runs"])
+            ev = s["evaluation"]
+            result.update({"crema_cv_actor_ua_mean": ev["ua_mean"], "crema_cv_actor_ua_std": ev["ua_std"]})
+            result["crema_cv"] = {"commit": commit, "date": t0, "config": args.config.name, "wa_mean": ev["wa_mean"],
+                                  "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"{name}: written to {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
