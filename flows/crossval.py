@@ -10,6 +10,7 @@ backend sees one).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import mlflow
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 
 from ser_tasks import metrics, tracking
 from ser_tasks.config import PipelineConfig
@@ -33,43 +35,88 @@ from ser_tasks.crossval import (
     make_folds,
     summarize,
 )
+from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement
 from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore, StoreView
-from ser_tasks.train import score_rows, train_rows
+from ser_tasks.train import FitResult, score_rows, train_rows
 
 from .extract import dask_runner, extract_features
+from .train import local_threads, train_job_task
 
 #: Settings ``ser evaluate`` needs whatever the configuration says: every clip augmented (a
 #: split-agnostic store) and a fixed schedule that selects nothing on held-out speakers.
 EVALUATION_OVERRIDES = {"augment.scope": "all", "train.schedule": "cosine"}
 
 
+def _fold_name(fold: Fold) -> str:
+    return f"{fold.protocol}-{fold.held_out}" if fold.held_out else f"{fold.protocol}-fold{fold.index + 1}"
+
+
+@contextlib.contextmanager
+def _fold_run(fold: Fold, config: PipelineConfig, extra_params: dict | None = None):
+    """The fold's child MLflow run (nested in the protocol's), with its tags and parameters."""
+    tags = {"protocol": fold.protocol, "fold": str(fold.index + 1),
+            **({"held_out_corpus": fold.held_out} if fold.held_out else {})}
+    with mlflow.start_run(run_name=_fold_name(fold), nested=True, tags=tags) as run:
+        mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
+                           "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model,
+                           **(extra_params or {})})
+        yield run
+
+
+def _fold_result(fold: Fold, scores: dict, seconds: float, run_id: str) -> dict:
+    return {"fold": fold.index + 1, "held_out": fold.held_out, "ua": scores["ua"], "wa": scores["wa"],
+            "macro_f1": scores["macro_f1"], "n": scores["n"], "train_rows": int(fold.train.size),
+            "test_speakers": list(fold.test_speakers), "seconds": round(seconds, 1), "confusion": scores["confusion"],
+            "mlflow_run_id": run_id}
+
+
 @task(name="fold", cache_policy=NO_CACHE)
 def fold_task(view: StoreView, fold: Fold, config: PipelineConfig, out_dir: Path, verbose: int = 0) -> dict:
-    """Train on ``fold.train``, score ``fold.test``, and log both to a child MLflow run.
+    """Train on ``fold.train`` in this process, score ``fold.test``, and log both to a child MLflow run.
 
     Returns:
-        ``{"fold", "ua", "wa", "macro_f1", "n", "train_rows", "test_speakers", "seconds", "confusion",
-        "mlflow_run_id"}``.
+        ``{"fold", "held_out", "ua", "wa", "macro_f1", "n", "train_rows", "test_speakers", "seconds",
+        "confusion", "mlflow_run_id"}``.
     """
     vocab = view.vocabulary
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{fold.protocol}-{fold.held_out}" if fold.held_out else f"{fold.protocol}-fold{fold.index + 1}"
-    with mlflow.start_run(run_name=name, nested=True,
-                          tags={"protocol": fold.protocol, "fold": str(fold.index + 1),
-                                **({"held_out_corpus": fold.held_out} if fold.held_out else {})}) as run:
-        mlflow.log_params({"fold": fold.index + 1, "train_rows": int(fold.train.size), "test_rows": int(fold.test.size),
-                           "test_speakers": ",".join(fold.test_speakers) or "-", "train.model": config.train.model})
+    with _fold_run(fold, config) as run:
         fitted = train_rows(view, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
                             verbose=verbose)
         y_true, y_pred = score_rows(view, fitted.model_path, fold.test)
         # a held-out corpus may lack some of the model's classes: average over those it has
         scores = metrics.scores(y_true, y_pred, vocab, present_only=fold.protocol == CROSS_CORPUS)
-        tracking.log_fold(scores, fitted, vocab, out_dir, name)
-    return {"fold": fold.index + 1, "held_out": fold.held_out, "ua": scores["ua"], "wa": scores["wa"],
-            "macro_f1": scores["macro_f1"],
-            "n": scores["n"], "train_rows": int(fold.train.size), "test_speakers": list(fold.test_speakers),
-            "seconds": round(fitted.seconds, 1), "confusion": scores["confusion"], "mlflow_run_id": run.info.run_id}
+        tracking.log_fold(scores, fitted, vocab, out_dir, _fold_name(fold))
+    return _fold_result(fold, scores, fitted.seconds, run.info.run_id)
+
+
+def _cluster_folds(view: StoreView, folds: list[Fold], cfg: PipelineConfig, out: Path, protocol: str) -> list[dict]:
+    """Every fold as a training task on the Dask cluster at once; each logged to its child run as it finishes.
+
+    The workers write each model to the store's filesystem (:mod:`ser_tasks.jobs`); the flow
+    fetches it, and logs the fold (parameters, every epoch's metrics, scores, plots) to MLflow.
+    """
+    logger = get_run_logger()
+    threads = cfg.train.threads or local_threads(cfg)
+    jobs = [TrainJob(view, fold.train, fold.test, cfg.train, outputs_url_for(view.store.url, _fold_name(fold)),
+                     present_only=fold.protocol == CROSS_CORPUS, threads=threads, name=_fold_name(fold))
+            for fold in folds]
+    with placement(cfg.train.resources):
+        futures = {train_job_task.submit(job): fold for job, fold in zip(jobs, folds, strict=True)}
+    results = []
+    for fut in as_completed(list(futures)):
+        fold, res = futures[fut], fut.result()
+        fold_dir = out / protocol / f"fold{fold.index + 1}"
+        files = fetch_outputs(res["outputs_url"], fold_dir, view.store.storage_options)
+        fitted = FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
+                           res["rows"], res["seconds"], res["device"])
+        with _fold_run(fold, cfg, {"worker": f"{res['host']}:{res['pid']}", "threads": res["threads"] or "-"}) as run:
+            tracking.log_history(res["history"])
+            tracking.log_fold(res["scores"], fitted, view.vocabulary, fold_dir, _fold_name(fold))
+        logger.info("%s done on %s:%s", _fold_name(fold), res["host"], res["pid"])
+        results.append(_fold_result(fold, res["scores"], res["seconds"], run.info.run_id))
+    return sorted(results, key=lambda r: r["fold"])
 
 
 def _folds(view: StoreView, protocol: str, n_folds: int, seed: int, partition: dict[str, int] | None) -> list[Fold]:
@@ -92,8 +139,10 @@ def _protocol(view: StoreView, protocol: str, folds: list[Fold], cfg: PipelineCo
                            "partition": partition_name if on else "blocks" if protocol == "cv-actor" else "-",
                            "keras_backend": keras.backend.backend()})
         results = []
+        parallel = _cluster_folds(view, folds, cfg, out, protocol) if cfg.train.where == "cluster" else None
         for fold in folds:
-            res = fold_task(view, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose)
+            res = (parallel[fold.index - folds[0].index] if parallel is not None
+                   else fold_task(view, fold, cfg, out / protocol / f"fold{fold.index + 1}", verbose))
             logger.info("%s fold %d/%d (%s): UA %.3f  WA %.3f  macro-F1 %.3f  (%d test clips, %.0f s)", protocol,
                         fold.index + 1, len(folds), fold.held_out or ",".join(fold.test_speakers) or "random",
                         res["ua"], res["wa"],
@@ -206,7 +255,11 @@ def ser_evaluate(root: str | list[str], store_url: str, protocol: str = "cv-acto
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
-    result = cross_validate(store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds,
-                            max_folds, storage_options, out_dir, verbose, partition, folds_file)
+    # On the cluster the folds run as parallel tasks on a (fresh) Dask runner of their own.
+    validate = cross_validate.with_options(task_runner=dask_runner(
+        dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)) if cfg.train.where == "cluster" \
+        else cross_validate
+    result = validate(store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds,
+                      max_folds, storage_options, out_dir, verbose, partition, folds_file)
     return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
 

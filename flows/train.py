@@ -7,17 +7,20 @@ the tasks hand each other file paths, never models.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from ser_tasks import registry, tracking
 from ser_tasks.config import PipelineConfig
+from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
 from ser_tasks.store import FeatureStore, StoreView
-from ser_tasks.train import FitResult, fit, score_split
+from ser_tasks.train import FitResult, fit, score_split, split_scores
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
@@ -30,6 +33,38 @@ def fit_task(view: StoreView, config: PipelineConfig, out_dir: Path) -> FitResul
 def evaluate_task(view: StoreView, model_path: Path, out_dir: Path) -> dict:
     """:func:`ser_tasks.train.score_split` on the test speakers."""
     return score_split(view, model_path, out_dir, "test")
+
+
+@task(name="train-job", cache_policy=NO_CACHE, task_run_name="{job.name}")
+def train_job_task(job: TrainJob) -> dict:
+    """:func:`ser_tasks.jobs.run_job` on whichever Dask worker takes it (resource annotations apply)."""
+    return run_job(job)
+
+
+def local_threads(cfg: PipelineConfig) -> int:
+    """Threads per training task on a LocalCluster: the machine's cores shared among its workers."""
+    return max(1, (os.cpu_count() or 1) // cfg.extract.workers)
+
+
+def cluster_fit(view: StoreView, cfg: PipelineConfig, out: Path) -> tuple[FitResult, dict]:
+    """Fit and score the test speakers as one task on the Dask cluster; fetch the model; log the epochs.
+
+    Returns:
+        The fit (model and normaliser fetched into ``out``) and :func:`ser_tasks.train.split_scores`
+        of the test speakers.
+    """
+    rows = {s: view.rows(s, originals_only=s != "train") for s in ("train", "val", "test")}
+    job = TrainJob(view, rows["train"], rows["test"], cfg.train, outputs_url_for(view.store.url, "train"),
+                   val=rows["val"], threads=cfg.train.threads or local_threads(cfg), name=f"train-{cfg.train.model}")
+    with placement(cfg.train.resources):
+        future = train_job_task.submit(job)
+    res = future.result()
+    files = fetch_outputs(res["outputs_url"], out, view.store.storage_options)
+    fitted = FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
+                       {**res["rows"], "test": int(rows["test"].size)}, res["seconds"], res["device"])
+    tracking.log_history(res["history"])
+    mlflow.log_params({"train_worker": f"{res['host']}:{res['pid']}", "train_threads": res["threads"] or "-"})
+    return fitted, split_scores(view, rows["test"], np.array(res["y_true"]), np.array(res["y_pred"]), out)
 
 
 @task(name="log-model", cache_policy=NO_CACHE)
@@ -84,9 +119,13 @@ def train_model(store_url: str, config: PipelineConfig | None = None, group: str
     with _run(run_id, f"train-{cfg.train.model}", tags) as run:
         mlflow.set_tags(tags)
         tracking.log_training_inputs(run.info.run_id, cfg.flat_params(), attrs["speakers"])
-        fit_result = fit_task(view, cfg, out)
-        tracking.log_training(fit_result, attrs["vocabulary"], out)
-        result = evaluate_task(view, fit_result.model_path, out)
+        if cfg.train.where == "cluster":
+            fit_result, result = cluster_fit(view, cfg, out)
+            tracking.log_training(fit_result, attrs["vocabulary"], out)
+        else:
+            fit_result = fit_task(view, cfg, out)
+            tracking.log_training(fit_result, attrs["vocabulary"], out)
+            result = evaluate_task(view, fit_result.model_path, out)
         tracking.log_test_scores(result)
         registered = log_model_task(fit_result, cfg, result["vocabulary"], result, tags)
         logger.info("test speakers: UA %.3f  WA %.3f  macro-F1 %.3f  (%d clips); model %s v%d; run %s",

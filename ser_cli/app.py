@@ -8,6 +8,7 @@ Commands::
     ser evaluate ROOT...  k-fold cross-validation: actor-disjoint (cv-actor, blocks or a published
                           partition), cross-corpus, or the leakage ablation
     ser manifest ROOT...  list the corpora: clips per corpus, emotion, speaker; skipped files
+    ser sweep ROOT...     every combination of a grid of training settings, each an MLflow child run
     ser deploy ROOT...    a scheduled (cron) deployment on a Prefect server, served by this process
     ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
     ser predict PATH...   emotions of audio files with the registered model (champion by default)
@@ -214,11 +215,16 @@ def train(store: str,
           group: Annotated[str | None, typer.Option(help="Extraction group \\[default: the only one].")] = None,
           mlflow_uri: MlflowOpt = None, config: ConfigOpt = None, summary_json: SummaryOpt = None,
           storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, epochs: EpochsOpt = None,
-          model: ModelOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
-    """Train and evaluate on an existing feature store."""
+          model: ModelOpt = None, dask_address: DaskOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
+    """Train and evaluate on an existing feature store (on the Dask cluster with train.where: cluster)."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
+    from flows.extract import dask_runner
     from flows.prefect_server import prefect_api
     from flows.train import train_model
+
+    if cfg.train.where == "cluster":
+        train_model = train_model.with_options(task_runner=dask_runner(
+            dask_address, cfg.extract.workers, cfg.extract.threads_per_worker))
     from ser_tasks.store import FeatureStore
 
     with _user_errors():  # before any server starts
@@ -297,6 +303,49 @@ def evaluate(roots: RootsArg = None, store: StoreOpt = "ser-out/eval-features.za
 
 
 @app.command()
+def sweep(roots: RootsArg = None,
+          grid: Annotated[Path, typer.Option(
+              "--grid", exists=True, dir_okay=False,
+              help="YAML/JSON/TOML of train.* settings and their values, e.g. 'train.learning_rate: [0.003, 0.001]'; "
+                   "every combination is trained.")] = Path("grid.yaml"),
+          store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None,
+          config: ConfigOpt = None, summary_json: SummaryOpt = None, corpus: CorpusOpt = None,
+          emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None, storage_options: StorageOpt = None,
+          endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None, workers: WorkersOpt = None,
+          epochs: EpochsOpt = None, out_dir: OutOpt = Path("ser-out/sweep")) -> None:
+    """Train every combination of a grid of training settings on one store, each an MLflow child run.
+
+    In parallel on the Dask cluster with train.where: cluster (the config file), else one after
+    another. Choose on validation UA; the test speakers report the choice.
+    """
+    root, corpus = _sources(roots, corpus)
+    cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs,
+                             **_manifest_overrides(emotions, speaker_pattern)})
+    from flows.prefect_server import prefect_api
+    from flows.sweep import ser_sweep
+    from ser_tasks.sweep import expand, read_grid
+
+    with _user_errors():  # before any server starts
+        grid_values = read_grid(grid)
+        expand(cfg, grid_values)
+    with _user_errors(), prefect_api():
+        summary = ser_sweep(root, store, grid_values, cfg, corpus, mlflow_uri, dask_address,
+                            _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
+    table = Table(title=f"Sweep of {len(summary['sweep']['combinations'])} combinations, best validation UA first "
+                        "(choose on validation; test reports the choice)")
+    for col in ("combination", "val UA", "test UA", "WA", "macro-F1", "time"):
+        table.add_column(col, justify="left" if col == "combination" else "right")
+    by_val = sorted(summary["sweep"]["combinations"], key=lambda r: r["val_ua"] if r["val_ua"] == r["val_ua"] else -1,
+                    reverse=True)  # NaN (no validation speakers) last
+    for r in by_val:
+        table.add_row(r["name"], f"{r['val_ua']:.3f}", f"{r['ua']:.3f}", f"{r['wa']:.3f}", f"{r['macro_f1']:.3f}",
+                      f"{r['seconds']:.0f} s")
+    console.print(table)
+    console.print(f"total {summary['seconds']:.1f} s; parent run {summary['sweep']['mlflow_run_id']}")
+    _write_summary(summary_json, summary)
+
+
+@app.command()
 def deploy(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflow_uri: MlflowOpt = None,
            dask_address: DaskOpt = None, config: ConfigOpt = None, corpus: CorpusOpt = None,
            emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
@@ -341,7 +390,8 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
             csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
     """Table of an experiment's evaluated runs, best UA first, and a plot of their scores.
 
-    Each run's model, features, augmentation, UA, WA, macro-F1 and duration.
+    Each run's UA (± sd over folds), WA, macro-F1, duration, and the parameters whose values differ
+    among the runs listed, one per line; --csv writes every column (model, features, augmentation...).
     """
     from ser_tasks.compare import plot_runs, runs_table
 
@@ -350,13 +400,14 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
         if table.empty:
             raise ValueError(f"experiment {experiment!r} has no evaluated runs (none logged test_ua)")
     out = Table(title=f"MLflow experiment {experiment!r}: scores on held-out speakers")
-    for col in ("run", "model", "features", "augmentation", "evaluation", "UA", "WA", "macro-F1", "duration",
-                "started"):
-        out.add_column(col, justify="right" if col in ("UA", "WA", "macro-F1", "duration") else "left")
+    out.add_column("run", no_wrap=True)
+    for col in ("UA", "± sd", "WA", "macro-F1", "time"):
+        out.add_column(col, justify="right", no_wrap=True)
+    out.add_column("what differs (parameters with other values in the other runs listed)", overflow="fold")
     for r in table.itertuples():
-        ua = f"{r.ua:.3f}" if r.ua_std != r.ua_std else f"{r.ua:.3f} ± {r.ua_std:.3f}"  # NaN: a single split
-        out.add_row(r.run_id[:8], r.model, r.features, r.augmentation, r.evaluation or "-", ua, f"{r.wa:.3f}",
-                    f"{r.macro_f1:.3f}", f"{r.duration_s:.0f} s", f"{r.start_time:%Y-%m-%d %H:%M}")
+        sd = "" if r.ua_std != r.ua_std else f"{r.ua_std:.3f}"  # NaN: a single split
+        out.add_row(r.run_id[:8], f"{r.ua:.3f}", sd, f"{r.wa:.3f}", f"{r.macro_f1:.3f}", f"{r.duration_s:.0f} s",
+                    r.differs.replace(", ", "\n") or "-")
     console.print(out)
     path = plot_runs(table, plot or Path(f"ser-out/compare-{experiment}.png"), f"{experiment}: held-out speakers")
     console.print(f"plot written to {path}")

@@ -15,7 +15,24 @@ from .models import MODEL_INPUTS
 
 AUGMENTS = ("noise", "pitch", "stretch", "shift", "gain")
 COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluation", "ua", "ua_std", "wa",
-           "macro_f1", "duration_s", "start_time"]
+           "macro_f1", "duration_s", "start_time", "differs"]
+
+#: Parameters that describe one run's bookkeeping rather than its recipe: never listed as differing.
+BOOKKEEPING = {"train_rows", "val_rows", "test_rows", "vocabulary", "device", "train_worker", "train_threads",
+               "worker", "threads", "folds_run", "fold", "test_speakers"}
+
+
+def differing(params: list[dict[str, str]]) -> list[str]:
+    """``key=value`` of every parameter whose value is not the same in all of ``params`` (one dict per run).
+
+    A parameter a run lacks counts as ``-``. Bookkeeping (:data:`BOOKKEEPING`) is left out.
+
+    Returns:
+        One string per run: ``"train.schedule=plateau, train.epochs=60"`` (keys sorted), or ``""``.
+    """
+    keys = sorted({k for p in params for k in p} - BOOKKEEPING)
+    varying = [k for k in keys if len({p.get(k, "-") for p in params}) > 1]
+    return [", ".join(f"{k}={p.get(k, '-')}" for k in varying) for p in params]
 
 
 def _augmentation(params: dict) -> str:
@@ -47,7 +64,8 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
     Returns:
         Columns :data:`COLUMNS`: ``ua``/``wa``/``macro_f1`` in [0, 1] (test speakers; a
         cross-validation's means over folds, with ``ua_std`` its sd, NaN for a single split),
-        ``duration_s`` in seconds (run start to end; NaN while running).
+        ``duration_s`` in seconds (run start to end; NaN while running), ``differs``: the
+        parameters (and evaluation) whose values differ among the listed runs (:func:`differing`).
 
     Raises:
         InputError: no experiment of that name.
@@ -61,7 +79,7 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
     if exp is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise InputError(f"no MLflow experiment {experiment!r} at {resolve_uri(tracking_uri)} (present: {names})")
-    rows = []
+    rows, all_params = [], []
     for run in client.search_runs([exp.experiment_id], max_results=5000):
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
         if "test_ua" not in metrics:
@@ -76,6 +94,9 @@ def runs_table(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
             "duration_s": (end - run.info.start_time) / 1000 if end else float("nan"),
             "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
         })
+        all_params.append({**params, **({"evaluation": tags["evaluation"]} if tags.get("evaluation") else {})})
+    for row, diff in zip(rows, differing(all_params), strict=True):
+        row["differs"] = diff
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values("ua", ascending=False, ignore_index=True)
 
@@ -93,7 +114,7 @@ def plot_runs(table: pd.DataFrame, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.model} | {r.augmentation} | {r.run_id[:8]}" for r in table.itertuples()]
+    labels = [f"{r.run_id[:8]} | {r.differs[:60] or r.model}" for r in table.itertuples()]
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.45 * len(table) * 1.6))
     height = 0.27
     for k, (col, name) in enumerate((("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"))):

@@ -224,6 +224,15 @@ class TrainConfig(_Section):
             training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
             ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default
             hop); off while both counts are 0. Spectrogram models only.
+        where: ``"local"`` trains in the flow's process (folds one after another); ``"cluster"``
+            runs each training (the model of ``ser run``, every fold of ``ser evaluate``) as a
+            task on the Dask cluster (``--dask-address``, or a LocalCluster of
+            ``extract.workers``), folds in parallel (:mod:`ser_tasks.jobs`).
+        resources: Dask resource annotations of a training task on the cluster, e.g.
+            ``{"GPU": 1}`` so that only workers started with ``--resources GPU=1`` train.
+        threads: TensorFlow threads per training task on the cluster; ``None``: the machine's
+            cores divided by ``extract.workers`` for a LocalCluster, TensorFlow's own choice on
+            a cluster given by address.
     """
 
     model: str = "tdnn"
@@ -242,6 +251,9 @@ class TrainConfig(_Section):
     spec_time_masks: int = Field(1, ge=0)
     spec_time_width: int = Field(25, ge=0)
     seed: int = 0
+    where: Literal["local", "cluster"] = "local"
+    resources: dict[str, float] = Field(default_factory=dict)
+    threads: int | None = Field(None, ge=1)
 
     @property
     def spec_augment(self) -> bool:

@@ -35,6 +35,7 @@ COMMANDS = {
     "prefect-server": ["prefect", "server", "start"],
     "dask-scheduler": ["dask", "scheduler"],
     "dask-worker": ["dask", "worker"],
+    "dask-gpu-worker": ["dask", "worker"],
     "mlflow": ["mlflow", "server"],
     "ser-deploy": ["ser", "deploy"],
 }

@@ -93,7 +93,8 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     the reason and the rest of the range carries on. Rows no longer pending are copied as stored.
 
     Returns:
-        ``{"start", "stop", "rows" (computed now), "clips" (distinct clips computed now), "done",
+        ``{"start", "stop", "rows" (computed now), "clips" (distinct clips computed now), "clip_ids"
+        (those clips), "done",
         "failed" (of those rows), "failures": [{"path", "clip_id", "variant", "reason"}], "seconds"}``.
 
     Raises:
@@ -147,7 +148,8 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
                 failures.append({"path": path, "clip_id": str(clip_ids[i]), "variant": int(variants[i]),
                                  "reason": reason})
     store.write_region(start, stop, out, status, errors)
-    return {"start": start, "stop": stop, "rows": int(todo.size), "clips": len({str(c) for c in clip_ids[todo]}),
+    computed = sorted({str(c) for c in clip_ids[todo]})
+    return {"start": start, "stop": stop, "rows": int(todo.size), "clips": len(computed), "clip_ids": computed,
             "done": int((status[todo] == DONE).sum()), "failed": int((status[todo] == FAILED).sum()),
             "failures": failures, "seconds": time.perf_counter() - t0}
 
@@ -175,7 +177,8 @@ def extraction_summary(manifest, store: FeatureStore, results: list[dict], failu
     from .remote import redact_url
 
     computed = sum(r["rows"] for r in results)
-    computed_clips = sum(r["clips"] for r in results)  # a clip's variants share one batch
+    # distinct clips: a clip whose copies straddle two tasks is decoded in both, but counts once
+    computed_clips = len(set().union(*(r.get("clip_ids", ()) for r in results)))
     return {
         "corpus": manifest.corpus, "clips": len(manifest.clips), "skipped": len(manifest.skipped),
         "speakers": int(manifest.clips["speaker"].nunique()), "rows": rows_total, "appended_rows": store.appended_rows,

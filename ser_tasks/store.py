@@ -14,6 +14,7 @@ Layout of a store (local path or fsspec URL, e.g. ``s3://bucket/features.zarr``)
         status   (rows,) int8     0 pending, 1 done, -1 failed
         error    (rows,) str      the failure reason of a failed row
     <store>/.ser-leases/<group>.json       the write lease while a writer holds the group (ser_tasks.lease)
+    <store>/.ser-runs/<job>/               a training job's model on its way from a Dask worker (ser_tasks.jobs)
 
 Features, ``status`` and ``error`` are chunked by ``batch_rows`` rows, the unit a task writes; the
 label and provenance arrays (``emotion`` to ``augment``), written once, by :data:`LABEL_CHUNK_ROWS`.
@@ -52,8 +53,10 @@ from .split import SPLITS
 # Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
 # spec lacks it. We write it knowingly.
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-# The writer lease (ser_tasks.lease) lives beside the groups; zarr notes that it is not one of them.
-warnings.filterwarnings("ignore", message=f"Object at {re.escape(LEASE_DIR)} is not recognized", category=UserWarning)
+# The writer lease (ser_tasks.lease) and training jobs' outputs (ser_tasks.jobs, .ser-runs) live
+# beside the groups; zarr notes that they are not groups.
+warnings.filterwarnings("ignore", message=rf"Object at ({re.escape(LEASE_DIR)}|\.ser-runs) is not recognized",
+                        category=UserWarning)
 
 STORE_VERSION = 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,22 @@ class MLflowEpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Log ``logs`` at step ``epoch`` (0-based)."""
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}, step=epoch)
+
+
+def log_history(history: dict[str, list[float]]) -> None:
+    """Log a finished training's per-epoch metrics to the active run, step = epoch (0-based).
+
+    For a model trained elsewhere (a Dask worker, :mod:`ser_tasks.jobs`): the same metrics
+    :class:`MLflowEpochLogger` logs live, written after the fact in one batch.
+    """
+    from mlflow.entities import Metric
+
+    run = mlflow.active_run()
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, values in history.items() for step, v in enumerate(values)]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(batch), 1000):  # the tracking API takes at most 1,000 metrics per call
+        client.log_batch(run.info.run_id, metrics=batch[start:start + 1000])
 
 
 def training_tags(store_url: str, group: str, attrs: dict) -> dict[str, str]:

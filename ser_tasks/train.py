@@ -44,6 +44,32 @@ def accelerator() -> str:
     return "CPU"
 
 
+def gpu_hardware() -> bool:
+    """Whether this machine has an NVIDIA GPU, whatever the Keras backend sees (the driver's device list)."""
+    import os
+
+    return os.path.isdir("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
+
+
+def check_device(log=None) -> str:
+    """:func:`accelerator`, warning when the machine has a GPU that the Keras backend does not see.
+
+    Args:
+        log: a logger (``logging.getLogger(__name__)`` when ``None``).
+
+    Returns:
+        ``"GPU"`` or ``"CPU"``.
+    """
+    import logging
+
+    device = accelerator()
+    if device == "CPU" and gpu_hardware():
+        (log or logging.getLogger(__name__)).warning(
+            "this machine has an NVIDIA GPU, but the Keras backend (%s) sees none: training runs on the CPU. "
+            "Install the gpu extra and set KERAS_BACKEND=jax (README, 'Training on a GPU')", keras.backend.backend())
+    return device
+
+
 def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Normalizer:
     """Mean and variance per band over the given (training) rows, one chunk at a time.
 
@@ -230,7 +256,7 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         if not model_path.exists():  # e.g. every epoch's monitor was NaN: keep the last weights
             model.save(model_path)
     return FitResult(model_path, normalizer_path, history, best,
-                     {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, accelerator())
+                     {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, check_device())
 
 
 def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,11 +294,28 @@ def score_split(view: StoreView, model_path: Path, out_dir: Path, split: str = "
     Raises:
         InputError: the split has no completed rows, or the model is not a zoo model.
     """
-    vocab = view.vocabulary
     idx = view.rows(split, originals_only=split != "train")
     if idx.size == 0:
         raise InputError(f"{view.name}: no completed rows in split {split!r}")
     y_true, pred = score_rows(view, model_path, idx)
+    return split_scores(view, idx, y_true, pred, out_dir, split)
+
+
+def split_scores(view: StoreView, idx: np.ndarray, y_true: np.ndarray, pred: np.ndarray, out_dir: Path,
+                 split: str = "test") -> dict:
+    """:func:`score_split`'s result from predictions already made (by a training job elsewhere).
+
+    Args:
+        view: the store group's read view.
+        idx: the scored rows, ``(n,)`` int, sorted.
+        y_true: their classes, ``(n,)`` int.
+        pred: the predicted classes, ``(n,)`` int.
+        out_dir: where ``confusion_matrix.png`` is written.
+        split: the split's name, for the plot's title.
+    """
+    vocab = view.vocabulary
+    y_true, pred = np.asarray(y_true), np.asarray(pred)
+    out_dir.mkdir(parents=True, exist_ok=True)
     result = metrics.scores(y_true, pred, vocab)
     result["vocabulary"] = vocab
     corpus = view.corpus()[np.sort(idx)]  # score_rows returns rows in sorted order

@@ -67,6 +67,7 @@ def test_deploy_refuses_credentials_in_parameters():
 
 def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri):
     import mlflow
+    import pandas as pd
 
     mlflow.set_tracking_uri(mlflow_uri)
     mlflow.set_experiment("cmp")
@@ -83,17 +84,27 @@ def test_compare_lists_evaluated_runs_best_first_and_plots(tmp_path, mlflow_uri)
             mlflow.log_metrics({"fold_ua": 0.5})  # folds are not listed, their parent is
     with mlflow.start_run(run_name="extract-only"):
         mlflow.log_metric("rows", 10)
+    for schedule, ua in (("cosine", 0.634), ("plateau", 0.459)):  # two runs that differ in one setting only
+        with mlflow.start_run():
+            mlflow.log_params({"train.model": "tdnn", "augment.variants": "4", "augment.noise_prob": 0.5,
+                               "features.n_mels": 64, "train.schedule": schedule, "train_rows": 1000 + len(schedule)})
+            mlflow.log_metrics({"test_ua": ua, "test_wa": ua, "test_macro_f1": ua})
     plot, csv = tmp_path / "cmp.png", tmp_path / "cmp.csv"
     result = runner.invoke(app, ["compare", "cmp", "--mlflow-uri", mlflow_uri, "--plot", str(plot), "--csv", str(csv)],
-                           env={"COLUMNS": "200"})
+                           env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
-    assert result.output.index("compact_cnn") < result.output.index("notebook_cnn1d")  # best UA first
-    assert "0.520" in result.output and "log-mel 64" in result.output and "2x noise" in result.output
-    assert "0.450 ± 0.050" in result.output and "actor-disjoint cross-validation" in result.output
-    assert "4x noise+SpecAugment" in result.output
+    out = result.output
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "train.schedule=cosine" in out and "train.schedule=plateau" in out  # what tells them apart, whole
+    assert "train_rows" not in out  # bookkeeping is not a difference
+    assert out.index("train.model=compact_cnn") < out.index("train.model=notebook_cnn1d")  # best UA first
+    assert "0.634" in out and "0.520" in out and "0.450" in out and "0.050" in out
+    assert "evaluation=actor-disjoint" in out
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
-    lines = csv.read_text().splitlines()
-    assert len(lines) == 4  # the extraction-only run and the fold are left out
+    table = pd.read_csv(csv)
+    assert len(table) == 5  # the extraction-only run and the fold are left out
+    assert {"log-mel 64", "ZCR+RMS"} <= set(table["features"]) and "2x noise" in set(table["augmentation"])
+    assert "4x noise+SpecAugment" in set(table["augmentation"])
     missing = runner.invoke(app, ["compare", "nope", "--mlflow-uri", mlflow_uri])
     assert missing.exit_code == 2 and "no MLflow experiment 'nope'" in missing.output
 

@@ -53,7 +53,8 @@ def test_databases_and_artifacts():
     assert mlflow_cmd[mlflow_cmd.index("--backend-store-uri") + 1].startswith("postgresql://")
     assert mlflow_cmd[mlflow_cmd.index("--artifacts-destination") + 1].startswith("s3://")
     assert "CREATE DATABASE mlflow" in (ROOT / "infra/postgres/10-mlflow.sql").read_text()
-    assert ".[server]" in (ROOT / "infra/Dockerfile").read_text()
+    dockerfile = (ROOT / "infra/Dockerfile").read_text()
+    assert "ARG SER_EXTRAS=server" in dockerfile and '".[${SER_EXTRAS}]"' in dockerfile
 
 
 @pytest.mark.parametrize("service", sorted(COMMANDS))
@@ -78,3 +79,14 @@ def test_credentials_come_from_the_env_file():
     assert example["MINIO_ROOT_PASSWORD"] not in text and example["POSTGRES_PASSWORD"] not in text
     used = set(re.findall(r"\$\{([A-Z_]+)", text))
     assert used <= set(example), used - set(example)
+
+
+def test_gpu_workers_are_an_opt_in_group_that_advertises_the_training_resource():
+    gpu = load()["services"]["dask-gpu-worker"]
+    assert gpu["profiles"] == ["gpu"]  # `docker compose up` alone starts no GPU worker
+    command = gpu["command"]
+    assert command[command.index("--resources") + 1] == "GPU=1"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["environment"]["KERAS_BACKEND"] == "jax" and "gpu" in gpu["build"]["args"]["SER_EXTRAS"]
+    assert "--resources" not in load()["services"]["dask-worker"]["command"]  # CPU workers take no training
+    assert "SER_EXTRAS" in (ROOT / "infra/Dockerfile").read_text()

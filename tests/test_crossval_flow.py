@@ -143,3 +143,89 @@ def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_
     assert on_file["n_folds"] == 2 and on_file["folds"] == 1
     assert on_file["fold_results"][0]["test_speakers"] == ["emodb:03", "ravdess:01"]
     assert f"on the {folds_csv} partition" in on_file["evaluation"]
+
+
+def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, prefect_harness, monkeypatch):
+    from flows.extract import dask_runner
+    from flows.train import train_model
+
+    monkeypatch.chdir(tmp_path)
+    root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
+    config = tmp_path / "c.yaml"
+    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16, workers: 2}\n"
+                      "train: {batch_size: 8, where: cluster}\n")
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = subprocess.run([
+        sys.executable, "-m", "ser_cli.app", "evaluate", str(root), "--store", store_url, "--mlflow-uri", uri,
+        "--folds", "3", "--max-folds", "2", "--epochs", "2", "--config", str(config),
+        "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ev = json.loads(summary_path.read_text())["evaluation"]
+    assert [r["test_speakers"] for r in ev["fold_results"]] == [["ravdess:01", "ravdess:02"],
+                                                                ["ravdess:03", "ravdess:04"]]
+    client = mlflow.MlflowClient(uri)
+    folds = client.search_runs([client.get_run(ev["mlflow_run_id"]).info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{ev['mlflow_run_id']}'")
+    assert sorted(r.info.run_name for r in folds) == ["cv-actor-fold1", "cv-actor-fold2"]
+    workers = {r.data.params["worker"] for r in folds}
+    assert len(workers) == 2, workers  # both folds at once, one per worker process
+    assert all(r.data.params["threads"] == str(max(1, (os.cpu_count() or 1) // 2)) for r in folds)
+    for run in folds:  # the epochs trained on a worker are in the fold's run, step by step
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1]
+        assert "fold_ua" in run.data.metrics
+    assert not list((tmp_path / "f.zarr" / ".ser-runs").iterdir())  # the models were fetched, then removed
+
+    # ser run's model: fit and test scoring as one cluster task; the model comes back and is registered
+    cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 1, "augment.scope": "all",
+                                           "extract.batch_rows": 16, "train.epochs": 1, "train.batch_size": 8,
+                                           "train.where": "cluster"})
+    trained = train_model.with_options(task_runner=dask_runner(None, 2, 1))(
+        store_url, cfg, None, uri, out_dir=str(tmp_path / "model"), verbose=0)
+    run = client.get_run(trained["mlflow_run_id"])
+    assert run.data.params["train_worker"] != f"{os.uname().nodename}:{os.getpid()}"
+    assert (tmp_path / "model" / "model.keras").exists() and trained["model_version"] >= 1
+    assert run.data.metrics["test_ua"] == pytest.approx(trained["ua"]) and trained["epochs"] == 1
+
+
+def test_a_sweep_trains_each_combination_in_parallel_and_compare_shows_what_differs(tmp_path, prefect_harness,
+                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("train.learning_rate: [0.003, 0.001]\ntrain.spec_time_masks: [0, 1]\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16, workers: 2}\n"
+                      "train: {batch_size: 8, where: cluster}\ntracking: {experiment: sweep-test}\n")
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}
+    summary_path = tmp_path / "s.json"
+    result = subprocess.run([
+        sys.executable, "-m", "ser_cli.app", "sweep", str(root), "--grid", str(grid),
+        "--store", str(tmp_path / "f.zarr"), "--mlflow-uri", uri, "--epochs", "1", "--config", str(config),
+        "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    combos = json.loads(summary_path.read_text())["sweep"]["combinations"]
+    assert [c["name"] for c in combos] == [f"learning_rate={lr} spec_time_masks={m}"
+                                           for lr in ("0.003", "0.001") for m in (0, 1)]
+    assert all(0 <= c["ua"] <= 1 and c["val_ua"] == c["val_ua"] for c in combos)
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(json.loads(summary_path.read_text())["sweep"]["mlflow_run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4 and len({r.data.params["train_worker"] for r in children}) == 2
+    assert {r.data.params["train.learning_rate"] for r in children} == {"0.003", "0.001"}
+    shown = CliRunner().invoke(app, ["compare", "sweep-test", "--mlflow-uri", uri, "--plot", str(tmp_path / "p.png")],
+                               env={"COLUMNS": "100"})
+    assert shown.exit_code == 0, shown.output
+    assert "train.learning_rate=0.001" in shown.output and "train.spec_time_masks=1" in shown.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("features.n_mels: [40, 64]\n")
+    refused = CliRunner().invoke(app, ["sweep", str(root), "--grid", str(bad)])
+    assert refused.exit_code == 2 and "only train.* settings" in refused.output

@@ -124,6 +124,7 @@ def test_resident_rows_serve_the_same_batches_as_streaming(group):
     assert not ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=too_small).resident
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the in-graph feed is TensorFlow's fast path")
 def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group):
     idx = rows(group, "train")
     clips = np.array([f"c{r // 3}" for r in range(50)])
@@ -140,6 +141,7 @@ def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group
         resident_tf_dataset(ZarrSequence(StoreView(group), idx, "log_mel"), 1)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the in-graph feed is TensorFlow's fast path")
 def test_fit_on_the_resident_dataset_moves_to_the_next_epoch_order(group):
     # Keras keeps one iterator across epochs only when steps_per_epoch is given; without it the
     # second epoch would replay the first epoch's order.

@@ -20,6 +20,8 @@ def containers(doc):
     spec = doc["spec"]
     if doc["kind"] == "DaskCluster":
         return spec["scheduler"]["spec"]["containers"] + spec["worker"]["spec"]["containers"]
+    if doc["kind"] == "DaskWorkerGroup":
+        return spec["worker"]["spec"]["containers"]
     return spec["template"]["spec"]["containers"]
 
 
@@ -58,3 +60,13 @@ def test_credentials_come_from_the_secret():
             for c in containers(d) if d["kind"] != "Service" else []:
                 if c["name"] != "scheduler":
                     assert {"secretRef": {"name": "ser-credentials"}} in c["envFrom"], (name, c["name"])
+
+
+def test_a_gpu_worker_group_advertises_the_resource_training_asks_for():
+    (group,) = [d for d in docs()["dask-cluster.yaml"] if d["kind"] == "DaskWorkerGroup"]
+    assert group["spec"]["cluster"] == "ser-dask"
+    (worker,) = containers(group)
+    assert worker["args"][:2] == ["dask", "worker"]
+    assert worker["args"][worker["args"].index("--resources") + 1] == "GPU=1"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"name": "KERAS_BACKEND", "value": "jax"} in worker["env"]

@@ -93,3 +93,54 @@ def test_test_speakers_of_several_corpora_are_also_scored_per_corpus(tmp_path):
     assert per["emodb"]["n"] + per["ravdess"]["n"] == scores["n"]
     assert per["ravdess"]["classes"] == ["neutral", "angry"]  # UA over RAVDESS's own classes
     assert per["emodb"]["classes"] == ["neutral", "angry", "boredom"]
+
+
+JAX_FIT = """
+import json, sys
+from pathlib import Path
+import keras
+from ser_tasks.config import TrainConfig
+from ser_tasks.store import FeatureStore
+from ser_tasks.train import fit, score_split
+view = FeatureStore.locate(sys.argv[1]).view()
+cfg = TrainConfig.model_validate_json(sys.argv[2])
+out = Path(sys.argv[3])
+result = fit(view, cfg, out, verbose=0)
+scores = score_split(view, result.model_path, out)
+print(json.dumps({"backend": keras.backend.backend(), "device": result.device, "ua": scores["ua"],
+                  "epochs": len(result.history["loss"])}))
+"""
+
+
+@pytest.mark.slow
+def test_training_runs_under_the_jax_backend_and_its_model_loads_under_tensorflow(tone_store):
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    store, cfg, tmp = tone_store
+    train_cfg = cfg.train.model_copy(update={"epochs": 12, "schedule": "cosine", "model": "tdnn"})
+    out = tmp / "jax"
+    proc = subprocess.run([sys.executable, "-c", JAX_FIT, store.url, train_cfg.model_dump_json(), str(out)],
+                          env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["backend"] == "jax" and res["device"] in ("CPU", "GPU") and res["epochs"] == 12
+    assert res["ua"] >= 0.8, res  # tones: chance is 1/3
+    if keras.backend.backend() == "tensorflow":  # the .keras file is the backend's own business no more
+        again = score_split(store.view(), out / "model.keras", tmp / "jax-tf")
+        assert again["ua"] == pytest.approx(res["ua"], abs=0.05)
+
+
+def test_a_gpu_the_backend_does_not_see_is_reported(monkeypatch, caplog):
+    from ser_tasks import train
+
+    monkeypatch.setattr(train, "accelerator", lambda: "CPU")
+    monkeypatch.setattr(train, "gpu_hardware", lambda: True)
+    assert train.check_device() == "CPU"
+    assert "has an NVIDIA GPU, but the Keras backend" in caplog.text and "KERAS_BACKEND=jax" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(train, "gpu_hardware", lambda: False)
+    assert train.check_device() == "CPU" and caplog.text == ""
