@@ -82,7 +82,7 @@ def fold_task(view: StoreView, fold: Fold, config: PipelineConfig, out_dir: Path
     vocab = view.vocabulary
     out_dir.mkdir(parents=True, exist_ok=True)
     with _fold_run(fold, config) as run:
-        fitted = train_rows(view, fold.train, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()],
+        fitted = train_rows(view, fold.train, config.train, out_dir, extra_callbacks=[tracking.epoch_logger()],
                             verbose=verbose)
         y_true, y_pred = score_rows(view, fitted.model_path, fold.test)
         # a held-out corpus may lack some of the model's classes: average over those it has

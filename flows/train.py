@@ -26,7 +26,7 @@ from ser_tasks.train import FitResult, fit, score_split, split_scores
 @task(name="fit-model", cache_policy=NO_CACHE)
 def fit_task(view: StoreView, config: PipelineConfig, out_dir: Path) -> FitResult:
     """:func:`ser_tasks.train.fit`, logging each epoch to the active MLflow run."""
-    return fit(view, config.train, out_dir, extra_callbacks=[tracking.MLflowEpochLogger()])
+    return fit(view, config.train, out_dir, extra_callbacks=[tracking.epoch_logger()])
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)

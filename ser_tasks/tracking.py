@@ -7,13 +7,13 @@ Default tracking store: ``sqlite:///mlflow.db`` in the working folder, with arti
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -72,22 +72,36 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-class MLflowEpochLogger(keras.callbacks.Callback):
-    """Log every epoch's Keras metrics (learning rate included) to the active MLflow run, step = epoch.
+@functools.cache
+def _epoch_logger_class():
+    import keras  # here, not at import: extraction imports this module and needs no Keras
 
-    Used instead of autologging, which would log a second copy (NOTES.md).
+    class MLflowEpochLogger(keras.callbacks.Callback):
+        """Log every epoch's Keras metrics (learning rate included) to the active MLflow run, step = epoch."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            """Log ``logs`` at step ``epoch`` (0-based)."""
+            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")},
+                               step=epoch)
+
+    return MLflowEpochLogger
+
+
+def epoch_logger():
+    """A Keras callback that logs every epoch's metrics (learning rate included) to the active MLflow run.
+
+    Step = epoch (0-based). Used instead of autologging, which would log a second copy (NOTES.md).
+    Keras is imported on the first call only, so that extraction, which imports this module for
+    its MLflow logging, never loads TensorFlow.
     """
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Log ``logs`` at step ``epoch`` (0-based)."""
-        mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if hasattr(v, "__float__")}, step=epoch)
+    return _epoch_logger_class()()
 
 
 def log_history(history: dict[str, list[float]]) -> None:
     """Log a finished training's per-epoch metrics to the active run, step = epoch (0-based).
 
     For a model trained elsewhere (a Dask worker, :mod:`ser_tasks.jobs`): the same metrics
-    :class:`MLflowEpochLogger` logs live, written after the fact in one batch.
+    :func:`epoch_logger` logs live, written after the fact in one batch.
     """
     from mlflow.entities import Metric
 
@@ -131,6 +145,8 @@ def log_training(fit_result: FitResult, vocabulary: list[str], out_dir: Path) ->
     the per-epoch history (``evaluation/history.json``) and its curves
     (``evaluation/training_curves.png``, written to ``out_dir``).
     """
+    import keras
+
     mlflow.log_params({"device": fit_result.device, "keras_backend": keras.backend.backend(),
                        "train_rows": fit_result.rows["train"], "val_rows": fit_result.rows["val"],
                        "test_rows": fit_result.rows["test"], "vocabulary": ",".join(vocabulary)})

@@ -174,7 +174,7 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     monitoring validation UA when ``val_idx`` has rows, else training loss. With ``"cosine"`` the
     learning rate decays to zero over ``cfg.epochs`` and the last epoch is kept (validation UA is
     still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
-    :class:`ser_tasks.tracking.MLflowEpochLogger`) run last. Training rows that fit under
+    :func:`ser_tasks.tracking.epoch_logger`) run last. Training rows that fit under
     ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
     (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order). The
     ``spec_*`` masks apply to models that read a spectrogram; others train without them.

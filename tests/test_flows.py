@@ -154,3 +154,16 @@ def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
         assert not entered.wait(0.5)
     assert entered.wait(30)
     task.join(30)
+
+
+def test_the_extract_and_manifest_commands_load_no_tensorflow():
+    """`ser extract` logs to MLflow through ser_tasks.tracking; Keras (and TensorFlow, seconds of
+    start-up) is imported by training only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ser_cli.app, flows.extract, flows.prefect_server, ser_tasks.tracking, ser_tasks.manifest;"
+            "heavy = [m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules]; print(heavy);"
+            "sys.exit(1 if heavy else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
