@@ -96,10 +96,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / "ser-out" / "bench-corpora")
     ap.add_argument("--out", type=Path, default=RESULTS / "corpora.json")
     ap.add_argument("--skip-done", action="store_true")
+    ap.add_argument("--cluster", action="store_true",
+                    help="evaluations train their folds as parallel tasks on a 2-worker LocalCluster (train.where: "
+                         "cluster, 1 thread each); the recipe is unchanged")
     args = ap.parse_args()
     args.work = args.work.resolve()
     rav, crema = str((args.data / "ravdess").resolve()), str((args.data / "crema-d").resolve())
     cfg = str(args.config.resolve())
+    if args.cluster:
+        import yaml
+
+        derived = yaml.safe_load(args.config.read_text())
+        derived.setdefault("train", {}).update({"where": "cluster", "threads": 1})
+        derived["extract"] = {**derived.get("extract", {}), "workers": 2}
+        args.work.mkdir(parents=True, exist_ok=True)
+        cfg = str(args.work / f"cluster-{args.config.name}")
+        Path(cfg).write_text(yaml.safe_dump(derived))
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
@@ -139,13 +151,15 @@ def main() -> None:
                                   "--out-dir", "runs"])
             ev = s["evaluation"]
             result.update({"ravdess_emobox_folds_ua_mean": ev["ua_mean"], "ravdess_emobox_folds_ua_std": ev["ua_std"]})
-            result["emobox"] = {"commit": commit, "date": t0, "config": args.config.name, "wa_mean": ev["wa_mean"],
+            result["emobox"] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+                                "wa_mean": ev["wa_mean"],
                                 "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         else:
             s = step(name, args, ["evaluate", crema, "--store", "features.zarr", "--config", cfg, "--out-dir", "runs"])
             ev = s["evaluation"]
             result.update({"crema_cv_actor_ua_mean": ev["ua_mean"], "crema_cv_actor_ua_std": ev["ua_std"]})
-            result["crema_cv"] = {"commit": commit, "date": t0, "config": args.config.name, "wa_mean": ev["wa_mean"],
+            result["crema_cv"] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+                                "wa_mean": ev["wa_mean"],
                                   "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
