@@ -35,12 +35,12 @@ from ser_tasks.crossval import (
     make_folds,
     summarize,
 )
-from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement
+from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement
 from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore, StoreView
-from ser_tasks.train import FitResult, score_rows, train_rows
+from ser_tasks.train import score_rows, train_rows
 
-from .extract import dask_runner, extract_features
+from .extract import dask_runner, extract_features, training_placed
 from .train import local_threads, train_job_task
 
 #: Settings ``ser evaluate`` needs whatever the configuration says: every clip augmented (a
@@ -108,9 +108,7 @@ def _cluster_folds(view: StoreView, folds: list[Fold], cfg: PipelineConfig, out:
     for fut in as_completed(list(futures)):
         fold, res = futures[fut], fut.result()
         fold_dir = out / protocol / f"fold{fold.index + 1}"
-        files = fetch_outputs(res["outputs_url"], fold_dir, view.store.storage_options)
-        fitted = FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
-                           res["rows"], res["seconds"], res["device"])
+        fitted = fetch_fit(res, fold_dir, view.store.storage_options, int(fold.test.size))
         with _fold_run(fold, cfg, {"worker": f"{res['host']}:{res['pid']}", "threads": res["threads"] or "-"}) as run:
             tracking.log_history(res["history"])
             tracking.log_fold(res["scores"], fitted, view.vocabulary, fold_dir, _fold_name(fold))
@@ -255,11 +253,8 @@ def ser_evaluate(root: str | list[str], store_url: str, protocol: str = "cv-acto
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
-    # On the cluster the folds run as parallel tasks on a (fresh) Dask runner of their own.
-    validate = cross_validate.with_options(task_runner=dask_runner(
-        dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)) if cfg.train.where == "cluster" \
-        else cross_validate
-    result = validate(store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds,
-                      max_folds, storage_options, out_dir, verbose, partition, folds_file)
+    result = training_placed(cross_validate, cfg, dask_address)(
+        store_url, protocol, cfg, extracted["group"], mlflow_uri, n_folds, max_folds, storage_options, out_dir,
+        verbose, partition, folds_file)
     return {"extract": extracted, "evaluation": result, "seconds": round(time.perf_counter() - t0, 1)}
 

@@ -42,6 +42,18 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
                                           "preload": ["ser_tasks.worker_setup"]})
 
 
+def training_placed(training_flow, cfg: PipelineConfig, address: str | None = None):
+    """``training_flow`` as the configuration places it: on a Dask runner of its own with ``train.where: cluster``.
+
+    The runner is the cluster at ``address``, or a fresh LocalCluster of ``extract.workers``
+    processes (the extraction's is closed by then); otherwise the flow runs as it is, in this process.
+    """
+    if cfg.train.where != "cluster":
+        return training_flow
+    return training_flow.with_options(task_runner=dask_runner(address, cfg.extract.workers,
+                                                              cfg.extract.threads_per_worker))
+
+
 @task(name="build-manifest", cache_policy=NO_CACHE)
 def manifest_task(root: str | list[str], corpus: str | None, storage_options: dict | None,
                   crema_demographics: str | None, config: ManifestConfig | None = None) -> Manifest:

@@ -10,7 +10,7 @@ from prefect import flow
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 
-from .extract import dask_runner, extract_features
+from .extract import dask_runner, extract_features, training_placed
 from .train import train_model
 
 
@@ -37,12 +37,8 @@ def ser_pipeline(root: str | list[str], store_url: str, config: PipelineConfig |
         mlflow.log_params(cfg.flat_params())
         extracted = extract_features.with_options(task_runner=runner)(
             root, store_url, cfg, corpus, storage_options, crema_demographics, show_progress)
-        # train.where: cluster trains as a task on a Dask runner of its own (the extraction's is closed)
-        train = train_model.with_options(task_runner=dask_runner(
-            dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)) if cfg.train.where == "cluster" \
-            else train_model
-        trained = train(store_url, cfg, extracted["group"], mlflow_uri, run.info.run_id,
-                        storage_options, out_dir, verbose)
+        trained = training_placed(train_model, cfg, dask_address)(
+            store_url, cfg, extracted["group"], mlflow_uri, run.info.run_id, storage_options, out_dir, verbose)
         seconds = time.perf_counter() - t0
         mlflow.log_metric("pipeline_seconds", seconds)
     return {"extract": extracted, "train": trained, "seconds": round(seconds, 3),

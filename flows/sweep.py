@@ -19,12 +19,12 @@ from prefect.futures import as_completed
 
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
+from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
 from ser_tasks.store import FeatureStore
 from ser_tasks.sweep import expand
-from ser_tasks.train import FitResult, split_scores
+from ser_tasks.train import split_scores
 
-from .extract import dask_runner, extract_features
+from .extract import dask_runner, extract_features, training_placed
 from .train import local_threads, train_job_task
 
 
@@ -67,9 +67,7 @@ def sweep_trainings(store_url: str, grid: dict[str, list], config: PipelineConfi
         for i, res in finished:
             name, combo_cfg = combos[i]
             combo_dir = out / f"combination{i + 1}"
-            files = fetch_outputs(res["outputs_url"], combo_dir, storage_options)
-            fitted = FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
-                               {**res["rows"], "test": int(rows["test"].size)}, res["seconds"], res["device"])
+            fitted = fetch_fit(res, combo_dir, storage_options, int(rows["test"].size))
             scores = split_scores(view, rows["test"], res["y_true"], res["y_pred"], combo_dir)
             val_ua = res["history"].get("val_ua", [float("nan")])[-1]
             with mlflow.start_run(run_name=name, nested=True, tags={**tags, "stage": "sweep", "sweep": name}) as run:
@@ -105,8 +103,6 @@ def ser_sweep(root: str | list[str], store_url: str, grid: dict[str, list], conf
     runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
-    trainings = sweep_trainings.with_options(task_runner=dask_runner(
-        dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)) if cfg.train.where == "cluster" \
-        else sweep_trainings
-    result = trainings(store_url, grid, cfg, extracted["group"], mlflow_uri, storage_options, out_dir)
+    result = training_placed(sweep_trainings, cfg, dask_address)(
+        store_url, grid, cfg, extracted["group"], mlflow_uri, storage_options, out_dir)
     return {"extract": extracted, "sweep": result, "seconds": round(time.perf_counter() - t0, 1)}

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ser_tasks import registry, tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
+from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
 from ser_tasks.store import FeatureStore, StoreView
 from ser_tasks.train import FitResult, fit, score_split, split_scores
 
@@ -59,9 +59,7 @@ def cluster_fit(view: StoreView, cfg: PipelineConfig, out: Path) -> tuple[FitRes
     with placement(cfg.train.resources):
         future = train_job_task.submit(job)
     res = future.result()
-    files = fetch_outputs(res["outputs_url"], out, view.store.storage_options)
-    fitted = FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
-                       {**res["rows"], "test": int(rows["test"].size)}, res["seconds"], res["device"])
+    fitted = fetch_fit(res, out, view.store.storage_options, int(rows["test"].size))
     tracking.log_history(res["history"])
     mlflow.log_params({"train_worker": f"{res['host']}:{res['pid']}", "train_threads": res["threads"] or "-"})
     return fitted, split_scores(view, rows["test"], np.array(res["y_true"]), np.array(res["y_pred"]), out)

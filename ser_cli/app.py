@@ -218,13 +218,11 @@ def train(store: str,
           model: ModelOpt = None, dask_address: DaskOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store (on the Dask cluster with train.where: cluster)."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
-    from flows.extract import dask_runner
+    from flows.extract import training_placed
     from flows.prefect_server import prefect_api
     from flows.train import train_model
 
-    if cfg.train.where == "cluster":
-        train_model = train_model.with_options(task_runner=dask_runner(
-            dask_address, cfg.extract.workers, cfg.extract.threads_per_worker))
+    train_model = training_placed(train_model, cfg, dask_address)
     from ser_tasks.store import FeatureStore
 
     with _user_errors():  # before any server starts

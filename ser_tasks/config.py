@@ -333,6 +333,25 @@ class PipelineConfig(_Section):
         return PipelineConfig.model_validate(data)
 
 
+def read_mapping(path: str | Path) -> Any:
+    """The parsed contents of a ``.yaml``/``.yml``, ``.json`` or ``.toml`` file (an empty YAML file is ``{}``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an unsupported suffix (the message names the file).
+    """
+    path = Path(path)
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    if suffix in {".yaml", ".yml"}:
+        return yaml.safe_load(text) or {}
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    raise ValueError(f"{path}: unsupported config format {suffix!r} (use .yaml, .json or .toml)")
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a configuration file (``.yaml``/``.yml``, ``.json`` or ``.toml``) and apply overrides.
 
@@ -344,17 +363,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        text = path.read_text()
-        suffix = path.suffix.lower()
-        if suffix in {".yaml", ".yml"}:
-            data = yaml.safe_load(text) or {}
-        elif suffix == ".json":
-            data = json.loads(text)
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            raise ValueError(f"{path}: unsupported config format {suffix!r} (use .yaml, .json or .toml)")
+        data = read_mapping(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: top level must be a mapping of sections")
     try:

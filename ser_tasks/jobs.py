@@ -135,6 +135,22 @@ def _fs(url: str, view: StoreView | None = None) -> tuple[fsspec.AbstractFileSys
     return fsspec.core.url_to_fs(url, **fs_options(url, options))
 
 
+def fetch_fit(res: dict, local_dir: Path, storage_options: dict | None = None, test_rows: int = 0):
+    """A :func:`run_job` result as a :class:`ser_tasks.train.FitResult` whose files are fetched into ``local_dir``.
+
+    Args:
+        res: what :func:`run_job` returned.
+        local_dir: where ``model.keras`` and ``normalizer.json`` land (created).
+        storage_options: fsspec options for the store's filesystem.
+        test_rows: rows the caller scores (``FitResult.rows["test"]``).
+    """
+    from .train import FitResult
+
+    files = fetch_outputs(res["outputs_url"], local_dir, storage_options)
+    return FitResult(files["model.keras"], files["normalizer.json"], res["history"], res["best_epoch"],
+                     {**res["rows"], "test": test_rows}, res["seconds"], res["device"])
+
+
 def fetch_outputs(outputs_url: str, local_dir: Path, storage_options: dict | None = None,
                   remove: bool = True) -> dict[str, Path]:
     """Copy a job's outputs to ``local_dir`` (created); remove them from the store unless ``remove`` is false.

@@ -13,14 +13,10 @@ settings can vary: the others change the features, which belong to another store
 from __future__ import annotations
 
 import itertools
-import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import PipelineConfig
+from .config import PipelineConfig, read_mapping
 from .errors import InputError
 
 
@@ -31,17 +27,10 @@ def read_grid(path: str | Path) -> dict[str, list[Any]]:
         FileNotFoundError: no such file.
         InputError: not a mapping, an empty list, a key outside ``train.``, or an unknown suffix.
     """
-    path = Path(path)
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(text)
-    elif suffix == ".json":
-        data = json.loads(text)
-    elif suffix == ".toml":
-        data = tomllib.loads(text)
-    else:
-        raise InputError(f"{path}: a grid is .yaml, .json or .toml, not {suffix or 'no suffix'}")
+    try:
+        data = read_mapping(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path}: a grid maps settings (train.model ...) to lists of values")
     grid = {}
