@@ -165,10 +165,12 @@ def run(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflo
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.pipeline import ser_pipeline
-    from flows.prefect_server import prefect_api
+    from flows.prefect_server import await_api, prefect_api
 
-    with _user_errors(), prefect_api():
+    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+        from flows.pipeline import ser_pipeline
+
+        await_api()
         summary = ser_pipeline(root, store, cfg, corpus, mlflow_uri, dask_address,
                                _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     ext = summary["extract"]
@@ -189,25 +191,41 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
                              **_manifest_overrides(emotions, speaker_pattern)})
-    import mlflow
+    storage = _storage(storage_options, endpoint_url)
+    from ser_tasks.plan import up_to_date
 
-    from flows.extract import dask_runner, extract_features
-    from flows.prefect_server import prefect_api
-    from ser_tasks import tracking
+    with _user_errors():  # a finished store answers here: no Prefect server, Dask cluster or MLflow run
+        summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
+    if summary is not None:
+        console.print(f"up to date: nothing new under {' '.join(root)}")
+    else:
+        from flows.prefect_server import prefect_api
 
-    tracking.setup(mlflow_uri, cfg.tracking.experiment)
-    with (_user_errors(), prefect_api(),
-          mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active):
-        mlflow.log_params(cfg.flat_params())
-        runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
-        summary = extract_features.with_options(task_runner=runner)(
-            root, store, cfg, corpus, _storage(storage_options, endpoint_url),
-            crema_demographics)
-        summary["mlflow_run_id"] = active.info.run_id
+        with _user_errors(), prefect_api(ready=False):  # the server starts while the imports below run
+            summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri, dask_address)
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
                   f"group {summary['group']} in {store}")
     _write_summary(summary_json, summary)
+
+
+def _extract_flow(root: list[str], store: str, cfg, corpus: str | None, storage: dict | None,
+                  crema_demographics: str | None, mlflow_uri: str | None, dask_address: str | None) -> dict:
+    """``extract_features`` on a Dask runner, in an MLflow run of its own; the summary with ``mlflow_run_id``."""
+    import mlflow
+
+    from flows.extract import dask_runner, extract_features
+    from flows.prefect_server import await_api
+    from ser_tasks import tracking
+
+    tracking.setup(mlflow_uri, cfg.tracking.experiment)
+    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active:
+        mlflow.log_params(cfg.flat_params())
+        runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+        await_api()
+        summary = extract_features.with_options(task_runner=runner)(root, store, cfg, corpus, storage,
+                                                                     crema_demographics)
+    return {**summary, "mlflow_run_id": active.info.run_id}
 
 
 @app.command()
@@ -218,16 +236,17 @@ def train(store: str,
           model: ModelOpt = None, dask_address: DaskOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store (on the Dask cluster with train.where: cluster)."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
-    from flows.extract import training_placed
-    from flows.prefect_server import prefect_api
-    from flows.train import train_model
-
-    train_model = training_placed(train_model, cfg, dask_address)
+    from flows.prefect_server import await_api, prefect_api
     from ser_tasks.store import FeatureStore
 
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
-    with _user_errors(), prefect_api():
+    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+        from flows.extract import training_placed
+        from flows.train import train_model
+
+        train_model = training_placed(train_model, cfg, dask_address)
+        await_api()
         summary = train_model(store, cfg, group, mlflow_uri, None,
                               _storage(storage_options, endpoint_url), str(out_dir))
     _print_scores(summary)
@@ -265,15 +284,17 @@ def evaluate(roots: RootsArg = None, store: StoreOpt = "ser-out/eval-features.za
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.crossval import ser_evaluate
-    from flows.prefect_server import prefect_api
+    from flows.prefect_server import await_api, prefect_api
     from ser_tasks.crossval import check_protocol, load_partition
 
     n_folds, partition = (int(folds), None) if folds.isdigit() else (6, folds)
     with _user_errors():  # before any server starts
         check_protocol(protocol, max_folds)
         load_partition(partition or n_folds, str(folds_file) if folds_file else None)
-    with _user_errors(), prefect_api():
+    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+        from flows.crossval import ser_evaluate
+
+        await_api()
         summary = ser_evaluate(root, store, protocol, cfg, corpus, mlflow_uri, dask_address,
                                n_folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
                                str(out_dir), partition=partition,
@@ -319,14 +340,16 @@ def sweep(roots: RootsArg = None,
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs,
                              **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.prefect_server import prefect_api
-    from flows.sweep import ser_sweep
+    from flows.prefect_server import await_api, prefect_api
     from ser_tasks.sweep import expand, read_grid
 
     with _user_errors():  # before any server starts
         grid_values = read_grid(grid)
         expand(cfg, grid_values)
-    with _user_errors(), prefect_api():
+    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+        from flows.sweep import ser_sweep
+
+        await_api()
         summary = ser_sweep(root, store, grid_values, cfg, corpus, mlflow_uri, dask_address,
                             _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     table = Table(title=f"Sweep of {len(summary['sweep']['combinations'])} combinations, best validation UA first "

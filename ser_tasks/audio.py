@@ -1,6 +1,6 @@
 """Decoding and length normalisation: file -> mono float32 waveform at a fixed rate and length.
 
-Pipeline per clip: decode (soundfile, through fsspec) -> mix down to mono -> resample (soxr high
+Pipeline per clip: decode (soundfile; through fsspec for remote files) -> mix down to mono -> resample (soxr high
 quality) -> trim leading/trailing silence and refuse clips that carry no speech (:func:`speech`)
 -> pad or crop to a fixed length around the centre. Extraction and the registered model
 (:mod:`ser_tasks.predict`) both call these functions, so a clip is prepared one way only.
@@ -17,7 +17,7 @@ import soundfile as sf
 
 from .config import AudioConfig
 from .errors import AudioError
-from .remote import fs_options
+from .remote import fs_options, is_remote
 
 
 def load_audio(path: str, sample_rate: int, storage_options: dict | None = None) -> np.ndarray:
@@ -35,6 +35,10 @@ def load_audio(path: str, sample_rate: int, storage_options: dict | None = None)
         AudioError: missing, unreadable, empty, or non-finite audio (message names ``path``).
     """
     try:
+        if not is_remote(path):  # libsndfile reads the file itself: no Python callback per block
+            local = path.removeprefix("file://")
+            open(local, "rb").close()  # missing or unreadable: an OSError with its reason, as fsspec gives
+            return _decode(local, path, sample_rate)
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
             return _decode(fh, path, sample_rate)
     except OSError as exc:  # missing file, permissions, network

@@ -89,3 +89,52 @@ def planned_splits(url: str, config: PipelineConfig, storage_options: dict | Non
     rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
                          "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})
     return dict(zip(split_groups(rows), np.asarray(SPLITS, dtype=object)[g["split"][:n]], strict=True))
+
+
+def up_to_date(root: str | list[str], url: str, config: PipelineConfig, corpus: str | None = None,
+               storage_options: dict | None = None, crema_demographics: str | None = None) -> dict | None:
+    """The summary of an extraction with nothing to do, or ``None`` when there is work (or no group yet).
+
+    Nothing to do: the store group for ``config`` was finalised for this very manifest (same clips,
+    speakers, emotions and splits: :meth:`ser_tasks.manifest.Manifest.fingerprint`) and holds no
+    pending row. This needs the manifest and the group's labels only, so ``ser extract`` answers
+    without a Prefect server, a Dask cluster or MLflow (whose start-up is most of a no-op run's
+    time: docs/benchmarks.md), and records no run.
+
+    Args:
+        root: corpus folder(s) or URL(s), as for :func:`ser_tasks.manifest.build_manifest`.
+        url: the store's path or URL.
+        config: the pipeline settings (their extraction fingerprint names the group).
+        corpus: corpus name, or ``None`` to detect.
+        storage_options: fsspec options for remote roots and stores.
+        crema_demographics: CREMA-D ``VideoDemographics.csv`` for the speakers' sex.
+
+    Returns:
+        :func:`ser_tasks.extract.extraction_summary` of a run that computed nothing, or ``None``.
+
+    Raises:
+        InputError: as :func:`ser_tasks.manifest.build_manifest` (no clips, unknown corpus, ...).
+    """
+    import time
+
+    from .extract import extraction_summary
+    from .manifest import build_manifest
+    from .split import assign_split
+    from .store import FeatureStore, group_name
+
+    t0 = time.perf_counter()
+    manifest = build_manifest(root, corpus, storage_options, crema_demographics, config.manifest)
+    fixed = planned_splits(url, config, storage_options)
+    if not fixed:
+        return None
+    manifest.clips, notes = assign_split(manifest.clips, config.split, fixed=fixed)
+    manifest.notes += notes
+    store = FeatureStore(url, group_name(config), storage_options)
+    g = store.open()
+    if g.attrs.get("complete") is not True or g.attrs.get("manifest_fingerprint") != manifest.fingerprint():
+        return None
+    view = store.view()
+    if view.counts()["pending"]:
+        return None
+    return extraction_summary(manifest, store, [], view.failures(), int(g.attrs["rows"]), config.augment.variants,
+                              time.perf_counter() - t0)

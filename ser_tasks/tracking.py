@@ -3,6 +3,9 @@
 Default tracking store: ``sqlite:///mlflow.db`` in the working folder, with artifacts in
 ``./mlartifacts`` beside it, so a plain ``mlflow ui`` started there shows the runs.
 ``--mlflow-uri`` or ``MLFLOW_TRACKING_URI`` point at a server instead.
+
+:mod:`ser_tasks.metrics` (scikit-learn, matplotlib: 1.5 s of imports) is imported by the
+functions that log scores only: ``ser extract`` imports this module and scores nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from typing import TYPE_CHECKING
 import mlflow
 import numpy as np
 import pandas as pd
-
-from . import metrics
 
 if TYPE_CHECKING:
     from .train import FitResult
@@ -147,6 +148,8 @@ def log_training(fit_result: FitResult, vocabulary: list[str], out_dir: Path) ->
     """
     import keras
 
+    from . import metrics
+
     mlflow.log_params({"device": fit_result.device, "keras_backend": keras.backend.backend(),
                        "train_rows": fit_result.rows["train"], "val_rows": fit_result.rows["val"],
                        "test_rows": fit_result.rows["test"], "vocabulary": ",".join(vocabulary)})
@@ -163,6 +166,8 @@ def log_test_scores(result: dict) -> None:
     ``test_wa_<corpus>``, ``test_macro_f1_<corpus>``; artifacts ``evaluation/confusion_matrix.png``,
     ``evaluation/test_metrics.json`` and ``evaluation/classification_report.txt``.
     """
+    from . import metrics
+
     mlflow.log_metrics({"test_ua": result["ua"], "test_wa": result["wa"], "test_macro_f1": result["macro_f1"]})
     mlflow.log_metrics({f"test_{k}_{c}": s[k] for c, s in result.get("per_corpus", {}).items()
                         for k in ("ua", "wa", "macro_f1")})
@@ -191,6 +196,8 @@ def log_fold(scores: dict, fitted: FitResult, vocabulary: list[str], out_dir: Pa
         out_dir: where the plots are written.
         name: the fold's name, for the plot's title (``cv-actor-fold1``).
     """
+    from . import metrics
+
     mlflow.log_metrics({"fold_ua": scores["ua"], "fold_wa": scores["wa"], "fold_macro_f1": scores["macro_f1"],
                         "train_seconds": fitted.seconds})
     png = metrics.plot_confusion(np.array(scores["confusion"]), vocabulary, out_dir / "confusion_matrix.png",
@@ -218,6 +225,8 @@ def log_protocol(summary: dict, results: list[dict], vocabulary: list[str], out_
     Returns:
         The confusion matrix summed over folds, ``(k, k)`` int.
     """
+    from . import metrics
+
     mlflow.log_metrics({"test_ua": summary["ua_mean"], "test_ua_std": summary["ua_std"],
                         "test_wa": summary["wa_mean"], "test_wa_std": summary["wa_std"],
                         "test_macro_f1": summary["macro_f1_mean"], "test_macro_f1_std": summary["macro_f1_std"]})

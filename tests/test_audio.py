@@ -25,8 +25,18 @@ def test_unreadable_and_empty_files_raise_naming_the_file(tmp_path):
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32))
     with pytest.raises(AudioError, match="empty.wav"):
         load_audio(str(empty), 16_000)
-    with pytest.raises(AudioError, match="missing.wav"):
-        load_audio(str(tmp_path / "missing.wav"), 16_000)
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(AudioError) as err:
+        load_audio(str(missing), 16_000)
+    assert str(err.value) == f"{missing}: cannot read (No such file or directory)"
+
+
+def test_a_local_file_decodes_by_path_as_through_fsspec(tmp_path):
+    """Local files go to libsndfile by path (no Python read callback); the samples must not change."""
+    path = write_wav(tmp_path / "a.flac", sine(440, 0.5, sr=48_000), sr=48_000)
+    by_path = load_audio(str(path), 16_000)
+    assert np.array_equal(load_audio(path.as_uri(), 16_000), by_path)
+    assert np.array_equal(load_audio(f"simplecache::{path.as_uri()}", 16_000), by_path)  # an fsspec chain
 
 
 def test_trim_removes_leading_and_trailing_silence():

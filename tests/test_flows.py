@@ -53,18 +53,30 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
     assert counts["pending"] == 0 and counts["failed"] == first["failed_rows"]
     assert store.open().attrs["complete"] is True
 
-    # the same again through `ser extract` (LocalCluster of 1): nothing recomputed, failures still reported
+    # the same again through `ser extract`: up to date, answered without a flow, failures still reported
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(cfg.model_dump(mode="json")))
     summary_path = tmp_path / "s.json"
-    result = CliRunner().invoke(app, ["extract", str(root), "--store", url, "--config", str(cfg_file),
-                                      "--workers", "1", "--summary-json", str(summary_path)])
+    args = ["extract", str(root), "--store", url, "--config", str(cfg_file), "--workers", "1",
+            "--summary-json", str(summary_path)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "up to date" in result.output
     second = json.loads(summary_path.read_text())
-    assert second["computed_rows"] == 0 and second["group"] == first["group"]
+    assert second["computed_rows"] == 0 and second["group"] == first["group"] and second["rows"] == first["rows"]
     assert second["failed_rows"] == first["failed_rows"]
+    assert {Path(f["path"]).name for f in second["failures"]} == set(reasons)
+    assert second["manifest_fingerprint"] == first["manifest_fingerprint"] and "mlflow_run_id" not in second
+
+    # a new clip: the flow runs (LocalCluster of 1), computes only its rows and logs an MLflow run
+    write_wav(root / "Actor_01" / "03-01-05-02-02-02-01.wav", sine(220, 1.0))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    third = json.loads(summary_path.read_text())
+    assert third["computed_clips"] == 1 and third["appended_rows"] == third["computed_rows"] >= 1
+    assert third["failed_rows"] == first["failed_rows"]
     mlflow.set_tracking_uri(mlflow_uri)
-    run = mlflow.get_run(second["mlflow_run_id"])
+    run = mlflow.get_run(third["mlflow_run_id"])
     assert run.data.tags["stage"] == "extract" and run.data.metrics["extract_failed_rows"] == first["failed_rows"]
     failures_csv = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/failures.csv")
     assert "cannot decode" in failures_csv
@@ -77,6 +89,39 @@ def test_prefect_api_exports_the_configured_server_to_child_processes(prefect_ha
     with prefect_api() as url:
         assert url == PREFECT_API_URL.value() and os.environ["PREFECT_API_URL"] == url
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_a_temporary_server_starts_during_the_block_records_the_flow_runs_and_stops(tmp_path):
+    """Without a configured API, prefect_api(ready=False) starts a server in a child process; flows
+    wait for it through await_api, their runs land on it, and it is gone after the block."""
+    import subprocess
+    import sys
+
+    code = """
+import os, sys
+from flows.prefect_server import await_api, prefect_api
+with prefect_api(ready=False) as url:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from flows.prefect_server import _PENDING
+    server = _PENDING[-1]
+    assert os.environ["PREFECT_API_URL"] == url == server.api_url
+    @flow(name="probe")
+    def probe(x: int) -> int:
+        return x + 1
+    await_api()
+    assert probe(1) == 2
+    from prefect.client.schemas.sorting import FlowRunSort
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=10, sort=FlowRunSort.ID_DESC)
+    assert [r.state.name for r in runs] == ["Completed"], runs
+assert server.process.poll() is not None and "PREFECT_API_URL" not in os.environ
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own database
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
 
 
 def test_flow_heartbeats_are_off_unless_the_user_sets_them(prefect_harness, monkeypatch):
@@ -158,12 +203,15 @@ def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
 
 def test_the_extract_and_manifest_commands_load_no_tensorflow():
     """`ser extract` logs to MLflow through ser_tasks.tracking; Keras (and TensorFlow, seconds of
-    start-up) is imported by training only."""
+    start-up) is imported by training only, scikit-learn by scoring only, Prefect's server
+    application by its own process only."""
     import subprocess
     import sys
 
-    code = ("import sys, ser_cli.app, flows.extract, flows.prefect_server, ser_tasks.tracking, ser_tasks.manifest;"
-            "heavy = [m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules]; print(heavy);"
+    code = ("import sys, ser_cli.app, flows.extract, flows.prefect_server, ser_tasks.tracking, ser_tasks.manifest,"
+            " ser_tasks.plan;"
+            "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'sklearn', 'prefect.server.api.server')"
+            " if m in sys.modules]; print(heavy);"
             "sys.exit(1 if heavy else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
