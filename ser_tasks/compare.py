@@ -55,6 +55,8 @@ def _features(params: dict) -> str:
         return f"MFCC {params.get('features.n_mfcc', '?')}"
     if name == "zcr_rms":
         return "ZCR+RMS"
+    if name == "frames":
+        return "log-mel+MFCC+ZCR+RMS frames"
     return name
 
 

@@ -26,12 +26,17 @@ from .store import StoreView
 #: Model inputs and how each is assembled from store arrays; shapes per row.
 #: ``log_mel``: (n_mels, T, 1), normalised per mel band.  ``zcr_rms``: (T, 2), ZCR and RMS as the
 #: two channels of one frame sequence, normalised per channel.  ``mfcc``: (n_mfcc, T, 1).
-INPUTS = ("log_mel", "zcr_rms", "mfcc")
+#: ``frames``: (T, n_mels + n_mfcc + 2), every frame's feature vector (log-mel bands, MFCCs, ZCR,
+#: RMS, in that order), normalised per channel.
+INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames")
+FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 
 
 def _arrays_for(input_name: str) -> tuple[str, ...]:
     if input_name == "zcr_rms":
         return ("zcr", "rms")
+    if input_name == "frames":
+        return FRAME_ARRAYS
     if input_name in ("log_mel", "mfcc"):
         return (input_name,)
     raise InputError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
@@ -41,6 +46,10 @@ def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Stack raw store arrays of ``n`` rows into model input ``(n, ...)`` float32 (see :data:`INPUTS`)."""
     if input_name == "zcr_rms":
         return np.stack([arrays["zcr"], arrays["rms"]], axis=-1).astype(np.float32)
+    if input_name == "frames":  # (n, bands, T) spectrograms and (n, T) curves -> (n, T, channels)
+        parts = [arrays[k].transpose(0, 2, 1) if arrays[k].ndim == 3 else arrays[k][..., np.newaxis]
+                 for k in FRAME_ARRAYS]
+        return np.concatenate(parts, axis=-1).astype(np.float32)
     return arrays[input_name][..., np.newaxis].astype(np.float32)
 
 
@@ -48,6 +57,8 @@ def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
     """Per-row model input shape of a store group (see :data:`INPUTS`)."""
     if input_name == "zcr_rms":
         return (view.features("zcr").shape[1], 2)
+    if input_name == "frames":
+        return (view.features("zcr").shape[1], view.features("log_mel").shape[1] + view.features("mfcc").shape[1] + 2)
     return (*view.features(_arrays_for(input_name)[0]).shape[1:], 1)
 
 

@@ -17,6 +17,15 @@ sees one), JAX or PyTorch backends.
   (k3) each with MaxPool 2 -> Dense 256 -> Dropout 0.5 -> softmax. The notebooks concatenated the
   ZCR and RMS vectors end to end; here they are the two channels of one frame sequence, so each
   convolution sees aligned frames.
+- ``notebook_deep_cnn1d``: the seed notebooks' deep 1D CNN with batch normalisation (REFERENCE.md):
+  5 x [Conv1D 512/512/256/256/128 (k5, same, ReLU) -> BatchNorm -> MaxPool 2] -> Dense 512 ->
+  BatchNorm -> softmax, here over time on every frame's feature vector (log-mel, MFCC, ZCR, RMS:
+  the ``frames`` input) rather than on the notebooks' concatenated ZCR ‖ RMS ‖ MFCC; about 3.3 M
+  parameters at 301 frames.
+- ``utterance_mlp``: the seed notebooks' MLP on utterance features (REFERENCE.md: 300 hidden
+  units, on features averaged over time): the mean and standard deviation over time of every
+  frame feature (212 values at the defaults) -> Dense 300 ReLU -> Dropout 0.3 -> softmax. The
+  notebooks' scikit-learn model regularised with an L2 penalty (alpha 0.01); dropout stands in.
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ class Normalizer:
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
-                "notebook_cnn1d": "zcr_rms"}
+                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames"}
 #: Inputs that :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc")
 
@@ -231,8 +240,33 @@ def notebook_cnn1d(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
+def notebook_deep_cnn1d(x, n_classes: int):
+    """Body of the seed notebooks' deep 1D CNN with batch normalisation (REFERENCE.md), on ``(batch, T, C)`` frames."""
+    for filters in (512, 512, 256, 256, 128):
+        x = layers.Conv1D(filters, 5, padding="same", activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling1D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(512)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
+def utterance_mlp(x, n_classes: int):
+    """The seed notebooks' MLP on utterance features (REFERENCE.md): statistics over time -> Dense 300 -> softmax.
+
+    ``(batch, T, C)`` frames -> ``(batch, 2C)`` mean and standard deviation over time
+    (:class:`StatisticsPooling`) -> Dense 300 ReLU -> Dropout 0.3 -> ``(batch, n_classes)``.
+    """
+    x = StatisticsPooling(name="stats_pool")(x)
+    x = layers.Dense(300, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
 MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
-                               "notebook_cnn1d": notebook_cnn1d}
+                               "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
+                               "utterance_mlp": utterance_mlp}
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,

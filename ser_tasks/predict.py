@@ -44,7 +44,7 @@ class Preprocessing:
 
     Attributes:
         audio, features: the extraction settings the model was trained on.
-        input_name: the model input (``log_mel``, ``mfcc`` or ``zcr_rms``; :data:`ser_tasks.data.INPUTS`).
+        input_name: the model input (``log_mel``, ``mfcc``, ``zcr_rms`` or ``frames``; :data:`ser_tasks.data.INPUTS`).
         vocabulary: class labels, in the order of the model's outputs.
         model: the zoo model's name.
     """
@@ -80,6 +80,8 @@ class Preprocessing:
         sr, cfg = self.audio.sample_rate, self.features
         if self.input_name == "zcr_rms":
             arrays = {"zcr": features.zero_crossing_rate(y, cfg), "rms": features.rms_energy(y, cfg)}
+        elif self.input_name == "frames":
+            arrays = features.extract(y, sr, cfg)
         else:
             lm = features.log_mel(y, sr, cfg)
             arrays = ({"log_mel": lm} if self.input_name == "log_mel"

@@ -161,3 +161,12 @@ def test_fit_on_the_resident_dataset_moves_to_the_next_epoch_order(group):
     model.fit(resident_tf_dataset(seq, 2), epochs=2, steps_per_epoch=len(seq), shuffle=False, verbose=0)
     np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([seq.order_for(0), seq.order_for(1)]))
     assert not np.array_equal(seq.order_for(0), seq.order_for(1))
+
+
+def test_frames_are_each_frames_log_mel_mfcc_zcr_and_rms_in_that_order():
+    n, t = 2, 5
+    arrays = {"log_mel": np.full((n, 3, t), 1.0), "mfcc": np.full((n, 2, t), 2.0), "zcr": np.full((n, t), 3.0),
+              "rms": np.arange(n * t, dtype=float).reshape(n, t)}
+    x = assemble("frames", arrays)
+    assert x.shape == (n, t, 3 + 2 + 2) and x.dtype == np.float32
+    assert x[0, 0].tolist() == [1, 1, 1, 2, 2, 3, 0] and x[1, 4, -1] == 9  # rms of row 1, frame 4

@@ -120,6 +120,26 @@ def test_long_recordings_are_scored_in_windows(trained, model, tmp_path):
     assert model.predict(pd.DataFrame({"path": [str(path)]}), params={"windows": False})["windows"][0] == 1
 
 
+@pytest.mark.parametrize("input_name", ["log_mel", "mfcc", "zcr_rms", "frames"])
+def test_a_raw_clip_becomes_the_model_input_its_stored_row_gives(trained, input_name):
+    """Every model input, the frame vectors of notebook_deep_cnn1d and utterance_mlp included, is
+    built from raw audio as training read it from the store."""
+    from ser_tasks import audio
+    from ser_tasks.data import assemble
+    from ser_tasks.features import FEATURES
+
+    view, cfg = trained["store"].view(), trained["cfg"]
+    row = int(view.rows("test", originals_only=True)[0])
+    stored = assemble(input_name, {k: view.features(k)[row:row + 1] for k in FEATURES})
+    path = str(view.column("path")[row])
+    y = audio.fix_length(audio.speech(audio.load_audio(path, cfg.audio.sample_rate), cfg.audio, path),
+                         cfg.audio.n_samples)
+    prep = Preprocessing(cfg.audio, cfg.features, input_name, tuple(view.vocabulary), "m")
+    got = prep.model_input(y)
+    assert got.shape == stored.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, stored, rtol=1e-6, atol=1e-6)
+
+
 def test_window_bounds_cover_the_speech_with_whole_windows():
     assert window_bounds(100, 300, 150) == [(0, 100)]
     assert window_bounds(300, 300, 150) == [(0, 300)]
