@@ -268,7 +268,9 @@ def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.
     Raises:
         InputError: no rows, or the model is not a zoo model.
     """
-    model = keras.models.load_model(model_path)
+    # Not compiled: scoring only predicts, and a model trained under PyTorch names its optimizer
+    # by a module of Keras's torch backend, which would import torch beside TensorFlow (a crash).
+    model = keras.models.load_model(model_path, compile=False)
     if model.name not in MODEL_INPUTS:
         raise InputError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
     if rows.size == 0:
