@@ -150,6 +150,32 @@ def test_window_bounds_cover_the_speech_with_whole_windows():
         window_bounds(600, 300, 0)
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_registered_model_predicts_the_same_under_another_keras_backend(trained, model, backend):
+    """The model registered from a TensorFlow run, loaded by MLflow under KERAS_BACKEND=jax or torch
+    (torch is not in the test extra: that case runs where it is installed)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install {backend} to run this case)")
+    view = trained["store"].view()
+    paths = [str(p) for p in view.column("path")[view.rows("test", originals_only=True)][:6]]
+    expected = model.predict(pd.DataFrame({"path": paths}))
+    code = ("import json, sys, keras, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]);"
+            "m = mlflow.pyfunc.load_model(sys.argv[2]); out = m.predict(pd.DataFrame({'path': sys.argv[3:]}));"
+            "print(json.dumps({'backend': keras.backend.backend(), 'out': out.to_dict('list')}))")
+    proc = subprocess.run([sys.executable, "-c", code, trained["uri"], trained["model_uri"], *paths],
+                          env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["backend"] == backend
+    got = pd.DataFrame(res["out"])
+    assert list(got["emotion"]) == list(expected["emotion"]) and (got["error"] == "").all()
+    probs = [c for c in expected.columns if c.startswith("p_")]
+    np.testing.assert_allclose(got[probs].to_numpy(), expected[probs].to_numpy(), atol=1e-4)
+
+
 def test_input_needs_a_path_or_audio_column(trained, model):
     keras_model = model.unwrap_python_model().keras_model
     with pytest.raises(ValueError, match="'path' or an 'audio' column"):
