@@ -6,7 +6,7 @@
 Runs in the project's virtual environment; the lhotse side runs as a child process in a virtual
 environment of its own (``--bench-venv``, default ``$SER_BENCH_VENV`` or ``.venv-bench`` in the repo
 root). When that environment cannot import lhotse (or lilcom, torch, torchaudio, urllib3), this
-script creates it (``python3.12 -m venv``, the interpreter found as ``infra/bootstrap.sh`` finds one)
+script creates it (``python -m venv`` with this script's interpreter, the project venv's)
 and pip-installs the requirements of pyproject.toml's ``bench`` extra into it, and only those:
 never the project. lhotse, torch and torchaudio are installed here only, never by the package,
 its tests or CI. Clips: every ``ravdess/**/*.wav`` or ``*.flac`` under ``--data`` (default
@@ -59,7 +59,6 @@ Keys of ``benchmarks/results/peer.json`` (``--out``), also printed:
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -127,26 +126,6 @@ def bench_requirements() -> list[str]:
         return tomllib.load(fh)["project"]["optional-dependencies"]["bench"]
 
 
-def find_python() -> str:
-    """A Python >= 3.12 for the bench venv, searched as ``infra/bootstrap.sh`` does, else this one's."""
-    candidates = [os.environ.get("SER_PYTHON", ""), "python3.12", "python3.13", "python3"]
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
-        candidates += sorted(glob.glob(f"{root}/versions/3.1[2-9]*/bin/python3"))
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3")))
-    for py in [c for c in candidates if c]:
-        # pyenv shims exist even when their version is not selected, so run each one to be sure.
-        try:
-            ok = subprocess.run([py, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"],
-                                capture_output=True).returncode == 0
-        except OSError:
-            continue
-        if ok:
-            return py
-    return sys.executable
-
-
 def ensure_bench_venv(venv: Path) -> Path:
     """The bench venv's Python, creating the venv and installing the ``bench`` extra when needed.
 
@@ -159,9 +138,9 @@ def ensure_bench_venv(venv: Path) -> Path:
                                           capture_output=True).returncode == 0:
         return python
     if not python.exists():
-        py = find_python()
-        print(f"creating the bench venv {venv} with {py}", flush=True)
-        subprocess.run([py, "-m", "venv", str(venv)], check=True)
+        # this interpreter is the project venv's (>= 3.12); a venv made from it shares its base Python
+        print(f"creating the bench venv {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     reqs = bench_requirements()
     print(f"installing into {venv}: {' '.join(reqs)} (torch is large: minutes the first time)", flush=True)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)

@@ -79,12 +79,19 @@ def planned_splits(url: str, config: PipelineConfig, storage_options: dict | Non
         config: the pipeline settings (their extraction fingerprint names the group).
         storage_options: fsspec options for a remote store.
     """
-    from .store import FeatureStore, group_name, read_strings  # the store writes what this plans
+    from .store import FeatureStore, group_name  # the store writes what this plans
 
     try:
         g = FeatureStore(url, group_name(config), storage_options).open()
     except FileNotFoundError:
         return {}
+    return _splits_in(g)
+
+
+def _splits_in(g) -> dict[str, str]:
+    """Speaker group -> split name, as the store group ``g`` records them (see :func:`planned_splits`)."""
+    from .store import read_strings
+
     n = int(g.attrs["rows"])
     rows = pd.DataFrame({"clip_id": read_strings(g["clip_id"], slice(0, n)),
                          "speaker": read_strings(g["speaker"], slice(0, n))}).replace({"speaker": {"": None}})
@@ -124,13 +131,13 @@ def up_to_date(root: str | list[str], url: str, config: PipelineConfig, corpus: 
 
     t0 = time.perf_counter()
     manifest = build_manifest(root, corpus, storage_options, crema_demographics, config.manifest)
-    fixed = planned_splits(url, config, storage_options)
-    if not fixed:
-        return None
-    manifest.clips, notes = assign_split(manifest.clips, config.split, fixed=fixed)
-    manifest.notes += notes
     store = FeatureStore(url, group_name(config), storage_options)
-    g = store.open()
+    try:
+        g = store.open()  # once: the splits, the attributes and the view below share it
+    except FileNotFoundError:
+        return None
+    manifest.clips, notes = assign_split(manifest.clips, config.split, fixed=_splits_in(g))
+    manifest.notes += notes
     if g.attrs.get("complete") is not True or g.attrs.get("manifest_fingerprint") != manifest.fingerprint():
         return None
     view = store.view()

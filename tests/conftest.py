@@ -78,6 +78,15 @@ def ravdess_like(tmp_path: Path) -> Path:
     return make_ravdess_like(tmp_path / "corpus")
 
 
+def require_backend(backend: str) -> None:
+    """Skip unless the Keras backend's package is installed: JAX is in the test extra, PyTorch is not
+    (PyPI's build is CUDA's, several GB), so the torch cases run where torch is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install {backend} to run this case)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``$SER_TEST_DATA`` (the shared real-speech folder); skips the test when it is absent."""

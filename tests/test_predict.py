@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SR, make_ravdess_like, mlflow_uris_restored, sine, write_wav
+from conftest import SR, make_ravdess_like, mlflow_uris_restored, require_backend, sine, write_wav
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence
@@ -152,13 +152,10 @@ def test_window_bounds_cover_the_speech_with_whole_windows():
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_registered_model_predicts_the_same_under_another_keras_backend(trained, model, backend):
-    """The model registered from a TensorFlow run, loaded by MLflow under KERAS_BACKEND=jax or torch
-    (torch is not in the test extra: that case runs where it is installed)."""
-    import importlib.util
+    """The model registered from a TensorFlow run, loaded by MLflow under KERAS_BACKEND=jax or torch."""
     import os
 
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (pip install {backend} to run this case)")
+    require_backend(backend)
     view = trained["store"].view()
     paths = [str(p) for p in view.column("path")[view.rows("test", originals_only=True)][:6]]
     expected = model.predict(pd.DataFrame({"path": paths}))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import make_ravdess_like
+from conftest import make_ravdess_like, require_backend
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import build_manifest
@@ -115,17 +115,13 @@ print(json.dumps({"backend": keras.backend.backend(), "device": result.device, "
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_training_runs_under_another_backend_and_its_model_loads_under_tensorflow(tone_store, backend):
-    """JAX is in the test extra, so CI runs it; PyTorch (several GB from the registry, CUDA build)
-    is not, and its case runs where torch is installed."""
-    import importlib.util
     import os
     import subprocess
     import sys
 
     import keras
 
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (pip install {backend} to run this case)")
+    require_backend(backend)
     store, cfg, tmp = tone_store
     train_cfg = cfg.train.model_copy(update={"epochs": 12, "schedule": "cosine", "model": "tdnn"})
     out = tmp / backend
