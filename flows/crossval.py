@@ -40,7 +40,7 @@ from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore, StoreView
 from ser_tasks.train import score_rows, train_rows
 
-from .extract import dask_runner, extract_features, training_placed
+from .extract import extract_features, extraction_runner, training_placed
 from .train import local_threads, train_job_task
 
 #: Settings ``ser evaluate`` needs whatever the configuration says: every clip augmented (a
@@ -250,7 +250,7 @@ def ser_evaluate(root: str | list[str], store_url: str, protocol: str = "cv-acto
     check_protocol(protocol, max_folds)  # before minutes of extraction
     load_partition(partition or n_folds, folds_file)
     cfg = PipelineConfig.model_validate(config or {}).with_overrides(EVALUATION_OVERRIDES)
-    runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+    runner = extraction_runner(cfg, dask_address)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
     result = training_placed(cross_validate, cfg, dask_address)(

@@ -25,21 +25,44 @@ from ser_tasks.plan import plan_rows, planned_splits
 from ser_tasks.remote import redact_url
 from ser_tasks.split import assign_split, split_table
 from ser_tasks.store import FeatureStore, group_name
+from ser_tasks.worker_setup import WARM_UP_ENV, WARM_UP_MODES
 
 
-def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1) -> DaskTaskRunner:
+def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1,
+                warm_up: str = "augment") -> DaskTaskRunner:
     """A Dask task runner: the scheduler at ``address``, or a LocalCluster of worker processes.
 
     The LocalCluster's workers preload :mod:`ser_tasks.worker_setup`, which warms them up for
     extraction while the flow plans the store; workers of a cluster given by address are started
     by their owner (``dask worker --preload ser_tasks.worker_setup`` does the same there).
+
+    Args:
+        address: a Dask scheduler's address, or ``None`` for a LocalCluster.
+        workers: LocalCluster worker processes.
+        threads_per_worker: threads per LocalCluster worker.
+        warm_up: what the LocalCluster's workers warm up for (their ``SER_WARM_UP``):
+            ``augment``, ``features`` (no augmented copies) or ``none`` (training only).
+
+    Raises:
+        ValueError: ``warm_up`` is not one of those.
     """
+    if warm_up not in WARM_UP_MODES:
+        raise ValueError(f"warm_up {warm_up!r} is not one of {', '.join(WARM_UP_MODES)}")
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
-                                          "preload": ["ser_tasks.worker_setup"]})
+                                          "preload": ["ser_tasks.worker_setup"], "env": {WARM_UP_ENV: warm_up}})
+
+
+def extraction_runner(cfg: PipelineConfig, address: str | None = None) -> DaskTaskRunner:
+    """:func:`dask_runner` for ``cfg``'s extraction: its workers and threads per worker.
+
+    Its workers warm up without augmentation when ``cfg.augment.variants`` is 0.
+    """
+    return dask_runner(address, cfg.extract.workers, cfg.extract.threads_per_worker,
+                       "augment" if cfg.augment.variants else "features")
 
 
 def training_placed(training_flow, cfg: PipelineConfig, address: str | None = None):
@@ -51,7 +74,7 @@ def training_placed(training_flow, cfg: PipelineConfig, address: str | None = No
     if cfg.train.where != "cluster":
         return training_flow
     return training_flow.with_options(task_runner=dask_runner(address, cfg.extract.workers,
-                                                              cfg.extract.threads_per_worker))
+                                                              cfg.extract.threads_per_worker, warm_up="none"))
 
 
 @task(name="build-manifest", cache_policy=NO_CACHE)

@@ -10,7 +10,7 @@ from prefect import flow
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 
-from .extract import dask_runner, extract_features, training_placed
+from .extract import extract_features, extraction_runner, training_placed
 from .train import train_model
 
 
@@ -32,7 +32,7 @@ def ser_pipeline(root: str | list[str], store_url: str, config: PipelineConfig |
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
-    runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+    runner = extraction_runner(cfg, dask_address)
     with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": _roots_text(root)}) as run:
         mlflow.log_params(cfg.flat_params())
         extracted = extract_features.with_options(task_runner=runner)(

@@ -24,7 +24,7 @@ from ser_tasks.store import FeatureStore
 from ser_tasks.sweep import expand
 from ser_tasks.train import split_scores
 
-from .extract import dask_runner, extract_features, training_placed
+from .extract import extract_features, extraction_runner, training_placed
 from .train import local_threads, train_job_task
 
 
@@ -100,7 +100,7 @@ def ser_sweep(root: str | list[str], store_url: str, grid: dict[str, list], conf
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
     expand(cfg, grid)  # a bad grid fails before minutes of extraction
-    runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+    runner = extraction_runner(cfg, dask_address)
     extracted = extract_features.with_options(task_runner=runner)(
         root, store_url, cfg, corpus, storage_options, crema_demographics, False)
     result = training_placed(sweep_trainings, cfg, dask_address)(

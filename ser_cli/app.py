@@ -214,14 +214,14 @@ def _extract_flow(root: list[str], store: str, cfg, corpus: str | None, storage:
     """``extract_features`` on a Dask runner, in an MLflow run of its own; the summary with ``mlflow_run_id``."""
     import mlflow
 
-    from flows.extract import dask_runner, extract_features
+    from flows.extract import extract_features, extraction_runner
     from flows.prefect_server import await_api
     from ser_tasks import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active:
         mlflow.log_params(cfg.flat_params())
-        runner = dask_runner(dask_address, cfg.extract.workers, cfg.extract.threads_per_worker)
+        runner = extraction_runner(cfg, dask_address)
         await_api()
         summary = extract_features.with_options(task_runner=runner)(root, store, cfg, corpus, storage,
                                                                      crema_demographics)

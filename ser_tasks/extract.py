@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from . import audio, augment, features
-from .augment import AugmentParams, variant_rng
+from .augment import NO_AUGMENTATION, AugmentParams, variant_rng
 from .config import AudioConfig, AugmentConfig, FeatureConfig
 from .store import DONE, FAILED, PENDING, FeatureStore, read_strings
 
@@ -47,7 +47,8 @@ WARM_UP_PARAMS = AugmentParams(noise_snr_db=20.0, pitch_semitones=1.0, stretch_r
                                gain_db=-3.0)
 
 
-def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None = None) -> float:
+def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None = None,
+            augment: bool = True) -> float:
     """Put one synthetic clip through decoding, resampling, every augmentation and every feature.
 
     A fresh process otherwise pays for what librosa loads on first use during its first real clips:
@@ -63,15 +64,19 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
     Args:
         audio_cfg: the audio settings to warm up for (defaults when ``None``).
         feat_cfg: the feature settings to warm up for (defaults when ``None``).
+        augment: also apply every augmentation (:data:`WARM_UP_PARAMS`). ``False`` when the run
+            computes originals only: augmentation alone loads ``scipy.signal`` (and ``scipy.stats``)
+            and its numba kernels, which such a worker never uses.
 
     Returns:
         Seconds taken (wall clock).
     """
     with _WARMING:
-        return _warm_up(audio_cfg or AudioConfig(), feat_cfg or FeatureConfig())
+        return _warm_up(audio_cfg or AudioConfig(), feat_cfg or FeatureConfig(),
+                        WARM_UP_PARAMS if augment else NO_AUGMENTATION)
 
 
-def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig) -> float:
+def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig, params: AugmentParams) -> float:
     t0 = time.perf_counter()
     rate = 2 * audio_cfg.sample_rate  # not the target rate, so the resampler loads too
     tone = (0.1 * np.sin(2 * np.pi * 220.0 * np.arange(rate) / rate)).astype(np.float32)
@@ -82,7 +87,7 @@ def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig) -> float:
         y = audio.speech(audio.load_audio(path, audio_cfg.sample_rate), audio_cfg, path)
     finally:
         fsspec.filesystem("memory").rm(path)
-    clip_features(y, audio_cfg, feat_cfg, WARM_UP_PARAMS, np.random.default_rng(0), trim=False)
+    clip_features(y, audio_cfg, feat_cfg, params, np.random.default_rng(0), trim=False)
     return time.perf_counter() - t0
 
 

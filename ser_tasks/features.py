@@ -42,9 +42,33 @@ def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
         ``(n_mels, T)`` float32, dB.
     """
     spec = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                               center=True)) ** 2
+                               window=hann_window(cfg.win_length), center=True)) ** 2
     mel = mel_basis(sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ spec
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def hann_window(n: int) -> np.ndarray:
+    """The periodic Hann window ``librosa.stft`` uses by default, bit-identical to ``scipy.signal.get_window``.
+
+    Computed as SciPy 1.18's ``general_cosine`` computes it (``0.5 + 0.5 cos`` on ``n + 1`` points
+    from -pi to pi, the last dropped), so features do not change, but without importing
+    ``scipy.signal`` (and with it ``scipy.stats``), the larger part of a worker's start-up when
+    no augmentation needs it. ``tests/test_features.py`` checks the equality.
+
+    Args:
+        n: window length in samples (> 1).
+
+    Returns:
+        ``(n,)`` float64, read-only (shared between calls).
+    """
+    fac = np.linspace(-np.pi, np.pi, n + 1, dtype=np.float64)
+    w = np.zeros(n + 1, dtype=np.float64)
+    for k, a in enumerate((0.5, 0.5)):  # the same operations, in the same order, as SciPy's
+        w += a * np.cos(k * fac)
+    w = w[:-1]
+    w.setflags(write=False)
+    return w
 
 
 @functools.lru_cache(maxsize=16)

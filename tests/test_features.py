@@ -5,7 +5,7 @@ import scipy.fft
 
 from conftest import SR, sine
 from ser_tasks.config import AudioConfig, FeatureConfig
-from ser_tasks.features import extract, feature_shapes, log_mel, n_frames
+from ser_tasks.features import extract, feature_shapes, hann_window, log_mel, n_frames
 
 
 def test_all_features_share_one_frame_grid():
@@ -67,3 +67,12 @@ def test_features_equal_librosa_reference(cfg):
                                          win_length=cfg.win_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     ref = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
     np.testing.assert_allclose(feats["log_mel"], ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [2, 3, 400, 401, 512, 2048])
+def test_hann_window_is_bit_identical_to_scipys(n):
+    """The log-mel's window is computed without scipy.signal; stored features must not change."""
+    import scipy.signal
+
+    np.testing.assert_array_equal(hann_window(n), scipy.signal.get_window("hann", n, fftbins=True))
+    assert hann_window(n).dtype == np.float64

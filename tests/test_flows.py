@@ -151,10 +151,13 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_pipeline_workers_warm_up_for_extraction_before_their_first_task():
+@pytest.mark.parametrize(("warm_up", "extract_loaded", "signal_loaded"),
+                         [("augment", True, True), ("features", True, False), ("none", False, False)])
+def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up, extract_loaded, signal_loaded):
     """dask_runner's LocalCluster preloads ser_tasks.worker_setup: the worker has librosa's lazily
-    imported modules before it is sent any task (nothing else in a fresh worker imports them)."""
-    kwargs = dask_runner(workers=1).cluster_kwargs
+    imported modules before it is sent any task (nothing else in a fresh worker imports them).
+    Without augmentation it never loads scipy.signal; a training cluster warms nothing up."""
+    kwargs = dask_runner(workers=1, warm_up=warm_up).cluster_kwargs
 
     def warmed() -> dict:
         import sys
@@ -167,7 +170,21 @@ def test_pipeline_workers_warm_up_for_extraction_before_their_first_task():
 
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         loaded = list(client.run(warmed).values())
-    assert loaded == [{"ser_tasks.extract": True, "scipy.signal": True, "mlflow": False, "keras": False}]
+    assert loaded == [{"ser_tasks.extract": extract_loaded, "scipy.signal": signal_loaded, "mlflow": False,
+                       "keras": False}]
+
+
+def test_extraction_runner_warms_up_for_what_the_run_computes():
+    from flows.extract import extraction_runner
+    from ser_tasks.config import PipelineConfig
+
+    def env(cfg: dict) -> dict:
+        return extraction_runner(PipelineConfig.model_validate(cfg)).cluster_kwargs["env"]
+
+    assert env({}) == {"SER_WARM_UP": "augment"}
+    assert env({"augment": {"variants": 0}}) == {"SER_WARM_UP": "features"}
+    with pytest.raises(ValueError, match="warm_up 'all' is not one of augment, features, none"):
+        dask_runner(warm_up="all")
 
 
 def test_warm_up_runs_a_clip_through_and_leaves_nothing_behind():
