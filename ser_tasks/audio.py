@@ -14,6 +14,7 @@ import fsspec
 import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 
 from .config import AudioConfig
 from .errors import AudioError
@@ -72,12 +73,34 @@ def _decode(fh, name: str, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{name}: cannot decode audio ({exc})") from exc
     if data.size == 0:
         raise AudioError(f"{name}: no samples")
-    y = data.mean(axis=1)
+    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # a mean over one channel is that channel
     if not np.isfinite(y).all():
         raise AudioError(f"{name}: non-finite samples")
     if rate != sample_rate:
-        y = librosa.resample(y, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        y = resample(y, rate, sample_rate)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def resample(y: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
+    """Resample with soxr's HQ filter, as ``librosa.resample(y, res_type="soxr_hq")`` does, bit for bit.
+
+    librosa calls ``soxr.resample`` through ``np.apply_along_axis`` after validating the signal,
+    then cuts or zero-pads the result to ``ceil(samples * target_sr / orig_sr)``; this does the
+    same for a 1-D signal without the validation (the caller checked it) or the per-axis loop.
+    ``tests/test_audio.py`` checks the equality.
+
+    Args:
+        y: ``(samples,)`` float32 or float64 waveform at ``orig_sr`` Hz.
+        orig_sr: its sample rate, Hz.
+        target_sr: the rate wanted, Hz.
+
+    Returns:
+        ``(ceil(samples * target_sr / orig_sr),)`` of ``y``'s dtype.
+    """
+    n = int(np.ceil(y.shape[0] * (float(target_sr) / orig_sr)))
+    out = soxr.resample(y, orig_sr, target_sr, quality="soxr_hq")
+    out = out[:n] if out.shape[0] >= n else np.pad(out, (0, n - out.shape[0]))
+    return np.asarray(out, dtype=y.dtype)
 
 
 def silence_bounds(y: np.ndarray, top_db: float | None, frame_length: int = 512,

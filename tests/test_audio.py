@@ -3,7 +3,16 @@ import pytest
 import soundfile as sf
 
 from conftest import dominant_freq, sine, write_wav
-from ser_tasks.audio import AudioError, decode_audio, fix_length, load_audio, speech, speech_bounds, trim_silence
+from ser_tasks.audio import (
+    AudioError,
+    decode_audio,
+    fix_length,
+    load_audio,
+    resample,
+    speech,
+    speech_bounds,
+    trim_silence,
+)
 from ser_tasks.config import AudioConfig
 
 
@@ -87,3 +96,23 @@ def test_silent_and_too_short_clips_are_refused_with_the_measured_value():
     assert np.array_equal(speech(tone, cfg, "t.wav"), tone[start:stop])
     # what is allowed is configurable
     assert speech(click, cfg.model_copy(update={"min_speech_seconds": 0.0}), "c.wav").size > 0
+
+
+@pytest.mark.parametrize(("orig_sr", "n"), [(48000, 158_413), (44100, 70_001), (22050, 33_333), (8000, 12_345),
+                                            (16000 / 2 ** (1 / 12), 40_000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample_is_bit_identical_to_librosas_soxr_hq(orig_sr, n, dtype):
+    """Decoding resamples through soxr directly; stored features must not change."""
+    import librosa
+
+    y = (0.3 * np.random.default_rng(n).standard_normal(n)).astype(dtype)
+    ours = resample(y, orig_sr, 16000)
+    ref = librosa.resample(y, orig_sr=orig_sr, target_sr=16000, res_type="soxr_hq")
+    assert ours.dtype == ref.dtype == dtype
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_a_mono_file_decodes_to_its_one_channel(tmp_path):
+    y = (0.5 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)
+    sf.write(tmp_path / "m.wav", y, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(str(tmp_path / "m.wav"), 16000), y)
