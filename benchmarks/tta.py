@@ -1,0 +1,124 @@
+"""Test-time augmentation: score each held-out clip on its stored copies too, averaging probabilities.
+
+    .venv/bin/python benchmarks/tta.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/tta.json]
+
+Issue 17's lever "test-time augmentation", measured on finished ``ser evaluate`` runs with no
+retraining. ``ser evaluate`` augments every clip (``augment.scope: all``), so a held-out clip's
+``augment.variants`` augmented copies (noise, pitch shift, time stretch, time shift, gain; the
+training distribution) are already in the store. For each fold model, the held-out actors' rows
+are scored twice:
+
+* ``originals``: the original clips only, as ``ser evaluate`` reports (the script checks that it
+  reproduces the run's fold UA);
+* ``tta``: the softmax probabilities of a clip's original and all its copies, averaged with equal
+  weight, then argmax.
+
+Given several runs of the same protocol and folds (candidates of ``benchmarks/dev_corpus_selection.py``),
+it also scores their ensemble: each fold's models' probabilities averaged, with and without TTA.
+
+A RUN_DIR is where ``benchmarks/corpora.py`` ran one evaluation step (``summary.json``,
+``features.zarr``, ``runs/<protocol>/fold<k>/*.keras``). Writes, per run and overall, UA per fold
+with and without TTA, their means and the mean difference. The choice it informs must be made on
+a development corpus, not on the corpus a figure is reported for (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ua(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted average recall over the classes present in ``y_true``."""
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+
+
+def fold_outputs(run: Path) -> tuple[str, list[dict]]:
+    """Per fold of one evaluation run: its result, and the held-out rows' labels, probabilities and clips.
+
+    Returns:
+        ``(protocol, folds)``; each fold ``{"result", "y" (n,) int, "probs" (n, k) float32, "clips" (n,) str,
+        "original" (n,) bool}`` over the held-out actors' completed rows, sorted by row.
+    """
+    import keras
+
+    from ser_tasks.data import ZarrSequence
+    from ser_tasks.store import FeatureStore
+    from ser_tasks.train import MODEL_INPUTS, predict
+
+    summary = json.loads((run / "summary.json").read_text())
+    ev, ext = summary["evaluation"], summary["extract"]
+    view = FeatureStore(str(run / Path(ext["store"]).name), ext["group"]).view()
+    speakers, clips = view.column("speaker"), view.column("clip_id")
+    variants, done = view.column("variant"), view.done()
+    out = []
+    for f in ev["fold_results"]:
+        (model_path,) = (run / "runs" / ev["protocol"] / f"fold{f['fold']}").glob("*.keras")
+        model = keras.models.load_model(model_path, compile=False)
+        rows = np.sort(np.flatnonzero(np.isin(speakers, f["test_speakers"]) & done))  # the order served
+        seq = ZarrSequence(view, rows, MODEL_INPUTS[model.name], 64)
+        out.append({"result": f, "y": seq.labels, "probs": predict(model, seq), "clips": clips[rows].astype(str),
+                    "original": variants[rows] == 0})
+    return ev["protocol"], out
+
+
+def fold_uas(y: np.ndarray, probs: np.ndarray, clips: np.ndarray, original: np.ndarray) -> tuple[float, float]:
+    """UA on the original clips, and UA with every clip's rows' probabilities averaged (TTA)."""
+    index: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        index.setdefault(c, []).append(i)
+    tta = np.array([probs[index[c]].mean(axis=0).argmax() for c in clips[original]])
+    return ua(y[original], probs[original].argmax(axis=1)), ua(y[original], tta)
+
+
+def summarise(name: str, folds: list[dict], reported: bool = True) -> dict:
+    """Per-fold and mean UA, originals and TTA, of one run (``reported``: with the run's own fold UA) or ensemble."""
+    rows = []
+    for f in folds:
+        o, t = fold_uas(f["y"], f["probs"], f["clips"], f["original"])
+        rows.append({"fold": f["result"]["fold"], **({"reported_ua": round(f["result"]["ua"], 4)} if reported else {}),
+                     "originals_ua": round(o, 4), "tta_ua": round(t, 4), "clips": int(f["original"].sum()),
+                     "rows_per_clip": round(f["original"].size / int(f["original"].sum()), 2)})
+    o, t = [r["originals_ua"] for r in rows], [r["tta_ua"] for r in rows]
+    res = {"run": name, "folds": rows, "originals_ua_mean": round(statistics.mean(o), 4),
+           "tta_ua_mean": round(statistics.mean(t), 4),
+           "tta_minus_originals": round(statistics.mean(t) - statistics.mean(o), 4)}
+    print(json.dumps({k: v for k, v in res.items() if k != "folds"}), flush=True)
+    return res
+
+
+def main() -> None:
+    """Score every run given and write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "tta.json")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    outputs = {str(r): fold_outputs(r.resolve()) for r in args.runs}
+    runs = [summarise(name, folds) for name, (_, folds) in outputs.items()]
+    diffs = [f["tta_ua"] - f["originals_ua"] for r in runs for f in r["folds"]]
+    result = {"date": time.strftime("%Y-%m-%d"), "runs": runs, "folds": len(diffs),
+              "tta_minus_originals_mean": round(statistics.mean(diffs), 4),
+              "folds_improved": sum(d > 0 for d in diffs)}
+    members = list(outputs.values())
+    if len(members) > 1 and len({p for p, _ in members}) == 1:
+        # the runs' stores hold the same rows in the same order when extracted by the same configuration
+        for per_run in zip(*(folds for _, folds in members), strict=True):
+            assert all(np.array_equal(f["clips"], per_run[0]["clips"]) for f in per_run), "runs' held-out rows differ"
+        ensemble = [{**per_run[0], "probs": np.mean([f["probs"] for f in per_run], axis=0)}
+                    for per_run in zip(*(folds for _, folds in members), strict=True)]
+        result["ensemble"] = summarise(" + ".join(outputs), ensemble, reported=False)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
