@@ -1,6 +1,6 @@
 """Test-time augmentation: score each held-out clip on its stored copies too, averaging probabilities.
 
-    .venv/bin/python benchmarks/tta.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/tta.json]
+    .venv/bin/python benchmarks/tta.py RUN_DIR [RUN_DIR ...] [--ensemble] --out benchmarks/results/tta_X.json
 
 Issue 17's lever "test-time augmentation", measured on finished ``ser evaluate`` runs with no
 retraining. ``ser evaluate`` augments every clip (``augment.scope: all``), so a held-out clip's
@@ -13,8 +13,9 @@ are scored twice:
 * ``tta``: the softmax probabilities of a clip's original and all its copies, averaged with equal
   weight, then argmax.
 
-Given several runs of the same protocol and folds (candidates of ``benchmarks/dev_corpus_selection.py``),
-it also scores their ensemble: each fold's models' probabilities averaged, with and without TTA.
+With ``--ensemble``, the runs (candidates of ``benchmarks/dev_corpus_selection.py``: the same
+corpus, configuration but for the candidate's knob, and folds) are also scored as an ensemble: each
+fold's models' probabilities averaged, with and without TTA.
 
 A RUN_DIR is where ``benchmarks/corpora.py`` ran one evaluation step (``summary.json``,
 ``features.zarr``, ``runs/<protocol>/fold<k>/*.keras``). Writes, per run and overall, UA per fold
@@ -98,7 +99,8 @@ def main() -> None:
     """Score every run given and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", type=Path, nargs="+")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "tta.json")
+    ap.add_argument("--ensemble", action="store_true", help="also score the runs' models as one ensemble per fold")
+    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     t0 = time.perf_counter()
     outputs = {str(r): fold_outputs(r.resolve()) for r in args.runs}
@@ -108,7 +110,7 @@ def main() -> None:
               "tta_minus_originals_mean": round(statistics.mean(diffs), 4),
               "folds_improved": sum(d > 0 for d in diffs)}
     members = list(outputs.values())
-    if len(members) > 1 and len({p for p, _ in members}) == 1:
+    if args.ensemble:
         # the runs' stores hold the same rows in the same order when extracted by the same configuration
         for per_run in zip(*(folds for _, folds in members), strict=True):
             assert all(np.array_equal(f["clips"], per_run[0]["clips"]) for f in per_run), "runs' held-out rows differ"
