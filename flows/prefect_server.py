@@ -139,20 +139,28 @@ def prefect_api(ready: bool = True) -> Iterator[str]:
     Raises:
         RuntimeError: the temporary server did not start.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    configured = PREFECT_API_URL.value()
     previous = os.environ.get("PREFECT_API_URL")
     with contextlib.ExitStack() as stack:
+        # With ready=False the server is spawned before Prefect's settings are imported (about 1 s),
+        # on the bet that none is configured; a profile that configures one stops it at once.
+        early = TemporaryServer() if not ready and not previous else None
+        if early is not None:
+            stack.callback(early.stop)
+        from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        configured = PREFECT_API_URL.value()
         if not any(os.environ.get(name) for name in HEARTBEAT_VARIABLES):
             stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
         if configured:
+            if early is not None:
+                early.stop()
             os.environ["PREFECT_API_URL"] = configured
             stack.callback(_restore, previous)
             yield configured
             return
-        server = TemporaryServer()
-        stack.callback(server.stop)
+        server = early or TemporaryServer()
+        if early is None:
+            stack.callback(server.stop)
         os.environ["PREFECT_API_URL"] = server.api_url
         # callbacks run last-in first-out: forget, drain, restore, then stop
         stack.callback(_restore, previous)

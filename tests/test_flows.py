@@ -82,12 +82,26 @@ def test_extract_flow_on_a_scheduler_address_collects_failures_and_resumes(tmp_p
     assert "cannot decode" in failures_csv
 
 
-def test_prefect_api_exports_the_configured_server_to_child_processes(prefect_harness, monkeypatch):
+@pytest.mark.parametrize("ready", [True, False])
+def test_prefect_api_exports_the_configured_server_to_child_processes(prefect_harness, monkeypatch, ready):
+    """A server configured in Prefect's settings (not the environment) is used; with ready=False the
+    temporary server spawned before the settings were read is stopped at once."""
+    import subprocess
+
     from prefect.settings import PREFECT_API_URL
 
+    spawned, real_popen = [], subprocess.Popen
+
+    def popen(*args, **kwargs):
+        spawned.append(real_popen(*args, **kwargs))
+        return spawned[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with prefect_api() as url:
+    with prefect_api(ready=ready) as url:
         assert url == PREFECT_API_URL.value() and os.environ["PREFECT_API_URL"] == url
+        assert all(p.poll() is not None for p in spawned)  # no second server runs beside the configured one
+    assert len(spawned) == (0 if ready else 1)
     assert "PREFECT_API_URL" not in os.environ
 
 
