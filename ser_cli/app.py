@@ -192,14 +192,10 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
     cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
                              **_manifest_overrides(emotions, speaker_pattern)})
     storage = _storage(storage_options, endpoint_url)
-    from ser_tasks.remote import is_remote
+    from ser_tasks.plan import up_to_date
 
-    summary = None
-    if is_remote(store) or Path(store.removeprefix("file://")).exists():  # a new local store has nothing done
-        from ser_tasks.plan import up_to_date
-
-        with _user_errors():  # a finished store answers here: no Prefect server, Dask cluster or MLflow run
-            summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
+    with _user_errors():  # a finished store answers here: no Prefect server, Dask cluster or MLflow run
+        summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
     if summary is not None:
         console.print(f"up to date: nothing new under {' '.join(root)}")
     else:

@@ -124,19 +124,18 @@ def up_to_date(root: str | list[str], url: str, config: PipelineConfig, corpus: 
     """
     import time
 
-    from .store import FeatureStore, group_name
-
-    t0 = time.perf_counter()
-    store = FeatureStore(url, group_name(config), storage_options)
-    try:
-        g = store.open()  # once: the splits, the attributes and the view below share it
-    except FileNotFoundError:  # a new store or group: answered before the corpus scan and librosa's import
-        return None
     from .extract import extraction_summary
     from .manifest import build_manifest
     from .split import assign_split
+    from .store import FeatureStore, group_name
 
+    t0 = time.perf_counter()
     manifest = build_manifest(root, corpus, storage_options, crema_demographics, config.manifest)
+    store = FeatureStore(url, group_name(config), storage_options)
+    try:
+        g = store.open()  # once: the splits, the attributes and the view below share it
+    except FileNotFoundError:
+        return None
     manifest.clips, notes = assign_split(manifest.clips, config.split, fixed=_splits_in(g))
     manifest.notes += notes
     if g.attrs.get("complete") is not True or g.attrs.get("manifest_fingerprint") != manifest.fingerprint():
