@@ -1,3 +1,5 @@
+import os
+
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like
@@ -152,3 +154,21 @@ def test_the_manifest_settings_name_a_group_only_when_set():
     kept = default.with_overrides({"manifest.emotions": ["angry", "neutral"]})
     assert kept.extraction_dict()["manifest"] == {"emotions": ["neutral", "angry"]}
     assert kept.extraction_fingerprint() != default.extraction_fingerprint()
+
+
+def test_the_console_script_keeps_its_output_and_exit_status_when_it_skips_the_teardown(tmp_path):
+    """`ser` (ser_cli.app:main) ends with os._exit after the atexit handlers: stdout is flushed first,
+    the command's status survives, and a bad root fails before any server or flow (no traceback)."""
+    import subprocess
+    import sys
+
+    root = make_ravdess_like(tmp_path / "c", actors=(1, 2), takes=2)
+    out = tmp_path / "m.csv"
+    ok = subprocess.run([sys.executable, "-m", "ser_cli.app", "manifest", str(root), "--out", str(out)],
+                        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert ok.returncode == 0, ok.stderr
+    assert "read as ravdess: 8 clips, 2 speakers" in ok.stdout + ok.stderr and len(out.read_text().splitlines()) == 9
+    bad = subprocess.run([sys.executable, "-m", "ser_cli.app", "extract", str(tmp_path / "nope"),
+                          "--store", str(tmp_path / "f.zarr")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not a folder" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    assert not (tmp_path / "f.zarr").exists()
