@@ -141,7 +141,7 @@ def prefect_api(ready: bool = True) -> Iterator[str]:
     """
     previous = os.environ.get("PREFECT_API_URL")
     with contextlib.ExitStack() as stack:
-        # With ready=False the server is spawned before Prefect's settings are imported (about 1 s),
+        # With ready=False the server is spawned before Prefect's settings are imported (slow),
         # on the bet that none is configured; a profile that configures one stops it at once.
         early = TemporaryServer() if not ready and not previous else None
         if early is not None:

@@ -648,7 +648,7 @@ def main() -> None:
     """The ``ser`` console script: runs :data:`app`, then ends the process without Python's teardown.
 
     After a flow, the interpreter's finalisation (module teardown and garbage collection, with
-    Prefect's, Dask's and MLflow's objects alive) took 1.2 s at the end of ``ser extract``
+    Prefect's, Dask's and MLflow's objects alive) is a measurable part of a short command
     (docs/benchmarks.md, "Against lhotse"). Once the command has exited (typer always ends with
     ``SystemExit``), the status is kept, the interpreter joins its non-daemon threads and runs the
     atexit handlers as usual (Prefect's and MLflow's shutdown hooks, temporary directories,
