@@ -37,16 +37,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ua(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Unweighted average recall over the classes present in ``y_true``."""
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+    """UA over the classes present in ``y_true`` (:func:`ser_tasks.metrics.scores`, as ``ser evaluate`` scores)."""
+    from ser_tasks.metrics import scores
+
+    return scores(y_true, y_pred, [str(c) for c in range(int(max(y_true.max(), y_pred.max())) + 1)],
+                  present_only=True)["ua"]
 
 
-def fold_outputs(run: Path) -> tuple[str, list[dict]]:
+def fold_outputs(run: Path) -> list[dict]:
     """Per fold of one evaluation run: its result, and the held-out rows' labels, probabilities and clips.
 
     Returns:
-        ``(protocol, folds)``; each fold ``{"result", "y" (n,) int, "probs" (n, k) float32, "clips" (n,) str,
-        "original" (n,) bool}`` over the held-out actors' completed rows, sorted by row.
+        Per fold ``{"result", "y" (n,) int, "probs" (n, k) float32, "clips" (n,) str, "original" (n,) bool}``
+        over the held-out actors' completed rows, sorted by row.
     """
     import keras
 
@@ -67,7 +70,7 @@ def fold_outputs(run: Path) -> tuple[str, list[dict]]:
         seq = ZarrSequence(view, rows, MODEL_INPUTS[model.name], 64)
         out.append({"result": f, "y": seq.labels, "probs": predict(model, seq), "clips": clips[rows].astype(str),
                     "original": variants[rows] == 0})
-    return ev["protocol"], out
+    return out
 
 
 def fold_uas(y: np.ndarray, probs: np.ndarray, clips: np.ndarray, original: np.ndarray) -> tuple[float, float]:
@@ -104,18 +107,17 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     outputs = {str(r): fold_outputs(r.resolve()) for r in args.runs}
-    runs = [summarise(name, folds) for name, (_, folds) in outputs.items()]
+    runs = [summarise(name, folds) for name, folds in outputs.items()]
     diffs = [f["tta_ua"] - f["originals_ua"] for r in runs for f in r["folds"]]
     result = {"date": time.strftime("%Y-%m-%d"), "runs": runs, "folds": len(diffs),
               "tta_minus_originals_mean": round(statistics.mean(diffs), 4),
               "folds_improved": sum(d > 0 for d in diffs)}
-    members = list(outputs.values())
     if args.ensemble:
-        # the runs' stores hold the same rows in the same order when extracted by the same configuration
-        for per_run in zip(*(folds for _, folds in members), strict=True):
+        ensemble = []
+        for per_run in zip(*outputs.values(), strict=True):  # one fold, every run
+            # the runs' stores hold the same rows in the same order when extracted by the same configuration
             assert all(np.array_equal(f["clips"], per_run[0]["clips"]) for f in per_run), "runs' held-out rows differ"
-        ensemble = [{**per_run[0], "probs": np.mean([f["probs"] for f in per_run], axis=0)}
-                    for per_run in zip(*(folds for _, folds in members), strict=True)]
+            ensemble.append({**per_run[0], "probs": np.mean([f["probs"] for f in per_run], axis=0)})
         result["ensemble"] = summarise(" + ".join(outputs), ensemble, reported=False)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -143,23 +143,23 @@ def prefect_api(ready: bool = True) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         # With ready=False the server is spawned before Prefect's settings are imported (slow),
         # on the bet that none is configured; a profile that configures one stops it at once.
-        early = TemporaryServer() if not ready and not previous else None
-        if early is not None:
-            stack.callback(early.stop)
+        server = TemporaryServer() if not ready and not previous else None
+        if server is not None:
+            stack.callback(server.stop)
         from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         configured = PREFECT_API_URL.value()
         if not any(os.environ.get(name) for name in HEARTBEAT_VARIABLES):
             stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
         if configured:
-            if early is not None:
-                early.stop()
+            if server is not None:
+                server.stop()
             os.environ["PREFECT_API_URL"] = configured
             stack.callback(_restore, previous)
             yield configured
             return
-        server = early or TemporaryServer()
-        if early is None:
+        if server is None:
+            server = TemporaryServer()
             stack.callback(server.stop)
         os.environ["PREFECT_API_URL"] = server.api_url
         # callbacks run last-in first-out: forget, drain, restore, then stop

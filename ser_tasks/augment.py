@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import librosa
 import numpy as np
 
+from .audio import resample
 from .config import AugmentConfig
 from .errors import InputError
 
@@ -168,7 +169,7 @@ def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: floa
     """
     q = 2.0 ** (-semitones / 12)
     stretched = librosa.effects.time_stretch(y, rate=rate * q)
-    shifted = librosa.resample(stretched, orig_sr=sr / q, target_sr=sr, res_type="soxr_hq")
+    shifted = resample(stretched, sr / q, sr)
     return _finite(librosa.util.fix_length(shifted, size=round(y.shape[0] / rate)), "stretch and pitch shift")
 
 
