@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -20,12 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ser_tasks.config import ManifestConfig, PipelineConfig
 from ser_tasks.extract import extraction_summary, log_extraction, process_region
 from ser_tasks.lease import WriterLease
-from ser_tasks.manifest import Manifest, build_manifest
-from ser_tasks.plan import plan_rows, planned_splits
 from ser_tasks.remote import redact_url
-from ser_tasks.split import assign_split, split_table
 from ser_tasks.store import FeatureStore, group_name
 from ser_tasks.worker_setup import WARM_UP_ENV, WARM_UP_MODES
+
+if TYPE_CHECKING:
+    from ser_tasks.manifest import Manifest
+
+# The manifest, the split and the row plan (pandas) are imported where the flow uses them: every
+# extraction worker imports this module (Prefect ships the flow run's context, which names the
+# flow, with each task) and would otherwise pay pandas' 0.2 s import for nothing.
 
 
 def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker: int = 1,
@@ -77,10 +82,45 @@ def training_placed(training_flow, cfg: PipelineConfig, address: str | None = No
                                                               cfg.extract.threads_per_worker, warm_up="none"))
 
 
+def start_workers_early(store_url: str, cfg: PipelineConfig, storage_options: dict | None = None) -> bool:
+    """Start the running flow's Dask cluster now when the store group has rows to compute.
+
+    ``DaskTaskRunner`` creates its cluster (or connects to a scheduler) at the first submit, so a
+    LocalCluster's workers would begin their start-up (imports and warm-up, the longest serial part
+    of a small run) only after the manifest, the split and the store planning. Started here, the two
+    overlap. A group already finalised (``complete``) is left to start the cluster lazily: a run
+    with nothing to compute then starts none.
+
+    Args:
+        store_url: the store's path or URL.
+        cfg: the run's settings (their fingerprint names the group).
+        storage_options: fsspec options for a remote store.
+
+    Returns:
+        Whether it started (or connected to) the cluster: ``False`` outside a flow run, for another
+        task runner, or for a complete group.
+    """
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None)
+    if not isinstance(runner, DaskTaskRunner):
+        return False
+    try:
+        if FeatureStore(store_url, group_name(cfg), storage_options).open().attrs.get("complete", False):
+            return False
+    except FileNotFoundError:
+        pass  # a new store: everything is to compute
+    runner.client  # noqa: B018 (the property creates the cluster and its client)
+    return True
+
+
 @task(name="build-manifest", cache_policy=NO_CACHE)
 def manifest_task(root: str | list[str], corpus: str | None, storage_options: dict | None,
                   crema_demographics: str | None, config: ManifestConfig | None = None) -> Manifest:
     """:func:`ser_tasks.manifest.build_manifest` as a task (runs in the flow's process)."""
+    from ser_tasks.manifest import build_manifest
+
     return build_manifest(root, corpus, storage_options, crema_demographics, config)
 
 
@@ -113,9 +153,13 @@ def extract_features(root: str | list[str], store_url: str, config: PipelineConf
         ``rows_per_second``, ``store``, ``group``, ``manifest_fingerprint``, ``corpus``; when an MLflow
         run is active, the manifest, skipped files, split and failures are logged to it.
     """
+    from ser_tasks.plan import plan_rows, planned_splits
+    from ser_tasks.split import assign_split, split_table
+
     logger = get_run_logger()
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
+    start_workers_early(store_url, cfg, storage_options)
     manifest = manifest_task(root, corpus, storage_options, crema_demographics, cfg.manifest)
     # One writer per group, from reading its planned splits to finalising it (ser_tasks.lease).
     lease = WriterLease(store_url, group_name(cfg), storage_options, cfg.extract.lease_seconds,

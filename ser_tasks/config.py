@@ -125,6 +125,10 @@ class FeatureConfig(_Section):
         return self
 
 
+#: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
+SPLITS = ("train", "val", "test")
+
+
 class SplitConfig(_Section):
     """Actor-disjoint split by fractions of the speakers (not of the clips)."""
 

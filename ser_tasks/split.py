@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import SplitConfig
+from .config import SPLITS, SplitConfig
 from .errors import InputError, LeakageError
-
-SPLITS = ("train", "val", "test")
 
 
 def _counts(n: int, cfg: SplitConfig) -> tuple[int, int, int]:

@@ -35,20 +35,21 @@ import platform
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import zarr
 
 from .augment import PARAM_NAMES
-from .config import PipelineConfig
+from .config import SPLITS, PipelineConfig
 from .emotions import vocabulary
 from .errors import InputError, StoreConflictError
 from .features import FEATURES, feature_shapes
 from .lease import LEASE_DIR
-from .plan import with_params
 from .remote import fs_options
-from .split import SPLITS
+
+if TYPE_CHECKING:  # pandas and the planner load where tables are built, not in extraction workers
+    import pandas as pd
 
 # Consolidated metadata lets outside readers open a remote store in one read; zarr warns that v3's
 # spec lacks it. We write it knowingly.
@@ -120,8 +121,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _label_arrays(plan: pd.DataFrame, vocab: list[str]) -> dict[str, np.ndarray]:
-    """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 5)``)."""
+def _label_arrays(plan: pd.DataFrame, config: PipelineConfig, vocab: list[str]) -> dict[str, np.ndarray]:
+    """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 5)``).
+
+    The augmentation parameters of the rows are drawn here (:func:`ser_tasks.plan.with_params`).
+    """
+    from .plan import with_params  # the planner needs pandas; extraction workers import this module without
+
+    plan = with_params(plan, config)
     return {
         "emotion": plan["emotion"].map(vocab.index).to_numpy(np.int16),
         "split": plan["split"].map(SPLITS.index).to_numpy(np.int8),
@@ -265,6 +272,8 @@ class FeatureStore:
             StoreConflictError: a stored clip changed split, or a new clip has an emotion outside the
                 group's vocabulary (the model's classes are fixed per group).
         """
+        import pandas as pd
+
         n = int(g.attrs["rows"])
         if g["status"].shape[0] != n:
             for name in g.array_keys():
@@ -288,7 +297,7 @@ class FeatureStore:
         m = n + len(new)
         for name in g.array_keys():
             g[name].resize((m, *g[name].shape[1:]))
-        for name, values in _label_arrays(with_params(new, config), vocab).items():
+        for name, values in _label_arrays(new, config, vocab).items():
             g[name][n:m] = values
         g["status"][n:m] = PENDING
         g["error"][n:m] = np.full(len(new), "", dtype=str)
@@ -310,7 +319,7 @@ class FeatureStore:
         # alignment: larger chunks make creation a few writes instead of one per row chunk per array
         # (385 writes, 0.9 s of the flow's serial time for 3,480 RAVDESS rows; a PUT each on S3).
         label_chunk = max(b, LABEL_CHUNK_ROWS)
-        for name, values in _label_arrays(with_params(plan, config), vocab).items():
+        for name, values in _label_arrays(plan, config, vocab).items():
             arr = g.create_array(name, shape=values.shape, chunks=(label_chunk, *values.shape[1:]),
                                  dtype=str if values.dtype.kind == "U" else values.dtype)
             arr[:] = values
@@ -554,6 +563,8 @@ class StoreView:
 
     def failures(self) -> pd.DataFrame:
         """Failed rows: ``clip_id, variant, path, reason`` (empty, and nothing more read, when none failed)."""
+        import pandas as pd
+
         idx = np.flatnonzero(self.column("status") == FAILED)
         if not idx.size:
             return pd.DataFrame(columns=["clip_id", "variant", "path", "reason"])
@@ -562,6 +573,8 @@ class StoreView:
 
     def provenance(self) -> pd.DataFrame:
         """One row per store row: ``clip_id, speaker, path, variant, split, emotion, status`` (names, not codes)."""
+        import pandas as pd
+
         return pd.DataFrame({
             "clip_id": self.column("clip_id"), "speaker": self.column("speaker"), "path": self.column("path"),
             "variant": self.column("variant"),
