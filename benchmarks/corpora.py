@@ -12,7 +12,11 @@ under ``--work`` (its own store and ``mlflow.db``), and keeps each step's ``--su
 - ``cross_corpus``: ``ser evaluate RAVDESS CREMA-D --protocol cross-corpus`` with
   ``benchmarks/accuracy.yaml``: train on one corpus, score the other on the shared classes;
 - ``emobox``: ``ser evaluate RAVDESS --folds emobox`` with ``benchmarks/accuracy.yaml``;
-- ``crema_cv``: ``ser evaluate CREMA-D`` (6 folds of 5 consecutive actors) with ``accuracy.yaml``.
+- ``crema_cv``: ``ser evaluate CREMA-D`` (6 folds of 5 consecutive actors) with ``accuracy.yaml``;
+- ``crema_cv_joint``: the same 6 CREMA-D test folds (``--folds-file``), every fold also training on
+  RAVDESS's clips of CREMA-D's six classes (``--emotions``; RAVDESS's calm and surprised are left out);
+- ``emobox_joint``: EmoBox's RAVDESS folds, every fold also training on all of CREMA-D (its six
+  classes are among RAVDESS's eight). Speakers a partition does not name train in every fold.
 
 Writes ``benchmarks/results/corpora.json`` with the steps that have run: ``crema_cv_actor_ua_mean``
 / ``_std``, ``ravdess_emobox_folds_ua_mean`` / ``_std``, ``cross_corpus`` (per held-out corpus),
@@ -33,7 +37,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-STEPS = ("extract", "run_both", "cross_corpus", "emobox", "crema_cv")
+STEPS = ("extract", "run_both", "cross_corpus", "emobox", "crema_cv", "crema_cv_joint", "emobox_joint")
+#: CREMA-D's classes, all of them among RAVDESS's eight.
+CREMA_CLASSES = "neutral,happy,sad,angry,fearful,disgust"
+
+
+def crema_blocks_csv(crema_root: str, path: Path) -> Path:
+    """Write the ``crema_cv`` step's folds (6 blocks of consecutive CREMA-D actors) as a ``--folds-file`` CSV."""
+    from ser_tasks.crossval import speaker_blocks
+    from ser_tasks.manifest import build_manifest
+
+    speakers = build_manifest(crema_root).clips["speaker"].unique()
+    rows = [f"{k},{spk}" for k, block in enumerate(speaker_blocks(speakers, 6)) for spk in block]
+    path.write_text("fold,speaker\n" + "\n".join(rows) + "\n")
+    return path
 
 
 def ser(args: list[str], cwd: Path) -> tuple[float, float]:
@@ -148,24 +165,33 @@ def main() -> None:
                                       "held_out": {f["held_out"]: {k: f[k] for k in ("ua", "wa", "macro_f1", "n")}
                                                    for f in folds(s)},
                                       "wall_s": s["_wall_s"]}
-        elif name == "emobox":
-            s = step(name, args, ["evaluate", rav, "--store", "features.zarr", "--folds", "emobox", "--config", cfg,
-                                  "--out-dir", "runs"])
+        elif name in ("emobox", "emobox_joint"):
+            extra = [crema] if name == "emobox_joint" else []
+            s = step(name, args, ["evaluate", rav, *extra, "--store", "features.zarr", "--folds", "emobox",
+                                  "--config", cfg, "--out-dir", "runs"])
             ev = s["evaluation"]
-            result.update({"ravdess_emobox_folds_ua_mean": ev["ua_mean"], "ravdess_emobox_folds_ua_std": ev["ua_std"]})
-            result["emobox"] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
-                                "wa_mean": ev["wa_mean"],
-                                "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
+            if name == "emobox":
+                result.update({"ravdess_emobox_folds_ua_mean": ev["ua_mean"],
+                               "ravdess_emobox_folds_ua_std": ev["ua_std"]})
+            result[name] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+                            "wa_mean": ev["wa_mean"],
+                            "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         else:
-            limit = ["--max-folds", str(args.crema_max_folds)] if args.crema_max_folds else []
-            s = step(name, args, ["evaluate", crema, "--store", "features.zarr", "--config", cfg, "--out-dir", "runs",
-                                  *limit])
+            roots, opts = [crema], ["--max-folds", str(args.crema_max_folds)] if args.crema_max_folds else []
+            if name == "crema_cv_joint":
+                (args.work / name).mkdir(parents=True, exist_ok=True)
+                blocks = crema_blocks_csv(crema, args.work / name / "crema_folds.csv")
+                roots.append(rav)
+                opts += ["--emotions", CREMA_CLASSES, "--folds-file", str(blocks)]
+            s = step(name, args, ["evaluate", *roots, "--store", "features.zarr", "--config", cfg, "--out-dir", "runs",
+                                  *opts])
             ev = s["evaluation"]
-            result.update({"crema_cv_actor_ua_mean": ev["ua_mean"], "crema_cv_actor_ua_std": ev["ua_std"],
-                           "crema_cv_actor_folds_run": ev["folds"]})
-            result["crema_cv"] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
-                                "wa_mean": ev["wa_mean"],
-                                  "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
+            if name == "crema_cv":
+                result.update({"crema_cv_actor_ua_mean": ev["ua_mean"], "crema_cv_actor_ua_std": ev["ua_std"],
+                               "crema_cv_actor_folds_run": ev["folds"]})
+            result[name] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+                            "wa_mean": ev["wa_mean"],
+                            "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"{name}: written to {args.out}", flush=True)

@@ -1,0 +1,111 @@
+"""Train on RAVDESS and CREMA-D together: decided on the development corpus, then reported once.
+
+    SER_TEST_DATA=../shared/data .venv/bin/python benchmarks/joint_corpus.py
+
+Issue 17's lever "training on RAVDESS + CREMA-D together", under the ``development-corpus``
+protocol of ``benchmarks/dev_corpus_selection.py`` (RAVDESS has no actors to spare for a
+development set, so choices are made on CREMA-D's speakers):
+
+* **Choice, on CREMA-D.** ``benchmarks/corpora.py --steps crema_cv_joint --cluster``: CREMA-D's 6
+  actor-disjoint folds (5 consecutive actors each, the ``crema_cv`` step's folds, given as a
+  ``--folds-file``), every fold also training on RAVDESS's clips of CREMA-D's six classes (calm and
+  surprised have no CREMA-D counterpart and are left out). Against the same folds trained on
+  CREMA-D alone: the ``crema_cv`` step in ``results/corpora.json``, same configuration, same
+  cluster mode. The lever is adopted when its mean UA is higher.
+* **Report, on RAVDESS, only if adopted.** ``corpora.py --steps emobox_joint --cluster``: EmoBox's 6
+  RAVDESS folds, every fold also training on all of CREMA-D, run once. When the lever is rejected,
+  nothing runs on RAVDESS and the JSON says why.
+
+The recipe (``benchmarks/accuracy.yaml``) is the same in every run. Steps already run in ``--work``
+are reused (``corpora.py --skip-done``), so an interrupted run resumes.
+
+Writes ``benchmarks/results/joint_corpus.json``: the CREMA-D fold UAs with and without RAVDESS, the
+decision, and, when adopted, ``emobox_folds_ua_mean`` / ``_std`` of the joint training;
+``crema_actor_ua_mean`` is the recipe's CREMA-D figure trained on CREMA-D alone (the figure no choice
+was made on: the joint one served the decision); ``selection_protocol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def corpora(step: str, work: Path, out: Path, data: Path) -> dict:
+    """Run ``benchmarks/corpora.py --steps STEP --cluster`` with the recipe; return the step's section."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
+           "--work", str(work), "--out", str(out), "--data", str(data)]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())[step]
+
+
+def summary(section: dict, source: str) -> dict:
+    """Fold UAs, their mean and sd, WA, macro-F1 and wall time of a corpora.json evaluation section."""
+    uas = [round(f["ua"], 4) for f in section["folds"]]
+    return {"source": source, "fold_ua": uas, "ua_mean": round(statistics.mean(uas), 4),
+            "ua_std": round(statistics.stdev(uas), 4), "wa_mean": round(section["wa_mean"], 4),
+            "macro_f1_mean": round(section["macro_f1_mean"], 4), "wall_s": section["wall_s"]}
+
+
+def main() -> None:
+    """Decide on CREMA-D, report on EmoBox's RAVDESS folds when adopted, and write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("SER_TEST_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument("--work", type=Path, default=REPO / "ser-out" / "bench-joint")
+    ap.add_argument("--out", type=Path, default=RESULTS / "joint_corpus.json")
+    args = ap.parse_args()
+    args.work = args.work.resolve()
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    earlier = json.loads((RESULTS / "corpora.json").read_text())
+    alone_sec = earlier["crema_cv"]
+    if not alone_sec.get("cluster") or alone_sec["config"] != "accuracy.yaml":
+        raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
+    alone = summary(alone_sec, f"results/corpora.json crema_cv (commit {alone_sec['commit']}, {alone_sec['date']})")
+    joint_sec = corpora("crema_cv_joint", args.work / "dev", args.work / "dev.json", args.data)
+    joint = summary(joint_sec, f"this run (commit {joint_sec['commit']}, {joint_sec['date']})")
+    adopted = joint["ua_mean"] > alone["ua_mean"]
+    print(f"CREMA-D UA: alone {alone['ua_mean']:.3f}, with RAVDESS {joint['ua_mean']:.3f}: "
+          f"{'adopted' if adopted else 'rejected'}", flush=True)
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                 text=True).stdout.strip(),
+        "selection_protocol": "development-corpus",
+        "lever": "each fold also trains on the other corpus's clips of the target corpus's classes",
+        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA), trained alone against "
+                     "trained with RAVDESS's clips of CREMA-D's six classes",
+        "crema_alone": alone,
+        "crema_with_ravdess": joint,
+        "adopted": adopted,
+        "crema_actor_ua_mean": alone["ua_mean"],
+        "crema_actor_ua_std": alone["ua_std"],
+        "crema_protocol": "development-corpus: CREMA-D alone, the recipe chosen on RAVDESS; the joint CREMA-D "
+                          "figure made the decision and is not reported as a result",
+    }
+    if adopted:
+        emo_sec = corpora("emobox_joint", args.work / "report", args.work / "report.json", args.data)
+        emo = summary(emo_sec, f"this run (commit {emo_sec['commit']}, {emo_sec['date']})")
+        result.update({"emobox_with_crema": emo, "emobox_folds_ua": emo["fold_ua"],
+                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
+    else:
+        result["emobox_not_run"] = ("the lever lost on the development corpus, so EmoBox's RAVDESS folds were not "
+                                    "run with it; the recipe's figure stands (results/dev_selection.json)")
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result.get(k) for k in ("adopted", "emobox_folds_ua_mean", "crema_actor_ua_mean")}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
