@@ -82,39 +82,6 @@ def training_placed(training_flow, cfg: PipelineConfig, address: str | None = No
                                                               cfg.extract.threads_per_worker, warm_up="none"))
 
 
-def start_workers_early(store_url: str, cfg: PipelineConfig, storage_options: dict | None = None) -> bool:
-    """Start the running flow's Dask cluster now when the store group has rows to compute.
-
-    ``DaskTaskRunner`` creates its cluster (or connects to a scheduler) at the first submit, so a
-    LocalCluster's workers would begin their start-up (imports and warm-up, the longest serial part
-    of a small run) only after the manifest, the split and the store planning. Started here, the two
-    overlap. A group already finalised (``complete``) is left to start the cluster lazily: a run
-    with nothing to compute then starts none.
-
-    Args:
-        store_url: the store's path or URL.
-        cfg: the run's settings (their fingerprint names the group).
-        storage_options: fsspec options for a remote store.
-
-    Returns:
-        Whether it started (or connected to) the cluster: ``False`` outside a flow run, for another
-        task runner, or for a complete group.
-    """
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    runner = getattr(ctx, "task_runner", None)
-    if not isinstance(runner, DaskTaskRunner):
-        return False
-    try:
-        if FeatureStore(store_url, group_name(cfg), storage_options).open().attrs.get("complete", False):
-            return False
-    except FileNotFoundError:
-        pass  # a new store: everything is to compute
-    runner.client  # noqa: B018 (the property creates the cluster and its client)
-    return True
-
-
 @task(name="build-manifest", cache_policy=NO_CACHE)
 def manifest_task(root: str | list[str], corpus: str | None, storage_options: dict | None,
                   crema_demographics: str | None, config: ManifestConfig | None = None) -> Manifest:
@@ -159,7 +126,6 @@ def extract_features(root: str | list[str], store_url: str, config: PipelineConf
     logger = get_run_logger()
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
-    start_workers_early(store_url, cfg, storage_options)
     manifest = manifest_task(root, corpus, storage_options, crema_demographics, cfg.manifest)
     # One writer per group, from reading its planned splits to finalising it (ser_tasks.lease).
     lease = WriterLease(store_url, group_name(cfg), storage_options, cfg.extract.lease_seconds,

@@ -167,33 +167,6 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_the_flow_starts_its_cluster_before_planning_unless_the_group_is_complete(tmp_path, prefect_harness):
-    """start_workers_early: a DaskTaskRunner makes its cluster at the first submit; the flow starts it
-    first thing when there are rows to compute, and not for a finished group."""
-    import zarr
-    from prefect import flow
-    from prefect.context import FlowRunContext
-    from prefect_dask import DaskTaskRunner
-
-    from flows.extract import start_workers_early
-    from ser_tasks.store import group_name
-
-    cfg = PipelineConfig()
-    finished = str(tmp_path / "finished.zarr")
-    zarr.open_group(finished, mode="w").create_group(group_name(cfg)).attrs["complete"] = True
-    assert start_workers_early(finished, cfg) is False  # outside a flow run
-
-    threads = {"n_workers": 1, "processes": False, "dashboard_address": None}
-
-    @flow(task_runner=DaskTaskRunner(cluster_kwargs=threads))
-    def probe(url: str) -> tuple[bool, bool]:
-        started = start_workers_early(url, cfg)
-        return started, FlowRunContext.get().task_runner._client is not None
-
-    assert probe(str(tmp_path / "new.zarr")) == (True, True)
-    assert probe(finished) == (False, False)
-
-
 @pytest.mark.parametrize(("warm_up", "extract_loaded", "signal_loaded"),
                          [("augment", True, True), ("features", True, False), ("none", False, False)])
 def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up, extract_loaded, signal_loaded):
