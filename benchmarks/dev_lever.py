@@ -1,0 +1,111 @@
+"""One change to the recipe, decided on CREMA-D's folds by a margin declared up front, then reported once.
+
+    .venv/bin/python benchmarks/dev_lever.py --name epochs320 --set train.epochs=320 --margin 0.01
+
+The ``development-corpus`` protocol of ``benchmarks/dev_corpus_selection.py`` for any change that
+configuration can express (``--set section.key=value``, YAML values, repeatable), applied to
+``benchmarks/accuracy.yaml``:
+
+* **Choice, on CREMA-D.** ``benchmarks/corpora.py --steps crema_cv --cluster`` with the changed
+  recipe: CREMA-D's 6 folds of 5 consecutive actors. Against the recipe's own run of the same
+  step (``crema_cv`` in ``results/corpora.json``). The change is adopted only when the mean UA
+  rises by at least ``--margin``, given before the run: ``benchmarks/joint_corpus.py`` adopted a
+  0.1-point rise, within the noise of 6 folds, that EmoBox's folds then reversed.
+* **Report, on RAVDESS, only if adopted.** ``corpora.py --steps emobox --cluster`` with the changed
+  recipe, once.
+
+Steps already run in ``--work`` are reused (``corpora.py --skip-done``). Writes
+``benchmarks/results/dev_lever_<name>.json``: both CREMA-D runs' fold UAs, the margin, the
+decision and, when adopted, ``emobox_folds_ua_mean`` / ``_std``; ``selection_protocol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from joint_corpus import REPO, RESULTS, summary
+
+
+def changed_recipe(sets: list[str], path: Path) -> Path:
+    """``accuracy.yaml`` with each ``section.key=value`` of ``sets`` applied, written to ``path``.
+
+    Raises:
+        SystemExit: a setting is not of the form ``section.key=value``.
+    """
+    cfg = yaml.safe_load((REPO / "benchmarks" / "accuracy.yaml").read_text())
+    for item in sets:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set {item!r}: expected section.key=value")
+        cfg.setdefault(section, {})[name] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def corpora(step: str, config: Path, work: Path, out: Path, data: Path) -> dict:
+    """Run ``benchmarks/corpora.py --steps STEP --cluster`` with ``config``; return the step's section."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
+           "--config", str(config), "--work", str(work), "--out", str(out), "--data", str(data)]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())[step]
+
+
+def main() -> None:
+    """Decide on CREMA-D by the margin, report on EmoBox's RAVDESS folds when adopted, write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", required=True, help="names the work folder and the result file")
+    ap.add_argument("--set", dest="sets", action="append", required=True, help="section.key=value (repeatable)")
+    ap.add_argument("--margin", type=float, required=True, help="mean CREMA-D UA gain needed to adopt")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("SER_TEST_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument("--work", type=Path, default=None, help="default: ser-out/bench-lever-NAME")
+    args = ap.parse_args()
+    work = (args.work or REPO / "ser-out" / f"bench-lever-{args.name}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    config = changed_recipe(args.sets, work / f"accuracy-{args.name}.yaml")  # corpora.py records the name
+    base_sec = json.loads((RESULTS / "corpora.json").read_text())["crema_cv"]
+    if not base_sec.get("cluster") or base_sec["config"] != "accuracy.yaml":
+        raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
+    base = summary(base_sec, f"results/corpora.json crema_cv (commit {base_sec['commit']}, {base_sec['date']})")
+    dev_sec = corpora("crema_cv", config, work / "dev", work / "dev.json", args.data)
+    dev = summary(dev_sec, f"this run (commit {dev_sec['commit']}, {dev_sec['date']})")
+    gain = round(dev["ua_mean"] - base["ua_mean"], 4)
+    adopted = gain >= args.margin
+    print(f"CREMA-D UA: recipe {base['ua_mean']:.3f}, changed {dev['ua_mean']:.3f} (gain {gain:+.3f}, margin "
+          f"{args.margin}): {'adopted' if adopted else 'rejected'}", flush=True)
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                 text=True).stdout.strip(),
+        "selection_protocol": "development-corpus",
+        "change": args.sets,
+        "margin": args.margin,
+        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors: adopted if mean UA rises by the margin",
+        "crema_recipe": base,
+        "crema_changed": dev,
+        "crema_gain": gain,
+        "adopted": adopted,
+    }
+    if adopted:
+        emo_sec = corpora("emobox", config, work / "report", work / "report.json", args.data)
+        emo = summary(emo_sec, f"this run (commit {emo_sec['commit']}, {emo_sec['date']})")
+        result.update({"emobox_changed": emo, "emobox_folds_ua": emo["fold_ua"],
+                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
+    else:
+        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    (RESULTS / f"dev_lever_{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result.get(k) for k in ("crema_gain", "adopted", "emobox_folds_ua_mean")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
