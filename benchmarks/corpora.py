@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,6 +103,34 @@ def step(name: str, args: argparse.Namespace, cmd: list[str]) -> dict:
 def folds(summary: dict) -> list[dict]:
     """Per-fold scores of an evaluation summary, without the confusion matrices."""
     return [{k: v for k, v in f.items() if k != "confusion"} for f in summary["evaluation"]["fold_results"]]
+
+
+def corpora(step: str, work: Path, out: Path, data: Path, config: Path | None = None) -> dict:
+    """Run this script as a child with ``--steps STEP --cluster --skip-done``; the step's section of ``out``.
+
+    ``config`` replaces the recipe (``benchmarks/accuracy.yaml``) when given.
+    """
+    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
+           "--work", str(work), "--out", str(out), "--data", str(data)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())[step]
+
+
+def head_commit() -> str:
+    """This checkout's short commit hash."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def summary(section: dict, source: str) -> dict:
+    """Fold UAs, their mean and sd, WA, macro-F1 and wall time of a corpora.json evaluation section."""
+    uas = [round(f["ua"], 4) for f in section["folds"]]
+    return {"source": source, "fold_ua": uas, "ua_mean": round(statistics.mean(uas), 4),
+            "ua_std": round(statistics.stdev(uas), 4), "wa_mean": round(section["wa_mean"], 4),
+            "macro_f1_mean": round(section["macro_f1_mean"], 4), "wall_s": section["wall_s"]}
 
 
 def main() -> None:

@@ -34,15 +34,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
+from corpora import REPO, RESULTS, corpora, head_commit
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 RECIPE = "1+1"
 CANDIDATES = {"0+0": 0, "1+1": 1, "2+2": 2}  # masks per axis
 
@@ -54,15 +51,6 @@ def candidate_config(masks: int, work: Path, name: str) -> Path:
     path = work / f"specaug-{name.replace('+', 'x')}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def corpora(step: str, config: Path, work: Path, out: Path, data: Path) -> dict:
-    """Run ``benchmarks/corpora.py --steps STEP --cluster`` with ``config``; return its result JSON."""
-    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
-           "--config", str(config), "--work", str(work), "--out", str(out), "--data", str(data)]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads(out.read_text())
 
 
 def fold_uas(section: dict) -> list[float]:
@@ -90,8 +78,7 @@ def main() -> None:
             cands[name] = {"source": f"results/corpora.json (commit {sec['commit']}, {sec['date']})"}
         else:
             cfg = candidate_config(masks, args.work, name)
-            res = corpora("crema_cv", cfg, args.work / name, args.work / f"{name}.json", args.data)
-            sec = res["crema_cv"]
+            sec = corpora("crema_cv", args.work / name, args.work / f"{name}.json", args.data, cfg)
             cands[name] = {"source": f"this run (commit {sec['commit']}, {sec['date']})"}
         uas = fold_uas(sec)
         cands[name].update({"crema_fold_ua": uas, "crema_ua_mean": round(statistics.mean(uas), 4),
@@ -99,15 +86,13 @@ def main() -> None:
         print(f"{name}: CREMA-D UA {cands[name]['crema_ua_mean']:.3f} ± {cands[name]['crema_ua_std']:.3f}", flush=True)
     winner = max(cands, key=lambda n: cands[n]["crema_ua_mean"])
     cfg = candidate_config(CANDIDATES[winner], args.work, winner)
-    emo = corpora("emobox", cfg, args.work / f"{winner}-emobox", args.work / f"{winner}-emobox.json",
-                  args.data)["emobox"]
+    emo = corpora("emobox", args.work / f"{winner}-emobox", args.work / f"{winner}-emobox.json", args.data, cfg)
     emo_source = f"this run (commit {emo['commit']}, {emo['date']})"
     emo_uas = fold_uas(emo)
     recipe = cands[RECIPE]
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": head_commit(),
         "selection_protocol": "development-corpus",
         "knob": "SpecAugment masks per axis (band masks <= 8 of 64 mel bands, time masks <= 25 frames)",
         "candidates": cands,

@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
-from joint_corpus import REPO, RESULTS, summary
+from corpora import REPO, RESULTS, corpora, head_commit, summary
 
 
 def changed_recipe(sets: list[str], path: Path) -> Path:
@@ -50,15 +48,6 @@ def changed_recipe(sets: list[str], path: Path) -> Path:
     return path
 
 
-def corpora(step: str, config: Path, work: Path, out: Path, data: Path) -> dict:
-    """Run ``benchmarks/corpora.py --steps STEP --cluster`` with ``config``; return the step's section."""
-    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
-           "--config", str(config), "--work", str(work), "--out", str(out), "--data", str(data)]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads(out.read_text())[step]
-
-
 def main() -> None:
     """Decide on CREMA-D by the margin, report on EmoBox's RAVDESS folds when adopted, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,7 +65,7 @@ def main() -> None:
     if not base_sec.get("cluster") or base_sec["config"] != "accuracy.yaml":
         raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
     base = summary(base_sec, f"results/corpora.json crema_cv (commit {base_sec['commit']}, {base_sec['date']})")
-    dev_sec = corpora("crema_cv", config, work / "dev", work / "dev.json", args.data)
+    dev_sec = corpora("crema_cv", work / "dev", work / "dev.json", args.data, config)
     dev = summary(dev_sec, f"this run (commit {dev_sec['commit']}, {dev_sec['date']})")
     gain = round(dev["ua_mean"] - base["ua_mean"], 4)
     adopted = gain >= args.margin
@@ -84,8 +73,7 @@ def main() -> None:
           f"{args.margin}): {'adopted' if adopted else 'rejected'}", flush=True)
     result: dict = {
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": head_commit(),
         "selection_protocol": "development-corpus",
         "change": args.sets,
         "margin": args.margin,
@@ -96,7 +84,7 @@ def main() -> None:
         "adopted": adopted,
     }
     if adopted:
-        emo_sec = corpora("emobox", config, work / "report", work / "report.json", args.data)
+        emo_sec = corpora("emobox", work / "report", work / "report.json", args.data, config)
         emo = summary(emo_sec, f"this run (commit {emo_sec['commit']}, {emo_sec['date']})")
         result.update({"emobox_changed": emo, "emobox_folds_ua": emo["fold_ua"],
                        "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})

@@ -30,31 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def corpora(step: str, work: Path, out: Path, data: Path) -> dict:
-    """Run ``benchmarks/corpora.py --steps STEP --cluster`` with the recipe; return the step's section."""
-    cmd = [sys.executable, str(REPO / "benchmarks" / "corpora.py"), "--steps", step, "--cluster", "--skip-done",
-           "--work", str(work), "--out", str(out), "--data", str(data)]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads(out.read_text())[step]
-
-
-def summary(section: dict, source: str) -> dict:
-    """Fold UAs, their mean and sd, WA, macro-F1 and wall time of a corpora.json evaluation section."""
-    uas = [round(f["ua"], 4) for f in section["folds"]]
-    return {"source": source, "fold_ua": uas, "ua_mean": round(statistics.mean(uas), 4),
-            "ua_std": round(statistics.stdev(uas), 4), "wa_mean": round(section["wa_mean"], 4),
-            "macro_f1_mean": round(section["macro_f1_mean"], 4), "wall_s": section["wall_s"]}
+from corpora import REPO, RESULTS, corpora, head_commit, summary
 
 
 def main() -> None:
@@ -79,8 +58,7 @@ def main() -> None:
           f"{'adopted' if adopted else 'rejected'}", flush=True)
     result: dict = {
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": head_commit(),
         "selection_protocol": "development-corpus",
         "lever": "each fold also trains on the other corpus's clips of the target corpus's classes",
         "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA), trained alone against "
