@@ -125,12 +125,28 @@ def head_commit() -> str:
                           text=True).stdout.strip()
 
 
-def summary(section: dict, source: str) -> dict:
-    """Fold UAs, their mean and sd, WA, macro-F1 and wall time of a corpora.json evaluation section."""
+def summary(section: dict, source: str | None = None) -> dict:
+    """Fold UAs, their mean and sd, WA, macro-F1 and wall time of a corpora.json evaluation section.
+
+    ``source`` says where the section came from; by default "this run" with its commit and date.
+    """
     uas = [round(f["ua"], 4) for f in section["folds"]]
-    return {"source": source, "fold_ua": uas, "ua_mean": round(statistics.mean(uas), 4),
-            "ua_std": round(statistics.stdev(uas), 4), "wa_mean": round(section["wa_mean"], 4),
-            "macro_f1_mean": round(section["macro_f1_mean"], 4), "wall_s": section["wall_s"]}
+    return {"source": source or f"this run (commit {section['commit']}, {section['date']})", "fold_ua": uas,
+            "ua_mean": round(statistics.mean(uas), 4), "ua_std": round(statistics.stdev(uas), 4),
+            "wa_mean": round(section["wa_mean"], 4), "macro_f1_mean": round(section["macro_f1_mean"], 4),
+            "wall_s": section["wall_s"]}
+
+
+def recipe_crema_baseline() -> dict:
+    """:func:`summary` of the recipe's CREMA-D folds in ``results/corpora.json``, the development baseline.
+
+    Raises:
+        SystemExit: that ``crema_cv`` step did not run the recipe (``accuracy.yaml``) on the cluster.
+    """
+    sec = json.loads((RESULTS / "corpora.json").read_text())["crema_cv"]
+    if not sec.get("cluster") or sec["config"] != "accuracy.yaml":
+        raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
+    return summary(sec, f"results/corpora.json crema_cv (commit {sec['commit']}, {sec['date']})")
 
 
 def main() -> None:

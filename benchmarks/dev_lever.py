@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from corpora import REPO, RESULTS, corpora, head_commit, summary
+from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, summary
 
 
 def changed_recipe(sets: list[str], path: Path) -> Path:
@@ -61,12 +61,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     config = changed_recipe(args.sets, work / f"accuracy-{args.name}.yaml")  # corpora.py records the name
-    base_sec = json.loads((RESULTS / "corpora.json").read_text())["crema_cv"]
-    if not base_sec.get("cluster") or base_sec["config"] != "accuracy.yaml":
-        raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
-    base = summary(base_sec, f"results/corpora.json crema_cv (commit {base_sec['commit']}, {base_sec['date']})")
-    dev_sec = corpora("crema_cv", work / "dev", work / "dev.json", args.data, config)
-    dev = summary(dev_sec, f"this run (commit {dev_sec['commit']}, {dev_sec['date']})")
+    base = recipe_crema_baseline()
+    dev = summary(corpora("crema_cv", work / "dev", work / "dev.json", args.data, config))
     gain = round(dev["ua_mean"] - base["ua_mean"], 4)
     adopted = gain >= args.margin
     print(f"CREMA-D UA: recipe {base['ua_mean']:.3f}, changed {dev['ua_mean']:.3f} (gain {gain:+.3f}, margin "
@@ -84,8 +80,7 @@ def main() -> None:
         "adopted": adopted,
     }
     if adopted:
-        emo_sec = corpora("emobox", work / "report", work / "report.json", args.data, config)
-        emo = summary(emo_sec, f"this run (commit {emo_sec['commit']}, {emo_sec['date']})")
+        emo = summary(corpora("emobox", work / "report", work / "report.json", args.data, config))
         result.update({"emobox_changed": emo, "emobox_folds_ua": emo["fold_ua"],
                        "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
     else:

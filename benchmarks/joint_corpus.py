@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-from corpora import REPO, RESULTS, corpora, head_commit, summary
+from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, summary
 
 
 def main() -> None:
@@ -46,13 +46,8 @@ def main() -> None:
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    earlier = json.loads((RESULTS / "corpora.json").read_text())
-    alone_sec = earlier["crema_cv"]
-    if not alone_sec.get("cluster") or alone_sec["config"] != "accuracy.yaml":
-        raise SystemExit("results/corpora.json's crema_cv step is not the recipe on the cluster; re-run it first")
-    alone = summary(alone_sec, f"results/corpora.json crema_cv (commit {alone_sec['commit']}, {alone_sec['date']})")
-    joint_sec = corpora("crema_cv_joint", args.work / "dev", args.work / "dev.json", args.data)
-    joint = summary(joint_sec, f"this run (commit {joint_sec['commit']}, {joint_sec['date']})")
+    alone = recipe_crema_baseline()
+    joint = summary(corpora("crema_cv_joint", args.work / "dev", args.work / "dev.json", args.data))
     adopted = joint["ua_mean"] > alone["ua_mean"]
     print(f"CREMA-D UA: alone {alone['ua_mean']:.3f}, with RAVDESS {joint['ua_mean']:.3f}: "
           f"{'adopted' if adopted else 'rejected'}", flush=True)
@@ -72,8 +67,7 @@ def main() -> None:
                           "figure made the decision and is not reported as a result",
     }
     if adopted:
-        emo_sec = corpora("emobox_joint", args.work / "report", args.work / "report.json", args.data)
-        emo = summary(emo_sec, f"this run (commit {emo_sec['commit']}, {emo_sec['date']})")
+        emo = summary(corpora("emobox_joint", args.work / "report", args.work / "report.json", args.data))
         result.update({"emobox_with_crema": emo, "emobox_folds_ua": emo["fold_ua"],
                        "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
     else:
