@@ -86,7 +86,10 @@ def ser(args: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def step(name: str, args: argparse.Namespace, cmd: list[str]) -> dict:
-    """Run one step's command in ``work/name`` (or reuse its summary) and return the summary, timed."""
+    """Run one step's command in ``work/name`` (or reuse its summary) and return the summary, timed.
+
+    The summary gains ``_wall_s``, ``_peak_rss_mib`` and the ``_commit`` and ``_date`` that ran it.
+    """
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     out = work / "summary.json"
@@ -96,6 +99,8 @@ def step(name: str, args: argparse.Namespace, cmd: list[str]) -> dict:
     wall, peak = ser([*cmd, "--mlflow-uri", f"sqlite:///{work / 'mlflow.db'}", "--summary-json", str(out)], work)
     summary = json.loads(out.read_text())
     summary["_wall_s"], summary["_peak_rss_mib"] = wall, peak
+    # a reused step reports the commit and date that ran it, not the ones reusing it
+    summary["_commit"], summary["_date"] = head_commit(), time.strftime("%Y-%m-%d")
     out.write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -178,12 +183,15 @@ def main() -> None:
         cfg = str(args.work / f"cluster-{args.config.name}")
         Path(cfg).write_text(yaml.safe_dump(derived))
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    head, today = head_commit(), time.strftime("%Y-%m-%d")
+
+    def ran(s: dict) -> dict:
+        """The commit and date that ran a step's summary (older summaries: this checkout's, today)."""
+        return {"commit": s.get("_commit", head), "date": s.get("_date", today)}
+
     for name in args.steps.split(","):
         if name not in STEPS:
             raise SystemExit(f"unknown step {name!r}; choose from {', '.join(STEPS)}")
-        t0 = time.strftime("%Y-%m-%d")
         if name == "extract":
             figures = {}
             for corpus, root in (("ravdess", rav), ("crema_d", crema)):
@@ -192,11 +200,11 @@ def main() -> None:
                                    "flow_s": s["seconds"], "clips_per_s_flow": round(s["clips_per_second"], 1),
                                    "clips_per_s_command": round(s["clips"] / s["_wall_s"], 1),
                                    "peak_rss_mib": s["_peak_rss_mib"]}
-            result["extract"] = {"commit": commit, "date": t0, "variants": 0, "workers": 2, **figures}
+            result["extract"] = {**ran(s), "variants": 0, "workers": 2, **figures}
         elif name == "run_both":
             s = step(name, args, ["run", rav, crema, "--store", "features.zarr", "--out-dir", "run"])
             t = s["train"]
-            result["run_both"] = {"commit": commit, "date": t0, "command": f"./ser run {rav} {crema}",
+            result["run_both"] = {**ran(s), "command": f"./ser run {rav} {crema}",
                                   "ua": t["ua"], "wa": t["wa"], "macro_f1": t["macro_f1"],
                                   "test_clips": t["test_clips"],
                                   "per_corpus": {c: {k: v[k] for k in ("ua", "wa", "macro_f1", "n")}
@@ -207,7 +215,7 @@ def main() -> None:
         elif name == "cross_corpus":
             s = step(name, args, ["evaluate", rav, crema, "--store", "features.zarr", "--protocol", "cross-corpus",
                                   "--config", cfg, "--out-dir", "runs"])
-            result["cross_corpus"] = {"commit": commit, "date": t0, "config": args.config.name,
+            result["cross_corpus"] = {**ran(s), "config": args.config.name,
                                       "held_out": {f["held_out"]: {k: f[k] for k in ("ua", "wa", "macro_f1", "n")}
                                                    for f in folds(s)},
                                       "wall_s": s["_wall_s"]}
@@ -219,7 +227,7 @@ def main() -> None:
             if name == "emobox":
                 result.update({"ravdess_emobox_folds_ua_mean": ev["ua_mean"],
                                "ravdess_emobox_folds_ua_std": ev["ua_std"]})
-            result[name] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+            result[name] = {**ran(s), "config": args.config.name, "cluster": args.cluster,
                             "wa_mean": ev["wa_mean"],
                             "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         else:
@@ -235,7 +243,7 @@ def main() -> None:
             if name == "crema_cv":
                 result.update({"crema_cv_actor_ua_mean": ev["ua_mean"], "crema_cv_actor_ua_std": ev["ua_std"],
                                "crema_cv_actor_folds_run": ev["folds"]})
-            result[name] = {"commit": commit, "date": t0, "config": args.config.name, "cluster": args.cluster,
+            result[name] = {**ran(s), "config": args.config.name, "cluster": args.cluster,
                             "wa_mean": ev["wa_mean"],
                             "macro_f1_mean": ev["macro_f1_mean"], "folds": folds(s), "wall_s": s["_wall_s"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
