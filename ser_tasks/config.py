@@ -228,6 +228,10 @@ class TrainConfig(_Section):
             training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
             ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default
             hop); off while both counts are 0. Spectrogram models only.
+        ensemble: members trained one after another on the same rows with seeds ``seed``,
+            ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
+            model, served like any other). 1 trains a single model. Training and scoring take
+            that many times as long.
         where: ``"local"`` trains in the flow's process (folds one after another); ``"cluster"``
             runs each training (the model of ``ser run``, every fold of ``ser evaluate``) as a
             task on the Dask cluster (``--dask-address``, or a LocalCluster of
@@ -255,6 +259,7 @@ class TrainConfig(_Section):
     spec_time_masks: int = Field(1, ge=0)
     spec_time_width: int = Field(25, ge=0)
     seed: int = 0
+    ensemble: int = Field(1, ge=1)
     where: Literal["local", "cluster"] = "local"
     resources: dict[str, float] = Field(default_factory=dict)
     threads: int | None = Field(None, ge=1)

@@ -174,7 +174,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     monitoring validation UA when ``val_idx`` has rows, else training loss. With ``"cosine"`` the
     learning rate decays to zero over ``cfg.epochs`` and the last epoch is kept (validation UA is
     still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
-    :func:`ser_tasks.tracking.epoch_logger`) run last. Training rows that fit under
+    :func:`ser_tasks.tracking.epoch_logger`) run last. With ``cfg.ensemble`` > 1 the members train
+    one after another and the saved model averages them (:func:`_train_ensemble`). Training rows that fit under
     ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
     (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order). The
     ``spec_*`` masks apply to models that read a spectrogram; others train without them.
@@ -199,6 +200,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         raise InputError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
     if train_idx.size == 0:
         raise InputError("no training rows")
+    if cfg.ensemble > 1:
+        return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose)
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -257,6 +260,56 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
             model.save(model_path)
     return FitResult(model_path, normalizer_path, history, best,
                      {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, check_device())
+
+
+class _Prefixed(keras.callbacks.Callback):
+    """Hands another callback each epoch's logs with every name prefixed (an ensemble member's metrics)."""
+
+    def __init__(self, inner: keras.callbacks.Callback, prefix: str):
+        """Forward to ``inner`` with ``prefix`` before every metric name."""
+        super().__init__()
+        self.inner, self.prefix = inner, prefix
+
+    def set_model(self, model: keras.Model) -> None:
+        """Give ``inner`` the model too."""
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """``inner.on_epoch_end`` with the prefixed names."""
+        self.inner.on_epoch_end(epoch, {self.prefix + k: v for k, v in (logs or {}).items()})
+
+
+def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
+                    val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int) -> FitResult:
+    """:func:`train_rows` for ``cfg.ensemble`` > 1: train the members, save the model averaging them.
+
+    Member ``i`` trains with seed ``cfg.seed + i`` in ``out_dir/member<i>``; the saved model feeds
+    the input to every member and averages their softmax outputs (an equal-weight probability
+    ensemble, e.g. Lakshminarayanan et al. 2017 "deep ensembles"). It carries the zoo model's name,
+    so scoring and serving treat it as that model. The history is member 0's under its own names
+    and member ``i``'s as ``member<i>_<name>``, as ``extra_callbacks`` see them; ``seconds`` is the
+    members' sum.
+    """
+    fits = []
+    for i in range(cfg.ensemble):
+        member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
+        callbacks = [cb if i == 0 else _Prefixed(cb, f"member{i}_") for cb in extra_callbacks or []]
+        fits.append(train_rows(view, train_idx, member, out_dir / f"member{i}", val_idx, callbacks, verbose))
+    members = [keras.models.load_model(f.model_path, compile=False) for f in fits]
+    for i, m in enumerate(members):
+        m.name = f"{cfg.model}_member{i}"  # layer names in one model must differ
+    inputs = keras.Input(shape=members[0].inputs[0].shape[1:], name=members[0].inputs[0].name)
+    outputs = keras.layers.Average(name="emotion")([m(inputs) for m in members])
+    model_path, normalizer_path = out_dir / "model.keras", out_dir / "normalizer.json"
+    keras.Model(inputs, outputs, name=cfg.model).save(model_path)
+    # every member fitted the same statistics on the same rows
+    normalizer_path.write_text(fits[0].normalizer_path.read_text())
+    history = dict(fits[0].history)
+    for i, f in enumerate(fits[1:], start=1):
+        history.update({f"member{i}_{k}": v for k, v in f.history.items()})
+    return FitResult(model_path, normalizer_path, history, fits[0].best_epoch, fits[0].rows,
+                     sum(f.seconds for f in fits), fits[0].device)
 
 
 def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

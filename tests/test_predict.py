@@ -32,11 +32,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tdnn trained briefly on tones (1.2 s of tone fits the 1.5 s clip), logged and registered."""
+    """An ensemble of two tdnns trained briefly on tones (1.2 s of tone fits the 1.5 s clip), logged and registered.
+
+    An ensemble, as the recipe trains, so that every test here also loads the members nested in one model.
+    """
     tmp = tmp_path_factory.mktemp("predict")
     root = make_ravdess_like(tmp / "corpus", actors=tuple(range(1, 9)), emotions=("01", "05", "04"), takes=4)
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
-                                           "train.epochs": 8, "train.batch_size": 16})
+                                           "train.epochs": 8, "train.batch_size": 16, "train.ensemble": 2})
     clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
     store = FeatureStore.create_or_resume(str(tmp / "f.zarr"), cfg, plan_rows(clips, cfg))
     for s, e in store.pending_regions():

@@ -146,3 +146,32 @@ def test_a_gpu_the_backend_does_not_see_is_reported(monkeypatch, caplog):
     caplog.clear()
     monkeypatch.setattr(train, "gpu_hardware", lambda: False)
     assert train.check_device() == "CPU" and caplog.text == ""
+
+
+def test_an_ensemble_is_one_model_averaging_its_members(tone_store):
+    import keras
+    import numpy as np
+
+    from ser_tasks.data import ZarrSequence
+    from ser_tasks.models import MODEL_INPUTS
+
+    store, cfg, tmp = tone_store
+    view = store.view()
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(set(logs))
+
+    two = cfg.train.model_copy(update={"epochs": 2, "ensemble": 2, "seed": 5})
+    result = fit(view, two, tmp / "ens", extra_callbacks=[Record()], verbose=0)
+    model = keras.models.load_model(result.model_path, compile=False)
+    members = [keras.models.load_model(tmp / "ens" / f"member{i}" / "model.keras", compile=False) for i in (0, 1)]
+    assert model.name == "tdnn"  # scored and served as the zoo model it averages
+    x = ZarrSequence(view, view.rows("test"), MODEL_INPUTS["tdnn"], 64)[0][0]
+    p0, p1 = (np.asarray(m.predict_on_batch(x)) for m in members)
+    assert not np.allclose(p0, p1, atol=1e-3)  # the seeds differ
+    np.testing.assert_allclose(np.asarray(model.predict_on_batch(x)), (p0 + p1) / 2, atol=1e-5)
+    assert len(result.history["loss"]) == len(result.history["member1_loss"]) == 2
+    assert seen[0] >= {"loss", "val_ua"} and seen[-1] >= {"member1_loss", "member1_val_ua"}
+    assert score_split(view, result.model_path, tmp / "ens")["n"] == 24
