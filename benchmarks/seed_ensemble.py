@@ -13,12 +13,14 @@ Issue 17's lever "ensembles over seeds", under the ``development-corpus`` protoc
   averages their softmax probabilities. It is adopted only when its mean UA over the 6 folds beats
   the members' own mean UA by at least ``--margin``, declared before the runs (here 1 point: twice
   the 0.3-point move between two runs of the recipe, ``results/crema_recipe_rerun.json``).
-* **Report.** Not here: when adopted, the recipe gets ``train.ensemble`` and EmoBox's RAVDESS folds
-  are run once with it (``benchmarks/corpora.py --steps emobox``), the product's own code path.
+* **Report, on RAVDESS, only if adopted.** ``corpora.py --steps emobox --cluster`` once, with the
+  recipe and ``train.ensemble`` = the number of seeds (``train.seed`` = the first): the product's
+  own ensemble, trained member after member inside each fold, in ``WORK/report``.
 
 Writes ``benchmarks/results/seed_ensemble.json``: per seed and for the ensemble, fold UAs and means
 (originals and, for information only, with test-time augmentation), the gain, margin and decision,
-``selection_protocol``.
+``crema_actor_ua_mean`` / ``_std`` (the ensemble's), ``selection_protocol`` and, when adopted,
+``emobox_folds_ua_mean`` / ``_std``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import statistics
 import time
 from pathlib import Path
 
-from corpora import REPO, RESULTS, corpora, head_commit
+from corpora import REPO, RESULTS, corpora, head_commit, summary
 from dev_lever import changed_recipe
 from tta import fold_outputs, summarise
 
@@ -92,8 +94,16 @@ def main() -> None:
         "folds_improved": sum(f["originals_ua"] > statistics.mean(m["folds"][i]["originals_ua"] for m in members)
                               for i, f in enumerate(ens["folds"])),
         "adopted": adopted,
-        "wall_s": round(time.perf_counter() - t0, 1),
     }
+    if adopted:
+        config = changed_recipe([f"train.ensemble={len(seeds)}", f"train.seed={seeds[0]}"],
+                                work / f"ensemble{len(seeds)}.yaml")
+        emo = summary(corpora("emobox", work / "report", work / "report.json", args.data, config))
+        result.update({"emobox_ensemble": emo, "emobox_folds_ua": emo["fold_ua"],
+                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
+    else:
+        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"CREMA-D UA: members {member_mean:.3f}, ensemble {ens['originals_ua_mean']:.3f} (gain {gain:+.3f}, "
           f"margin {args.margin}): {'adopted' if adopted else 'rejected'}", flush=True)
