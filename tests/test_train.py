@@ -56,7 +56,7 @@ def test_spec_augment_settings_reach_the_saved_model(tone_store):
     store, cfg, tmp = tone_store
     view = store.view()
     masked = cfg.train.model_copy(update={"model": "tdnn", "epochs": 2, "schedule": "cosine", "spec_freq_masks": 2,
-                                          "spec_time_masks": 1, "spec_time_width": 7})
+                                          "spec_time_masks": 1, "spec_time_width": 7, "ensemble": 1})
     layer = keras.models.load_model(fit(view, masked, tmp / "masked", verbose=0).model_path).get_layer("spec_augment")
     assert {k: layer.get_config()[k] for k in ("freq_masks", "freq_width", "time_masks", "time_width")} == \
         {"freq_masks": 2, "freq_width": 8, "time_masks": 1, "time_width": 7}
@@ -65,7 +65,8 @@ def test_spec_augment_settings_reach_the_saved_model(tone_store):
     assert "spec_augment" not in [layer.name for layer in plain.layers]
     # the default masks are on; a model that reads no spectrogram trains without them
     assert cfg.train.spec_augment
-    cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1}),
+    cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1,
+                                                                           "ensemble": 1}),
                                         tmp / "cnn1d", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in cnn1d.layers]
 
