@@ -96,11 +96,12 @@ def step(name: str, args: argparse.Namespace, cmd: list[str]) -> dict:
     if args.skip_done and out.exists():
         print(f"{name}: reusing {out}", flush=True)
         return json.loads(out.read_text())
+    commit, date = head_commit(), time.strftime("%Y-%m-%d")  # a commit made during the run did not run it
     wall, peak = ser([*cmd, "--mlflow-uri", f"sqlite:///{work / 'mlflow.db'}", "--summary-json", str(out)], work)
     summary = json.loads(out.read_text())
     summary["_wall_s"], summary["_peak_rss_mib"] = wall, peak
     # a reused step reports the commit and date that ran it, not the ones reusing it
-    summary["_commit"], summary["_date"] = head_commit(), time.strftime("%Y-%m-%d")
+    summary["_commit"], summary["_date"] = commit, date
     out.write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
