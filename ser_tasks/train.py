@@ -175,8 +175,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     learning rate decays to zero over ``cfg.epochs`` and the last epoch is kept (validation UA is
     still logged when there are validation rows, but selects nothing). ``extra_callbacks`` (e.g.
     :func:`ser_tasks.tracking.epoch_logger`) run last. With ``cfg.ensemble`` > 1 the members train
-    one after another and the saved model averages them (:func:`_train_ensemble`). Training rows that fit under
-    ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
+    one after another and the saved model averages them (:func:`_train_ensemble`). Training rows
+    that fit under ``cfg.memory_mib`` are read once and, under TensorFlow, fed as in-graph batches
     (:func:`ser_tasks.data.resident_tf_dataset`, the same batches in the same order). The
     ``spec_*`` masks apply to models that read a spectrogram; others train without them.
 
@@ -290,6 +290,9 @@ def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, ou
     so scoring and serving treat it as that model. The history is member 0's under its own names
     and member ``i``'s as ``member<i>_<name>``, as ``extra_callbacks`` see them; ``seconds`` is the
     members' sum.
+
+    Raises:
+        InputError: as :func:`train_rows`.
     """
     fits = []
     for i in range(cfg.ensemble):
