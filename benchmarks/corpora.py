@@ -143,6 +143,21 @@ def summary(section: dict, source: str | None = None) -> dict:
             "wall_s": section["wall_s"]}
 
 
+def report_emobox(result: dict, adopted: bool, key: str, work: Path, data: Path, config: Path) -> None:
+    """The protocol's report: EmoBox's RAVDESS folds run once with ``config``, only when the change was adopted.
+
+    Runs the ``emobox`` step in ``work/report`` (:func:`corpora`) and adds its :func:`summary` to
+    ``result`` under ``key``, with ``emobox_folds_ua`` and ``emobox_folds_ua_mean`` / ``_std``;
+    when rejected, adds ``emobox_not_run`` instead.
+    """
+    if not adopted:
+        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+        return
+    emo = summary(corpora("emobox", work / "report", work / "report.json", data, config))
+    result.update({key: emo, "emobox_folds_ua": emo["fold_ua"], "emobox_folds_ua_mean": emo["ua_mean"],
+                   "emobox_folds_ua_std": emo["ua_std"]})
+
+
 def recipe_crema_baseline() -> dict:
     """:func:`summary` of the recipe's CREMA-D folds in ``results/corpora.json``, the development baseline.
 

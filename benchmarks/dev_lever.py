@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, summary
+from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, report_emobox, summary
 
 
 def changed_recipe(sets: list[str], path: Path) -> Path:
@@ -79,12 +79,7 @@ def main() -> None:
         "crema_gain": gain,
         "adopted": adopted,
     }
-    if adopted:
-        emo = summary(corpora("emobox", work / "report", work / "report.json", args.data, config))
-        result.update({"emobox_changed": emo, "emobox_folds_ua": emo["fold_ua"],
-                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
-    else:
-        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+    report_emobox(result, adopted, "emobox_changed", work, args.data, config)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     (RESULTS / f"dev_lever_{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result.get(k) for k in ("crema_gain", "adopted", "emobox_folds_ua_mean")}), flush=True)

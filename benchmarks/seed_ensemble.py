@@ -32,7 +32,7 @@ import statistics
 import time
 from pathlib import Path
 
-from corpora import REPO, RESULTS, corpora, head_commit, summary
+from corpora import REPO, RESULTS, corpora, head_commit, report_emobox
 from dev_lever import changed_recipe
 from tta import fold_outputs, summarise
 
@@ -95,14 +95,9 @@ def main() -> None:
                               for i, f in enumerate(ens["folds"])),
         "adopted": adopted,
     }
-    if adopted:
-        config = changed_recipe([f"train.ensemble={len(seeds)}", f"train.seed={seeds[0]}"],
-                                work / f"ensemble{len(seeds)}.yaml")
-        emo = summary(corpora("emobox", work / "report", work / "report.json", args.data, config))
-        result.update({"emobox_ensemble": emo, "emobox_folds_ua": emo["fold_ua"],
-                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
-    else:
-        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+    config = changed_recipe([f"train.ensemble={len(seeds)}", f"train.seed={seeds[0]}"],
+                            work / f"ensemble{len(seeds)}.yaml")
+    report_emobox(result, adopted, "emobox_ensemble", work, args.data, config)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"CREMA-D UA: members {member_mean:.3f}, ensemble {ens['originals_ua_mean']:.3f} (gain {gain:+.3f}, "
