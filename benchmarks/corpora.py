@@ -143,17 +143,26 @@ def summary(section: dict, source: str | None = None) -> dict:
             "wall_s": section["wall_s"]}
 
 
-def report_emobox(result: dict, adopted: bool, key: str, work: Path, data: Path, config: Path) -> None:
-    """The protocol's report: EmoBox's RAVDESS folds run once with ``config``, only when the change was adopted.
+def development_result(**fields) -> dict:
+    """The head of a development-corpus driver's JSON: date, commit, ``selection_protocol``, then ``fields``."""
+    return {"date": time.strftime("%Y-%m-%d"), "commit": head_commit(), "selection_protocol": "development-corpus",
+            **fields}
 
-    Runs the ``emobox`` step in ``work/report`` (:func:`corpora`) and adds its :func:`summary` to
-    ``result`` under ``key``, with ``emobox_folds_ua`` and ``emobox_folds_ua_mean`` / ``_std``;
-    when rejected, adds ``emobox_not_run`` instead.
+
+def report_emobox(result: dict, adopted: bool, key: str, work: Path, data: Path, config: Path | None = None,
+                  step: str = "emobox",
+                  not_run: str = "rejected on the development corpus; the recipe's EmoBox figure stands") -> None:
+    """The protocol's report: EmoBox's RAVDESS folds run once, only when the change was adopted.
+
+    Runs ``step`` (``emobox`` or ``emobox_joint``) with ``config`` (default: the recipe) in
+    ``work/report`` (:func:`corpora`) and adds its :func:`summary` to ``result`` under ``key``, with
+    ``emobox_folds_ua`` and ``emobox_folds_ua_mean`` / ``_std``; when rejected, adds
+    ``emobox_not_run`` = ``not_run`` instead.
     """
     if not adopted:
-        result["emobox_not_run"] = "rejected on the development corpus; the recipe's EmoBox figure stands"
+        result["emobox_not_run"] = not_run
         return
-    emo = summary(corpora("emobox", work / "report", work / "report.json", data, config))
+    emo = summary(corpora(step, work / "report", work / "report.json", data, config))
     result.update({key: emo, "emobox_folds_ua": emo["fold_ua"], "emobox_folds_ua_mean": emo["ua_mean"],
                    "emobox_folds_ua_std": emo["ua_std"]})
 

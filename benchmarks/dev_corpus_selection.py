@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import yaml
-from corpora import REPO, RESULTS, corpora, head_commit
+from corpora import REPO, RESULTS, corpora, development_result
 
 RECIPE = "1+1"
 CANDIDATES = {"0+0": 0, "1+1": 1, "2+2": 2}  # masks per axis
@@ -90,26 +90,23 @@ def main() -> None:
     emo_source = f"this run (commit {emo['commit']}, {emo['date']})"
     emo_uas = fold_uas(emo)
     recipe = cands[RECIPE]
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
-        "selection_protocol": "development-corpus",
-        "knob": "SpecAugment masks per axis (band masks <= 8 of 64 mel bands, time masks <= 25 frames)",
-        "candidates": cands,
-        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA)",
-        "winner": winner,
-        "emobox_folds_ua": emo_uas,
-        "emobox_folds_ua_mean": round(statistics.mean(emo_uas), 4),
-        "emobox_folds_ua_std": round(statistics.stdev(emo_uas), 4),
-        "emobox_source": emo_source,
-        "crema_actor_ua_mean": recipe["crema_ua_mean"],
-        "crema_actor_ua_std": recipe["crema_ua_std"],
-        "crema_protocol": "development-corpus: the recipe (1+1) was chosen on RAVDESS actor blocks; no CREMA-D "
-                          "speaker informed it",
-        "caveat": "the recipe's other choices (tdnn, 40 ms frames, 160 epochs, learning rate) were made on RAVDESS "
-                  "actor blocks in earlier sessions, so the EmoBox figure is free of this knob's selection only",
-        "wall_s": round(time.perf_counter() - t0, 1),
-    }
+    result = development_result(
+        knob="SpecAugment masks per axis (band masks <= 8 of 64 mel bands, time masks <= 25 frames)",
+        candidates=cands,
+        chosen_on="CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA)",
+        winner=winner,
+        emobox_folds_ua=emo_uas,
+        emobox_folds_ua_mean=round(statistics.mean(emo_uas), 4),
+        emobox_folds_ua_std=round(statistics.stdev(emo_uas), 4),
+        emobox_source=emo_source,
+        crema_actor_ua_mean=recipe["crema_ua_mean"],
+        crema_actor_ua_std=recipe["crema_ua_std"],
+        crema_protocol="development-corpus: the recipe (1+1) was chosen on RAVDESS actor blocks; no CREMA-D "
+                       "speaker informed it",
+        caveat="the recipe's other choices (tdnn, 40 ms frames, 160 epochs, learning rate) were made on RAVDESS "
+               "actor blocks in earlier sessions, so the EmoBox figure is free of this knob's selection only",
+        wall_s=round(time.perf_counter() - t0, 1),
+    )
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("winner", "emobox_folds_ua_mean", "emobox_folds_ua_std",
                                              "crema_actor_ua_mean")}), flush=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, report_emobox, summary
+from corpora import REPO, RESULTS, corpora, development_result, recipe_crema_baseline, report_emobox, summary
 
 
 def changed_recipe(sets: list[str], path: Path) -> Path:
@@ -67,18 +67,15 @@ def main() -> None:
     adopted = gain >= args.margin
     print(f"CREMA-D UA: recipe {base['ua_mean']:.3f}, changed {dev['ua_mean']:.3f} (gain {gain:+.3f}, margin "
           f"{args.margin}): {'adopted' if adopted else 'rejected'}", flush=True)
-    result: dict = {
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
-        "selection_protocol": "development-corpus",
-        "change": args.sets,
-        "margin": args.margin,
-        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors: adopted if mean UA rises by the margin",
-        "crema_recipe": base,
-        "crema_changed": dev,
-        "crema_gain": gain,
-        "adopted": adopted,
-    }
+    result: dict = development_result(
+        change=args.sets,
+        margin=args.margin,
+        chosen_on="CREMA-D, 6 actor-disjoint folds of 5 consecutive actors: adopted if mean UA rises by the margin",
+        crema_recipe=base,
+        crema_changed=dev,
+        crema_gain=gain,
+        adopted=adopted,
+    )
     report_emobox(result, adopted, "emobox_changed", work, args.data, config)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     (RESULTS / f"dev_lever_{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -33,7 +33,7 @@ import os
 import time
 from pathlib import Path
 
-from corpora import REPO, RESULTS, corpora, head_commit, recipe_crema_baseline, summary
+from corpora import REPO, RESULTS, corpora, development_result, recipe_crema_baseline, report_emobox, summary
 
 
 def main() -> None:
@@ -51,28 +51,21 @@ def main() -> None:
     adopted = joint["ua_mean"] > alone["ua_mean"]
     print(f"CREMA-D UA: alone {alone['ua_mean']:.3f}, with RAVDESS {joint['ua_mean']:.3f}: "
           f"{'adopted' if adopted else 'rejected'}", flush=True)
-    result: dict = {
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
-        "selection_protocol": "development-corpus",
-        "lever": "each fold also trains on the other corpus's clips of the target corpus's classes",
-        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA), trained alone against "
-                     "trained with RAVDESS's clips of CREMA-D's six classes",
-        "crema_alone": alone,
-        "crema_with_ravdess": joint,
-        "adopted": adopted,
-        "crema_actor_ua_mean": alone["ua_mean"],
-        "crema_actor_ua_std": alone["ua_std"],
-        "crema_protocol": "development-corpus: CREMA-D alone, the recipe chosen on RAVDESS; the joint CREMA-D "
-                          "figure made the decision and is not reported as a result",
-    }
-    if adopted:
-        emo = summary(corpora("emobox_joint", args.work / "report", args.work / "report.json", args.data))
-        result.update({"emobox_with_crema": emo, "emobox_folds_ua": emo["fold_ua"],
-                       "emobox_folds_ua_mean": emo["ua_mean"], "emobox_folds_ua_std": emo["ua_std"]})
-    else:
-        result["emobox_not_run"] = ("the lever lost on the development corpus, so EmoBox's RAVDESS folds were not "
-                                    "run with it; the recipe's figure stands (results/dev_selection.json)")
+    result: dict = development_result(
+        lever="each fold also trains on the other corpus's clips of the target corpus's classes",
+        chosen_on="CREMA-D, 6 actor-disjoint folds of 5 consecutive actors (mean UA), trained alone against "
+                  "trained with RAVDESS's clips of CREMA-D's six classes",
+        crema_alone=alone,
+        crema_with_ravdess=joint,
+        adopted=adopted,
+        crema_actor_ua_mean=alone["ua_mean"],
+        crema_actor_ua_std=alone["ua_std"],
+        crema_protocol="development-corpus: CREMA-D alone, the recipe chosen on RAVDESS; the joint CREMA-D "
+                       "figure made the decision and is not reported as a result",
+    )
+    report_emobox(result, adopted, "emobox_with_crema", args.work, args.data, step="emobox_joint",
+                  not_run="the lever lost on the development corpus, so EmoBox's RAVDESS folds were not run with "
+                          "it; the recipe's figure stands (results/dev_selection.json)")
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result.get(k) for k in ("adopted", "emobox_folds_ua_mean", "crema_actor_ua_mean")}),

@@ -32,7 +32,7 @@ import statistics
 import time
 from pathlib import Path
 
-from corpora import REPO, RESULTS, corpora, head_commit, report_emobox
+from corpora import REPO, RESULTS, corpora, development_result, report_emobox
 from dev_lever import changed_recipe
 from tta import fold_outputs, summarise
 
@@ -76,25 +76,22 @@ def main() -> None:
     gain = round(ens["originals_ua_mean"] - member_mean, 4)
     adopted = gain >= args.margin
     uas = [f["originals_ua"] for f in ens["folds"]]
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
-        "selection_protocol": "development-corpus",
-        "chosen_on": "CREMA-D, 6 actor-disjoint folds of 5 consecutive actors: adopted if the ensemble's mean UA "
-                     "beats its members' mean UA by the margin",
-        "seeds": seeds,
-        "margin": args.margin,
-        "members": members,
-        "members_ua_mean": member_mean,
-        "ensemble": ens,
-        "ensemble_fold_ua": uas,
-        "crema_actor_ua_mean": round(statistics.mean(uas), 4),
-        "crema_actor_ua_std": round(statistics.stdev(uas), 4),
-        "gain": gain,
-        "folds_improved": sum(f["originals_ua"] > statistics.mean(m["folds"][i]["originals_ua"] for m in members)
-                              for i, f in enumerate(ens["folds"])),
-        "adopted": adopted,
-    }
+    result = development_result(
+        chosen_on="CREMA-D, 6 actor-disjoint folds of 5 consecutive actors: adopted if the ensemble's mean UA "
+                  "beats its members' mean UA by the margin",
+        seeds=seeds,
+        margin=args.margin,
+        members=members,
+        members_ua_mean=member_mean,
+        ensemble=ens,
+        ensemble_fold_ua=uas,
+        crema_actor_ua_mean=round(statistics.mean(uas), 4),
+        crema_actor_ua_std=round(statistics.stdev(uas), 4),
+        gain=gain,
+        folds_improved=sum(f["originals_ua"] > statistics.mean(m["folds"][i]["originals_ua"] for m in members)
+                           for i, f in enumerate(ens["folds"])),
+        adopted=adopted,
+    )
     config = changed_recipe([f"train.ensemble={len(seeds)}", f"train.seed={seeds[0]}"],
                             work / f"ensemble{len(seeds)}.yaml")
     report_emobox(result, adopted, "emobox_ensemble", work, args.data, config)
