@@ -23,7 +23,9 @@ from ser_tasks.extract import extraction_summary, log_extraction, process_region
 from ser_tasks.lease import WriterLease
 from ser_tasks.remote import redact_url
 from ser_tasks.store import FeatureStore, group_name
-from ser_tasks.worker_setup import WARM_UP_ENV, WARM_UP_MODES
+from ser_tasks.worker_setup import WARM_UP_ENV, WARM_UP_MODES, warm_up_for
+
+from . import forkserver
 
 if TYPE_CHECKING:
     from ser_tasks.manifest import Manifest
@@ -37,9 +39,10 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
                 warm_up: str = "augment") -> DaskTaskRunner:
     """A Dask task runner: the scheduler at ``address``, or a LocalCluster of worker processes.
 
-    The LocalCluster's workers preload :mod:`ser_tasks.worker_setup`, which warms them up for
-    extraction while the flow plans the store; workers of a cluster given by address are started
-    by their owner (``dask worker --preload ser_tasks.worker_setup`` does the same there).
+    The LocalCluster's workers are forked from a warmed-up server (:mod:`flows.forkserver`,
+    started here unless running), and preload :mod:`ser_tasks.worker_setup`, which warms up
+    whatever that server did not; workers of a cluster given by address are started by their owner
+    (``dask worker --preload ser_tasks.worker_setup`` does the same there).
 
     Args:
         address: a Dask scheduler's address, or ``None`` for a LocalCluster.
@@ -55,10 +58,12 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
         raise ValueError(f"warm_up {warm_up!r} is not one of {', '.join(WARM_UP_MODES)}")
     if address:
         return DaskTaskRunner(address=address)
+    forkserver.start(warm_up)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
-                                          "preload": ["ser_tasks.worker_setup"], "env": {WARM_UP_ENV: warm_up}})
+                                          "preload": ["ser_tasks.worker_setup"],
+                                          "env": {**forkserver.worker_env(), WARM_UP_ENV: warm_up}})
 
 
 def extraction_runner(cfg: PipelineConfig, address: str | None = None) -> DaskTaskRunner:
@@ -66,8 +71,7 @@ def extraction_runner(cfg: PipelineConfig, address: str | None = None) -> DaskTa
 
     Its workers warm up without augmentation when ``cfg.augment.variants`` is 0.
     """
-    return dask_runner(address, cfg.extract.workers, cfg.extract.threads_per_worker,
-                       "augment" if cfg.augment.variants else "features")
+    return dask_runner(address, cfg.extract.workers, cfg.extract.threads_per_worker, warm_up_for(cfg))
 
 
 def training_placed(training_flow, cfg: PipelineConfig, address: str | None = None):

@@ -185,6 +185,7 @@ def run(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflo
     from flows.prefect_server import await_api, prefect_api
 
     with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+        _start_forkserver(cfg, dask_address)
         from flows.pipeline import ser_pipeline
 
         await_api()
@@ -219,11 +220,25 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
         from flows.prefect_server import prefect_api
 
         with _user_errors(), prefect_api(ready=False):  # the server starts while the imports below run
+            _start_forkserver(cfg, dask_address)
             summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri, dask_address)
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
                   f"group {summary['group']} in {store}")
     _write_summary(summary_json, summary)
+
+
+def _start_forkserver(cfg, dask_address: str | None) -> None:
+    """Start the local workers' forkserver now (:mod:`flows.forkserver`), unless the workers are remote.
+
+    Its imports and warm-up then overlap the Prefect server's start and this command's imports,
+    instead of delaying the flow's first task. Call it after ``prefect_api`` has exported the API URL.
+    """
+    if dask_address is None:
+        from flows import forkserver
+        from ser_tasks.worker_setup import warm_up_for
+
+        forkserver.start(warm_up_for(cfg))
 
 
 def _extract_flow(root: list[str], store: str, cfg, corpus: str | None, storage: dict | None,

@@ -41,6 +41,9 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
 # Held while warm_up runs in a worker's background thread: a task that arrives meanwhile waits for
 # it rather than compile the same numba kernels alongside it (numba warns of a repeated compile).
 _WARMING = threading.Lock()
+# What this process has warmed up for: (audio settings, feature settings, augment). A worker forked
+# from the warmed-up forkserver (flows.forkserver) inherits it and skips its own warm-up.
+_WARMED: set[tuple[str, str, bool]] = set()
 
 #: Every transform applied, so that :func:`warm_up` reaches every kernel a variant can use.
 WARM_UP_PARAMS = AugmentParams(noise_snr_db=20.0, pitch_semitones=1.0, stretch_rate=1.1, shift_seconds=0.1,
@@ -69,11 +72,17 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
             and its numba kernels, which such a worker never uses.
 
     Returns:
-        Seconds taken (wall clock).
+        Seconds taken (wall clock); 0.0 when this process (or the forkserver it was forked from)
+        already warmed up for the same settings, or for them with augmentation.
     """
+    audio_cfg, feat_cfg = audio_cfg or AudioConfig(), feat_cfg or FeatureConfig()
+    key = (audio_cfg.model_dump_json(), feat_cfg.model_dump_json())
     with _WARMING:
-        return _warm_up(audio_cfg or AudioConfig(), feat_cfg or FeatureConfig(),
-                        WARM_UP_PARAMS if augment else NO_AUGMENTATION)
+        if (*key, True) in _WARMED or (*key, augment) in _WARMED:
+            return 0.0
+        seconds = _warm_up(audio_cfg, feat_cfg, WARM_UP_PARAMS if augment else NO_AUGMENTATION)
+        _WARMED.add((*key, augment))
+        return seconds
 
 
 def _warm_up(audio_cfg: AudioConfig, feat_cfg: FeatureConfig, params: AugmentParams) -> float:

@@ -27,6 +27,14 @@ WARM_UP_ENV = "SER_WARM_UP"
 WARM_UP_MODES = ("augment", "features", "none")
 
 
+def warm_up_for(cfg) -> str:
+    """The warm-up an extraction with ``cfg`` (a :class:`ser_tasks.config.PipelineConfig`) needs.
+
+    ``features`` when ``cfg.augment.variants`` is 0 (no augmented copies), else ``augment``.
+    """
+    return "augment" if cfg.augment.variants else "features"
+
+
 def _warm_up(mode: str) -> None:
     from .extract import warm_up
 
