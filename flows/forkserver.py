@@ -50,6 +50,10 @@ def _server_extras(warm_up: str) -> dict[str, str]:
     return {k: v for k, v in extras.items() if k == WARM_UP_ENV or k not in os.environ}
 
 
+def _without_warm_up(extras: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in extras.items() if k != WARM_UP_ENV}
+
+
 def _stale(started: dict[str, str], now: dict[str, str]) -> bool:
     """Whether a variable read at import time differs, or any variable was removed, since ``started``."""
     if set(started) - set(now):
@@ -80,14 +84,15 @@ def start(warm_up: str = "augment") -> bool:
     if warm_up not in WARM_UP_MODES:
         raise ValueError(f"warm_up {warm_up!r} is not one of {', '.join(WARM_UP_MODES)}")
     now = dict(os.environ)
+    extras = _server_extras(warm_up)
     if _started_env is not None:
-        if not _stale(_started_env, now):
+        # compared as a server started now would have it (Dask's Nanny may have set the extras here)
+        if not _stale(_started_env, {**now, **_without_warm_up(extras)}):
             dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
             return True
-        if not stop():
-            dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
-            return False
-    extras = _server_extras(warm_up)
+    if not stop():  # stale, or started without our preload (by a Dask cluster before any start())
+        dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
+        return False
     os.environ.update(extras)
     try:
         multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
@@ -98,27 +103,27 @@ def start(warm_up: str = "augment") -> bool:
                 os.environ[k] = now[k]
             else:
                 os.environ.pop(k, None)
-    _started_env = now
+    # What the server has, bar SER_WARM_UP: Dask's Nanny later sets the same pre-spawn variables
+    # here (it writes them into its own process's environment), which must not read as a change.
+    _started_env = {**now, **_without_warm_up(extras)}
     dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
     return True
 
 
 def stop() -> bool:
-    """Stop the server started by :func:`start`, if any; the next :func:`start` starts a fresh one.
+    """Stop this process's forkserver, if one runs; the next :func:`start` starts a fresh one.
 
     Workers already forked from it keep running. This uses ``multiprocessing``'s ``ForkServer._stop``
     (CPython's own tests stop the server with it; there is no public call).
 
     Returns:
-        ``False`` if a server runs but this Python cannot stop it, else ``True``.
+        ``False`` if this Python cannot stop a server (no ``ForkServer._stop``), else ``True``.
     """
     global _started_env
-    if _started_env is None:
-        return True
     stop_server = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
     if stop_server is None:
-        return False
-    stop_server()
+        return _started_env is None
+    stop_server()  # a no-op when none runs
     _started_env = None
     return True
 

@@ -47,7 +47,7 @@ def test_preload_imports_and_warms_up_without_starting_a_thread():
 
 def test_workers_are_forked_warm_and_see_the_environment_of_now(monkeypatch):
     """A worker is a child of the server, starts with librosa imported and warmed up (its own
-    warm-up is free), and sees a variable set after the server started. A changed Prefect API URL
+    warm-up is free), and sees a variable set after the server started; the server is reused. A changed Prefect API URL
     (read when Prefect is imported) restarts the server, so no worker runs on the stale one."""
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     assert forkserver.start("features")
@@ -58,6 +58,9 @@ def test_workers_are_forked_warm_and_see_the_environment_of_now(monkeypatch):
     view = _one_worker()
     assert view == {"ppid": first, "librosa": True, "mlflow": False, "warm_up_s": 0.0, "late": "1",
                     "api": "http://127.0.0.1:9/api"}
+    # the Nanny wrote Dask's pre-spawn variables into this process's environment: not a change
+    assert forkserver.start("augment")
+    assert multiprocessing.forkserver._forkserver._forkserver_pid == first
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:10/api")
     assert forkserver.start("features")
