@@ -34,10 +34,11 @@ starts them: :mod:`ser_tasks.worker_setup`). Everything after that is counted, i
 in the flow's process: Prefect's and Dask's work per task, the first task's Prefect client and
 settings, building the manifest and planning the store.
 
-The plain loop, its two-process pair and the pipeline with 1 and 2 workers (warm and cold) run
-``--repeats`` times, interleaved (1 worker, 2 workers, cold 1, cold 2, 1 worker, ...), since one run
-on a shared 2-vCPU VM varies by 10 % or more; each scenario's key holds its run of median wall time, and
-``wall_s_runs`` every run's.
+Every scenario (the seed loop, the plain loop, its two-process pair and the pipeline with 1 and 2
+workers, warm and cold) runs ``--repeats`` times, interleaved (seed, plain, pair, 1 worker, 2 workers,
+cold 1, cold 2, seed, ...), since one run on a shared 2-vCPU VM varies by 10 % or more and the VM
+drifts within a run; each scenario's key holds its run of median wall time, and ``wall_s_runs``
+every run's. ``per_core_speedup_runs`` gives the per-core ratio of each repeat's own pair of runs.
 
 Throughput is counted in feature rows (one clip or augmented copy through features), the unit both
 loops share: the seed loop makes 3 rows per clip, the pipeline 3 per training clip and 1 per
@@ -377,22 +378,22 @@ def main() -> None:
     results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths),
                      "repeats": args.repeats}
 
-    print(f"seed loop on {len(paths)} clips ...", flush=True)
-    results["seed_loop"] = in_child("seed_loop", [str(p) for p in paths])
-    print(json.dumps(results["seed_loop"]), flush=True)
-    plain, pair = [], []
-    for k in range(args.repeats):
-        print(f"plain loop, run {k + 1} of {args.repeats} ...", flush=True)
-        plain.append(in_child("plain_loop", str(root), str(work / f"plain{k}.zarr"), cfg))
-        print(json.dumps(plain[-1]), flush=True)
-        print("plain loop as two processes at once, half the actors each (the machine's ceiling) ...", flush=True)
-        (work / f"pair{k}").mkdir()
-        pair.append(machine_ceiling(paths, work / f"pair{k}", cfg))
-        print(json.dumps(pair[-1]), flush=True)
-    results["plain_loop"], results["plain_loop_2_processes"] = median_run(plain), median_run(pair)
+    # Every scenario runs once per repeat, in turn, so that a machine that drifts over the run
+    # (this VM's plain loop went from 15.1 to 17.1 s within one) weighs on both sides of a ratio.
+    seed, plain, pair = [], [], []
+    one, two, cold1, cold2 = [], [], [], []
     with prefect_api():
-        one, two, cold1, cold2 = [], [], [], []
         for k in range(args.repeats):
+            print(f"seed loop on {len(paths)} clips, run {k + 1} of {args.repeats} ...", flush=True)
+            seed.append(in_child("seed_loop", [str(p) for p in paths]))
+            print(json.dumps(seed[-1]), flush=True)
+            print(f"plain loop, run {k + 1} of {args.repeats} ...", flush=True)
+            plain.append(in_child("plain_loop", str(root), str(work / f"plain{k}.zarr"), cfg))
+            print(json.dumps(plain[-1]), flush=True)
+            print("plain loop as two processes at once, half the actors each (the machine's ceiling) ...", flush=True)
+            (work / f"pair{k}").mkdir()
+            pair.append(machine_ceiling(paths, work / f"pair{k}", cfg))
+            print(json.dumps(pair[-1]), flush=True)
             print(f"pipeline, 1 worker, run {k + 1} of {args.repeats} ...", flush=True)
             one.append(run_flow(str(root), str(work / f"w1-{k}.zarr"), cfg, 1)[0])
             print(json.dumps(one[-1]), flush=True)
@@ -407,6 +408,10 @@ def main() -> None:
                 print(f"pipeline from a cold start, {n} worker(s), run {k + 1} of {args.repeats} ...", flush=True)
                 cold.append(run_flow_cold(str(root), str(work / f"cold{n}-{k}.zarr"), cfg, n))
                 print(json.dumps(cold[-1]), flush=True)
+        results["seed_loop"] = median_run(seed)
+        results["per_core_speedup_runs"] = [round((w["rows"] / w["cpu_s"]) / (s_["rows"] / s_["cpu_s"]), 2)
+                                            for s_, w in zip(seed, one, strict=True)]
+        results["plain_loop"], results["plain_loop_2_processes"] = median_run(plain), median_run(pair)
         results["pipeline_1_worker"], results["pipeline_2_workers"] = median_run(one), median_run(two)
         results["cold_1_worker"], results["cold_2_workers"] = median_run(cold1), median_run(cold2)
         print("training input: Zarr loader against the model's training step ...", flush=True)
