@@ -35,7 +35,7 @@ PRELOAD = ["flows.forkserver_preload"]
 IMPORT_TIME_PREFIXES = ("PREFECT_", "DASK_", "NUMBA_", "ZARR_", "OMP_", "MKL_", "OPENBLAS_", "MALLOC_",
                         "PYTHON", "LD_")
 
-# The environment the running server was started from (this process's, without the server's extras).
+# The running server's environment, bar SER_WARM_UP: this process's when it started, plus the extras.
 _started_env: dict[str, str] | None = None
 
 
