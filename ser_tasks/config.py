@@ -70,7 +70,7 @@ class AugmentConfig(_Section):
     probability; parameters are drawn uniformly from the given ranges by a generator seeded with
     ``(seed, clip id, variant)``, so every row can be recomputed. Ranges: SNR in dB, pitch in
     semitones, stretch as a rate (> 1 is faster), shift in seconds (zero-filled, not rolled), gain
-    in dB.
+    in dB, speed as a rate (> 1 is faster and higher: tempo and pitch together, by resampling).
     """
 
     variants: int = Field(4, ge=0, le=32)
@@ -86,13 +86,16 @@ class AugmentConfig(_Section):
     shift_seconds: tuple[float, float] = (-0.25, 0.25)
     gain_prob: float = Field(0.5, ge=0, le=1)
     gain_db: tuple[float, float] = (-6.0, 6.0)
+    speed_prob: float = Field(0.0, ge=0, le=1)
+    speed_rate: tuple[float, float] = (0.9, 1.1)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
-        for name in ("snr_db", "pitch_semitones", "stretch_rate", "shift_seconds", "gain_db"):
+        for name in ("snr_db", "pitch_semitones", "stretch_rate", "shift_seconds", "gain_db", "speed_rate"):
             _check_range(name, getattr(self, name))
-        if self.stretch_rate[0] <= 0:
-            raise ValueError("stretch_rate must be positive")
+        for name in ("stretch_rate", "speed_rate"):
+            if getattr(self, name)[0] <= 0:
+                raise ValueError(f"{name} must be positive")
         return self
 
 

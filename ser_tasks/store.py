@@ -10,7 +10,7 @@ Layout of a store (local path or fsspec URL, e.g. ``s3://bucket/features.zarr``)
         split    (rows,) int8     0 train, 1 val, 2 test
         variant  (rows,) int16    0 = original clip, k > 0 = k-th augmented copy
         clip_id, speaker, path (rows,) str
-        augment  (rows, 5) float32  drawn parameters (nan = not applied), attrs["augment_params"]
+        augment  (rows, 6) float32  drawn parameters (nan = not applied), attrs["augment_params"]
         status   (rows,) int8     0 pending, 1 done, -1 failed
         error    (rows,) str      the failure reason of a failed row
     <store>/.ser-leases/<group>.json       the write lease while a writer holds the group (ser_tasks.lease)
@@ -122,7 +122,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _label_arrays(plan: pd.DataFrame, config: PipelineConfig, vocab: list[str]) -> dict[str, np.ndarray]:
-    """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 5)``).
+    """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 6)``).
 
     The augmentation parameters of the rows are drawn here (:func:`ser_tasks.plan.with_params`).
     """

@@ -10,8 +10,10 @@ from ser_tasks.augment import (
     AugmentParams,
     add_noise,
     apply_gain,
+    augment_before_length,
     draw_params,
     pitch_shift,
+    speed_perturb,
     stretch_and_pitch_shift,
     time_shift,
     time_stretch,
@@ -47,6 +49,26 @@ def test_stretch_and_pitch_in_one_pass_match_the_two_in_turn():
     assert rms(both) == pytest.approx(rms(in_turn), rel=0.05)
 
 
+@pytest.mark.parametrize("rate", [0.9, 1.1])
+def test_speed_perturbation_scales_tempo_and_pitch_together(rate):
+    y = sine(300, 1.0)
+    fast = speed_perturb(y, SR, rate)
+    assert fast.dtype == np.float32 and len(fast) == math.ceil(len(y) / rate)
+    assert dominant_freq(fast[1000:-1000]) == pytest.approx(300 * rate, rel=0.01)
+    # before the stretch: a speed-perturbed and stretched clip is 1/(speed*stretch) long
+    both = augment_before_length(y, SR, AugmentParams(speed_rate=rate, stretch_rate=1.25))
+    assert len(both) == pytest.approx(len(y) / (rate * 1.25), rel=0.02)
+
+
+def test_speed_rate_must_be_positive():
+    with pytest.raises(ValueError, match="speed rate must be positive"):
+        speed_perturb(sine(300, 0.1), SR, 0.0)
+    with pytest.raises(ValueError, match="speed_rate must be positive"):
+        AugmentConfig(speed_rate=(0.0, 1.1))
+    with pytest.raises(ValueError, match="speed_rate: low"):
+        AugmentConfig(speed_rate=(1.1, 0.9))
+
+
 def test_noise_is_added_at_the_requested_snr():
     y = sine(300, 2.0)
     noisy = add_noise(y, 10.0, np.random.default_rng(0))
@@ -69,7 +91,7 @@ def test_gain_in_db():
 
 
 def test_parameters_are_reproducible_per_clip_and_variant():
-    cfg = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1)
+    cfg = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1, speed_prob=1)
     a = draw_params(cfg, "ravdess/x", 1)
     assert a == draw_params(cfg, "ravdess/x", 1)
     assert a != draw_params(cfg, "ravdess/x", 2) and a != draw_params(cfg, "ravdess/y", 1)
@@ -80,13 +102,15 @@ def test_parameters_are_reproducible_per_clip_and_variant():
         np.allclose(AugmentParams.from_array(a.as_array()).as_array(), a.as_array())
 
 
-def test_probability_zero_disables_a_transform_without_changing_the_others():
-    on = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1)
-    off = on.model_copy(update={"pitch_prob": 0.0})
+@pytest.mark.parametrize("param, prob", [("pitch_semitones", "pitch_prob"), ("speed_rate", "speed_prob")])
+def test_probability_zero_disables_a_transform_without_changing_the_others(param, prob):
+    on = AugmentConfig(noise_prob=1, pitch_prob=1, stretch_prob=1, shift_prob=1, gain_prob=1, speed_prob=1)
+    off = on.model_copy(update={prob: 0.0})
     a, b = draw_params(on, "c", 1), draw_params(off, "c", 1)
-    assert math.isnan(b.pitch_semitones)
+    assert math.isnan(getattr(b, param)) and not math.isnan(getattr(a, param))
+    assert on.speed_rate[0] <= a.speed_rate <= on.speed_rate[1]
     for name in PARAM_NAMES:
-        if name != "pitch_semitones":
+        if name != param:
             assert getattr(a, name) == getattr(b, name)
 
 
