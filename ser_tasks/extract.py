@@ -26,7 +26,8 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
     """Features of one (already decoded, resampled) clip under one variant's parameters.
 
     Steps: trim silence (unless ``trim`` is false: the caller took :func:`ser_tasks.audio.speech`
-    once for all of a clip's variants) -> speed/stretch/pitch (length-changing) -> fix length -> shift/gain/noise -> features.
+    once for all of a clip's variants) -> speed/stretch/pitch (length-changing) -> fix length ->
+    shift/gain/noise -> features.
     Shapes as :func:`ser_tasks.features.feature_shapes`.
     """
     sr = audio_cfg.sample_rate
