@@ -233,6 +233,9 @@ class TrainConfig(_Section):
             training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
             ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default
             hop); off while both counts are 0. Spectrogram models only.
+        mixup_alpha: mixup in training (:class:`ser_tasks.data.ZarrSequence`; Zhang et al., ICLR
+            2018): each example is mixed with another of its epoch by ``lam ~ Beta(alpha, alpha)``,
+            inputs and one-hot labels alike; 0 (the default) turns it off.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -263,6 +266,7 @@ class TrainConfig(_Section):
     spec_freq_width: int = Field(8, ge=0)
     spec_time_masks: int = Field(1, ge=0)
     spec_time_width: int = Field(25, ge=0)
+    mixup_alpha: float = Field(0.0, ge=0)
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"

@@ -116,9 +116,15 @@ class ZarrSequence(keras.utils.PyDataset):
             ``one_per_clip`` an epoch needs one row in ``1 + variants`` of every chunk, so streaming
             decodes the whole store each epoch, which cost as much as the ``tdnn`` step itself
             (docs/benchmarks.md, "Measurements behind the code").
+        mixup_alpha: when > 0, mixup (Zhang et al., "mixup: Beyond Empirical Risk
+            Minimization", ICLR 2018): each served row is mixed with a partner row of the same
+            epoch (a seeded permutation of its order), ``x = lam * x + (1 - lam) * x_partner``
+            with ``lam ~ Beta(alpha, alpha)`` per row, and so are its one-hot label and weight.
+        n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
-    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``;
+    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
+    (under mixup, float32 soft labels ``(batch, n_classes)``, for a categorical cross-entropy);
     with ``class_weights``, a third item ``w`` float32 ``(batch,)``.
     Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each) are held in the
     cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
@@ -129,7 +135,8 @@ class ZarrSequence(keras.utils.PyDataset):
 
     def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
-                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, **kwargs):
+                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
+                 n_classes: int | None = None, **kwargs):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
@@ -140,6 +147,10 @@ class ZarrSequence(keras.utils.PyDataset):
         self.chunk = view.chunk_rows
         self.indices = np.sort(indices)
         self.labels_all = view.labels()
+        if mixup_alpha < 0:
+            raise InputError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
+        self.mixup_alpha = float(mixup_alpha)
+        self.n_classes = int(n_classes if n_classes is not None else self.labels_all.max() + 1)
         self.weights = None
         if class_weights is not None:
             table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
@@ -158,6 +169,7 @@ class ZarrSequence(keras.utils.PyDataset):
                 <= memory_limit_mib * 2**20:
             self._resident = self._read_rows()
         self._order = self.order_for(0)
+        self._mix = self.mix_for(0, self._order)
 
     def _read_rows(self) -> np.ndarray:
         """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
@@ -192,6 +204,24 @@ class ZarrSequence(keras.utils.PyDataset):
         rng.shuffle(keys)
         return np.concatenate([rng.permutation(groups[k]) for k in keys])
 
+    def mix_for(self, epoch: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mixup partners of epoch ``epoch``: ``(partner rows (len(order),) int64, lam (len(order),) float32)``.
+
+        ``None`` without mixup. Partners are a permutation of ``order`` (the epoch's rows), drawn
+        from ``(seed, epoch)`` on a stream of its own, so the serving order is the same with and
+        without mixup.
+        """
+        if self.mixup_alpha <= 0:
+            return None
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        return order[rng.permutation(order.size)], rng.beta(self.mixup_alpha, self.mixup_alpha,
+                                                             order.size).astype(np.float32)
+
+    def soft_labels(self, rows: np.ndarray, partners: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Mixed one-hot labels ``(len(rows), n_classes)`` float32: ``lam`` of each row's, the rest its partner's."""
+        eye = np.eye(self.n_classes, dtype=np.float32)
+        return lam[:, None] * eye[self.labels_all[rows]] + (1 - lam[:, None]) * eye[self.labels_all[partners]]
+
     @property
     def order(self) -> np.ndarray:
         """Store row indices in this epoch's serving order."""
@@ -219,20 +249,30 @@ class ZarrSequence(keras.utils.PyDataset):
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
         """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights."""
-        rows = self._order[idx * self.batch_size:(idx + 1) * self.batch_size]
+        part = slice(idx * self.batch_size, (idx + 1) * self.batch_size)
+        rows = self._order[part]
+        x, y = self._inputs(rows), self.labels_all[rows]
+        w = None if self.weights is None else self.weights[rows]
+        if self._mix is not None:
+            partners, lam = self._mix[0][part], self._mix[1][part]
+            x = lam.reshape(-1, *[1] * (x.ndim - 1)) * x + (1 - lam.reshape(-1, *[1] * (x.ndim - 1))) \
+                * self._inputs(partners)
+            y = self.soft_labels(rows, partners, lam)
+            if w is not None:
+                w = lam * w + (1 - lam) * self.weights[partners]
+        return (x, y) if w is None else (x, y, w)
+
+    def _inputs(self, rows: np.ndarray) -> np.ndarray:
         if self._resident is not None:
-            x = self._resident[np.searchsorted(self.indices, rows)]
-        else:
-            x = np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
-        if self.weights is not None:
-            return x, self.labels_all[rows], self.weights[rows]
-        return x, self.labels_all[rows]
+            return self._resident[np.searchsorted(self.indices, rows)]
+        return np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
 
     def on_epoch_end(self) -> None:
         """Advance the epoch and reshuffle (when shuffling)."""
         self.epoch += 1
         if self.shuffle:
             self._order = self.order_for(self.epoch)
+        self._mix = self.mix_for(self.epoch, self._order)
 
 
 def resident_tf_dataset(seq: ZarrSequence, epochs: int):
@@ -254,7 +294,8 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
 
     Returns:
         Batches as ``seq[i]`` gives them: ``x`` float32 ``(batch, *input_shape)``, ``y`` int32
-        ``(batch,)`` and, with class weights, ``w`` float32 ``(batch,)``.
+        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup) and, with class weights,
+        ``w`` float32 ``(batch,)``.
         Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
         per epoch`` int32 positions.
 
@@ -268,18 +309,38 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     if epochs < 1:
         raise InputError(f"epochs must be at least 1, got {epochs}")
     # Positions into the resident array: one row of them per epoch (every epoch serves as many rows).
-    positions = np.stack([np.searchsorted(seq.indices, seq.order_for(e if seq.shuffle else 0))
-                          for e in range(epochs)]).astype(np.int32)
+    orders = [seq.order_for(e if seq.shuffle else 0) for e in range(epochs)]
+    positions = np.stack([np.searchsorted(seq.indices, o) for o in orders]).astype(np.int32)
     with tf.device("/CPU:0"):
         x_all = tf.Variable(seq._resident, trainable=False, name="resident_rows")
     y_all = tf.constant(seq.labels_all[seq.indices])
     w_all = None if seq.weights is None else tf.constant(seq.weights[seq.indices])
 
-    def batch(pos):
-        x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
-        return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
+    if seq.mixup_alpha > 0:  # partners and lam drawn up front by mix_for, as the sequence draws them
+        mixes = [seq.mix_for(e, o) for e, o in enumerate(orders)]
+        partners = np.stack([np.searchsorted(seq.indices, m[0]) for m in mixes]).astype(np.int32)
+        lams = np.stack([m[1] for m in mixes])
+        eye = tf.eye(seq.n_classes, dtype=tf.float32)
 
-    return (tf.data.Dataset.from_tensor_slices(positions)
-            .flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(seq.batch_size))
+        def batch(pos, other, lam):
+            x, x2 = tf.gather(x_all, pos), tf.gather(x_all, other)
+            lx = tf.reshape(lam, [-1] + [1] * (len(x_all.shape) - 1))
+            x = lx * x + (1 - lx) * x2
+            y = lam[:, None] * tf.gather(eye, tf.gather(y_all, pos)) \
+                + (1 - lam[:, None]) * tf.gather(eye, tf.gather(y_all, other))
+            if w_all is None:
+                return x, y
+            return x, y, lam * tf.gather(w_all, pos) + (1 - lam) * tf.gather(w_all, other)
+
+        slices = (positions, partners, lams)
+    else:
+        def batch(pos):
+            x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
+            return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
+
+        slices = positions
+
+    return (tf.data.Dataset.from_tensor_slices(slices)
+            .flat_map(lambda *p: tf.data.Dataset.from_tensor_slices(p if len(p) > 1 else p[0]).batch(seq.batch_size))
             .map(batch, num_parallel_calls=1)
             .prefetch(2))

@@ -217,7 +217,7 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     # instead of 21.8 ms per example on two cores).
     train_seq = ZarrSequence(view, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
-                             workers=2, max_queue_size=8)
+                             mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), workers=2, max_queue_size=8)
     # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
@@ -225,8 +225,9 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    # mixup serves soft labels, which only the dense cross-entropy takes
+    loss = "categorical_crossentropy" if cfg.mixup_alpha > 0 else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"

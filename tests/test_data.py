@@ -105,10 +105,12 @@ def test_one_row_per_clip_is_drawn_afresh_each_epoch(group):
     assert len(set(draws)) > 1  # a different copy is drawn in some epoch
 
 
-def test_resident_rows_serve_the_same_batches_as_streaming(group):
+@pytest.mark.parametrize("mixup_alpha", [0.0, 0.4])
+def test_resident_rows_serve_the_same_batches_as_streaming(group, mixup_alpha):
     idx = rows(group, "train")
     clips = np.array([f"c{r // 3}" for r in range(50)])
-    kw = dict(batch_size=4, shuffle=True, seed=5, one_per_clip=clips, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
+    kw = dict(batch_size=4, shuffle=True, seed=5, one_per_clip=clips, class_weights={0: 1.0, 1: 2.0, 2: 0.5},
+              mixup_alpha=mixup_alpha)
     streamed = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
     resident = ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=1, **kw)
     assert resident.resident and not streamed.resident and not resident._cache
@@ -125,20 +127,47 @@ def test_resident_rows_serve_the_same_batches_as_streaming(group):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the in-graph feed is TensorFlow's fast path")
-def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group):
+@pytest.mark.parametrize("mixup_alpha", [0.0, 0.4])
+def test_resident_tf_dataset_serves_the_sequence_batches_epoch_after_epoch(group, mixup_alpha):
     idx = rows(group, "train")
     clips = np.array([f"c{r // 3}" for r in range(50)])
     seq = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=5, one_per_clip=clips,
-                       class_weights={0: 1.0, 1: 2.0, 2: 0.5}, memory_limit_mib=1)
+                       class_weights={0: 1.0, 1: 2.0, 2: 0.5}, memory_limit_mib=1, mixup_alpha=mixup_alpha)
     batches = list(resident_tf_dataset(seq, 3).as_numpy_iterator())
     assert len(batches) == 3 * len(seq)
     for e in range(3):  # each epoch draws other copies: the dataset must follow, batch for batch
         for i in range(len(seq)):
             for a, b in zip(batches[e * len(seq) + i], seq[i], strict=True):
-                np.testing.assert_array_equal(a, b)
+                np.testing.assert_allclose(a, b, rtol=1e-6)
         seq.on_epoch_end()
     with pytest.raises(ValueError, match="resident"):
         resident_tf_dataset(ZarrSequence(StoreView(group), idx, "log_mel"), 1)
+
+
+def test_mixup_mixes_each_row_with_a_partner_of_its_epoch(group):
+    idx = rows(group, "train")
+    kw = dict(batch_size=32, shuffle=True, seed=2, class_weights={0: 1.0, 1: 2.0, 2: 0.5})
+    plain = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
+    mixed = ZarrSequence(StoreView(group), idx, "log_mel", mixup_alpha=0.4, n_classes=4, **kw)
+    for _ in range(2):
+        assert mixed.order.tolist() == plain.order.tolist()  # mixup leaves the serving order alone
+        partners, lam = mixed._mix
+        assert sorted(partners.tolist()) == sorted(mixed.order.tolist()) and np.all((lam >= 0) & (lam <= 1))
+        x0, y0, w0 = plain[0]
+        x, y, w = mixed[0]
+        n = len(y0)
+        # row r's features are r (+100 per band): a mixed row is lam * r + (1 - lam) * partner
+        np.testing.assert_allclose(x[:, 0, 0, 0], lam[:n] * x0[:, 0, 0, 0] + (1 - lam[:n]) * partners[:n], rtol=1e-6)
+        assert y.shape == (n, 4) and y.dtype == np.float32 and np.allclose(y.sum(axis=1), 1)
+        np.testing.assert_allclose(y[np.arange(n), y0], np.where(y0 == partners[:n] % 3, 1, lam[:n]), rtol=1e-6)
+        table = np.array([1.0, 2.0, 0.5], np.float32)
+        np.testing.assert_allclose(w, lam[:n] * w0 + (1 - lam[:n]) * table[partners[:n] % 3], rtol=1e-6)
+        mixed.on_epoch_end()
+        plain.on_epoch_end()
+    assert not np.allclose(mixed._mix[1], ZarrSequence(StoreView(group), idx, "log_mel", mixup_alpha=0.4,
+                                                       **{**kw, "seed": 3})._mix[1])
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        ZarrSequence(StoreView(group), idx, "log_mel", mixup_alpha=-1)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the in-graph feed is TensorFlow's fast path")

@@ -44,6 +44,14 @@ def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
     assert (tmp / "out" / "confusion_matrix.png").exists()
 
 
+def test_mixup_trains_on_soft_labels(tone_store):
+    store, cfg, tmp = tone_store
+    mixed = cfg.train.model_copy(update={"epochs": 2, "schedule": "cosine", "ensemble": 1, "mixup_alpha": 0.4})
+    result = fit(store.view(), mixed, tmp / "mixup", verbose=0)
+    assert len(result.history["loss"]) == 2 and all(0 < v < 10 for v in result.history["loss"])
+    assert score_split(store.view(), result.model_path, tmp / "mixup")["n"] == 24
+
+
 def test_unknown_model_raises(tone_store):
     store, cfg, tmp = tone_store
     with pytest.raises(ValueError, match="unknown model"):
