@@ -255,8 +255,8 @@ class ZarrSequence(keras.utils.PyDataset):
         w = None if self.weights is None else self.weights[rows]
         if self._mix is not None:
             partners, lam = self._mix[0][part], self._mix[1][part]
-            x = lam.reshape(-1, *[1] * (x.ndim - 1)) * x + (1 - lam.reshape(-1, *[1] * (x.ndim - 1))) \
-                * self._inputs(partners)
+            lx = lam.reshape(-1, *[1] * (x.ndim - 1))
+            x = lx * x + (1 - lx) * self._inputs(partners)
             y = self.soft_labels(rows, partners, lam)
             if w is not None:
                 w = lam * w + (1 - lam) * self.weights[partners]
@@ -297,7 +297,7 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
         ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup) and, with class weights,
         ``w`` float32 ``(batch,)``.
         Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
-        per epoch`` int32 positions.
+        per epoch`` int32 positions (and as many partner positions and float32 weights under mixup).
 
     Raises:
         InputError: the sequence streams (is not resident), or ``epochs < 1``.
