@@ -338,9 +338,9 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
             x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
             return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
 
-        slices = positions
+        slices = (positions,)
 
     return (tf.data.Dataset.from_tensor_slices(slices)
-            .flat_map(lambda *p: tf.data.Dataset.from_tensor_slices(p if len(p) > 1 else p[0]).batch(seq.batch_size))
+            .flat_map(lambda *p: tf.data.Dataset.from_tensor_slices(p).batch(seq.batch_size))
             .map(batch, num_parallel_calls=1)
             .prefetch(2))
