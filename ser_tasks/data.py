@@ -265,7 +265,17 @@ class ZarrSequence(keras.utils.PyDataset):
     def _inputs(self, rows: np.ndarray) -> np.ndarray:
         if self._resident is not None:
             return self._resident[np.searchsorted(self.indices, rows)]
-        return np.stack([self._chunk_input(int(r) // self.chunk)[int(r) % self.chunk] for r in rows])
+        # Each chunk read once per call: mixup partners come from anywhere in the epoch, and a
+        # row-by-row walk would miss the two-chunk cache about once per row.
+        chunks = rows // self.chunk
+        out = None
+        for c in np.unique(chunks):
+            sel = chunks == c
+            part = self._chunk_input(int(c))[rows[sel] % self.chunk]
+            if out is None:
+                out = np.empty((rows.size, *part.shape[1:]), part.dtype)
+            out[sel] = part
+        return out
 
     def on_epoch_end(self) -> None:
         """Advance the epoch and reshuffle (when shuffling)."""
