@@ -17,7 +17,10 @@ summary is kept, so ``--skip-done`` resumes after an interruption without redoin
 
 Usage::
 
-    SER_TEST_DATA=../shared/data .venv/bin/python benchmarks/accuracy.py [--leaky-folds 2]
+    SER_TEST_DATA=../shared/data .venv/bin/python benchmarks/accuracy.py [--leaky-folds 2] [--cluster]
+
+``--cluster`` trains two folds at a time on a 2-worker LocalCluster (``corpora.cluster_config``);
+with ``train.ensemble: 3`` a fold trains its 3 members one after another.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from corpora import REPO, RESULTS, cluster_config, head_commit
 
 
 def run_protocol(protocol: str, args: argparse.Namespace, work: Path, max_folds: int | None) -> dict:
@@ -65,12 +67,19 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / "ser-out" / "bench-accuracy")
     ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     ap.add_argument("--skip-done", action="store_true", help="reuse the steps whose summaries exist in --work")
+    ap.add_argument("--cluster", action="store_true",
+                    help="train the folds as parallel tasks on a 2-worker LocalCluster (train.where: cluster, "
+                         "1 thread each); the recipe is unchanged")
     args = ap.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: no RAVDESS folder (set SER_TEST_DATA or --data)")
     args.work = args.work.resolve()  # the runs execute with it as their working directory
+    args.data = args.data.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     args.config = args.config.resolve()
+    recipe = args.config
+    if args.cluster:
+        args.config = cluster_config(recipe, args.work)
 
     cv = run_protocol("cv-actor", args, args.work, None)["evaluation"]
     clip = run_protocol("clip-split", args, args.work, args.leaky_folds)["evaluation"]
@@ -78,8 +87,9 @@ def main() -> None:
     same = cv["fold_results"][:args.leaky_folds]
     result = {
         "corpus": "RAVDESS speech, 1,440 clips, 24 actors, 8 classes",
-        "config_file": str(args.config.relative_to(REPO)) if args.config.is_relative_to(REPO) else str(args.config),
-        "config": args.config.read_text(),
+        "commit": head_commit(), "date": time.strftime("%Y-%m-%d"),
+        "config_file": str(recipe.relative_to(REPO)) if recipe.is_relative_to(REPO) else str(recipe),
+        "config": recipe.read_text(), "cluster": args.cluster,
         "cv_actor_ua_mean": cv["ua_mean"], "cv_actor_ua_std": cv["ua_std"],
         "cv_actor_wa_mean": cv["wa_mean"], "cv_actor_wa_std": cv["wa_std"],
         "cv_actor_macro_f1_mean": cv["macro_f1_mean"], "cv_actor_macro_f1_std": cv["macro_f1_std"],

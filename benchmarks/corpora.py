@@ -125,6 +125,23 @@ def corpora(step: str, work: Path, out: Path, data: Path, config: Path | None = 
     return json.loads(out.read_text())[step]
 
 
+def cluster_config(config: Path, work: Path) -> Path:
+    """Write ``work/cluster-<name>``: ``config`` with its folds trained on a 2-worker LocalCluster.
+
+    Sets ``train.where: cluster`` and ``train.threads: 1`` (two folds at a time, one thread each)
+    and ``extract.workers: 2``; the recipe is otherwise unchanged. Returns the new file's path.
+    """
+    import yaml
+
+    derived = yaml.safe_load(config.read_text())
+    derived.setdefault("train", {}).update({"where": "cluster", "threads": 1})
+    derived["extract"] = {**derived.get("extract", {}), "workers": 2}
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"cluster-{config.name}"
+    out.write_text(yaml.safe_dump(derived))
+    return out
+
+
 def head_commit() -> str:
     """This checkout's short commit hash."""
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
@@ -199,14 +216,7 @@ def main() -> None:
     rav, crema = str((args.data / "ravdess").resolve()), str((args.data / "crema-d").resolve())
     cfg = str(args.config.resolve())
     if args.cluster:
-        import yaml
-
-        derived = yaml.safe_load(args.config.read_text())
-        derived.setdefault("train", {}).update({"where": "cluster", "threads": 1})
-        derived["extract"] = {**derived.get("extract", {}), "workers": 2}
-        args.work.mkdir(parents=True, exist_ok=True)
-        cfg = str(args.work / f"cluster-{args.config.name}")
-        Path(cfg).write_text(yaml.safe_dump(derived))
+        cfg = str(cluster_config(args.config, args.work))
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
     head, today = head_commit(), time.strftime("%Y-%m-%d")
 
