@@ -106,6 +106,10 @@ class FeatureConfig(_Section):
     (160 samples), the framing of HTK/Kaldi speech front ends and of the seed notebook that worked
     at 16 kHz; 64 mel bands from 50 Hz (below any voice's F0) to 8 kHz (Nyquist at 16 kHz); 40
     MFCCs, the largest count the seed notebooks used.
+
+    ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.features.f0_contour`, YIN), the pitch
+    view that ``tdnn_prosody``, the default model, reads (docs/benchmarks.md, "Pitch and energy
+    contours"); a store extracted without it keeps the name it had before the setting existed.
     """
 
     n_fft: int = Field(512, ge=64)
@@ -116,6 +120,16 @@ class FeatureConfig(_Section):
     fmax: float | None = 8_000.0
     n_mfcc: int = Field(40, ge=1)
     top_db: float | None = Field(80.0, gt=0)
+    f0: bool = True
+
+    @classmethod
+    def stored(cls, data: dict) -> FeatureConfig:
+        """The settings a store's ``config`` attribute or a model's ``preprocessing.json`` recorded.
+
+        ``f0`` absent means off: it is left out of stores extracted without it (their fingerprint
+        predates the setting), and models saved before it existed read no F0.
+        """
+        return cls(**{"f0": False, **data})
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureConfig:
@@ -127,6 +141,9 @@ class FeatureConfig(_Section):
             raise ValueError(f"fmax {self.fmax} must be above fmin {self.fmin}")
         return self
 
+
+#: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
+F0_MODELS = ("tdnn_prosody",)
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
 SPLITS = ("train", "val", "test")
@@ -209,7 +226,8 @@ class TrainConfig(_Section):
     """Model choice and training schedule (Adam, class-weighted cross-entropy).
 
     The defaults are the recipe the project measured best (docs/benchmarks.md, "What moved the
-    number"): ``tdnn`` for 160 epochs on a cosine schedule from 3e-3, one of each clip's rows
+    number"): ``tdnn_prosody`` (``tdnn`` on the log-mel plus F0 and energy rows, chosen on CREMA-D's
+    folds: "Pitch and energy contours") for 160 epochs on a cosine schedule from 3e-3, one of each clip's rows
     drawn per epoch (``augment.variants`` copies to draw from), one SpecAugment band mask and one
     time mask, and an ensemble of 3 such models (seeds 0-2) whose probabilities are averaged,
     chosen on CREMA-D's folds (docs/benchmarks.md, "Seed ensembles"). Nothing is selected on
@@ -251,7 +269,7 @@ class TrainConfig(_Section):
             a cluster given by address.
     """
 
-    model: str = "tdnn"
+    model: str = "tdnn_prosody"
     epochs: int = Field(160, ge=1)
     schedule: Literal["plateau", "cosine"] = "cosine"
     epoch_rows: Literal["all", "one_per_clip"] = "one_per_clip"
@@ -303,6 +321,8 @@ class PipelineConfig(_Section):
         nyquist = self.audio.sample_rate / 2
         if self.features.fmax is not None and self.features.fmax > nyquist:
             raise ValueError(f"features.fmax {self.features.fmax} Hz is above Nyquist ({nyquist} Hz)")
+        if self.train.model in F0_MODELS and not self.features.f0:
+            raise ValueError(f"train.model {self.train.model} reads the F0 contour: set features.f0: true")
         return self
 
     def extraction_dict(self) -> dict[str, Any]:
@@ -313,7 +333,8 @@ class PipelineConfig(_Section):
         out = {
             "audio": self.audio.model_dump(mode="json"),
             "augment": augment,
-            "features": self.features.model_dump(mode="json"),
+            # f0 only when set: the groups written before it existed keep their names
+            "features": self.features.model_dump(mode="json", exclude={"f0"} if not self.features.f0 else None),
             "split": self.split.model_dump(mode="json"),
         }
         manifest = self.manifest.model_dump(mode="json", exclude_none=True)

@@ -27,9 +27,14 @@ from .store import StoreView
 #: ``log_mel``: (n_mels, T, 1), normalised per mel band.  ``zcr_rms``: (T, 2), ZCR and RMS as the
 #: two channels of one frame sequence, normalised per channel.  ``mfcc``: (n_mfcc, T, 1).
 #: ``frames``: (T, n_mels + n_mfcc + 2), every frame's feature vector (log-mel bands, MFCCs, ZCR,
-#: RMS, in that order), normalised per channel.
-INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames")
+#: RMS, in that order), normalised per channel.  ``log_mel_prosody``: (n_mels + 2, T, 1), the log-mel
+#: bands, then the F0 contour (octaves) and RMS energy in dB as two more rows: pitch and energy
+#: contours beside the spectrum (issue 17), normalised per row; the store needs ``features.f0``.
+INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody")
 FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
+PROSODY_ARRAYS = ("log_mel", "f0", "rms")
+#: RMS below this (-100 dB re full scale) counts as silence in the energy row.
+RMS_FLOOR = 1e-5
 
 
 def _arrays_for(input_name: str) -> tuple[str, ...]:
@@ -37,6 +42,8 @@ def _arrays_for(input_name: str) -> tuple[str, ...]:
         return ("zcr", "rms")
     if input_name == "frames":
         return FRAME_ARRAYS
+    if input_name == "log_mel_prosody":
+        return PROSODY_ARRAYS
     if input_name in ("log_mel", "mfcc"):
         return (input_name,)
     raise InputError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
@@ -50,6 +57,10 @@ def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
         parts = [arrays[k].transpose(0, 2, 1) if arrays[k].ndim == 3 else arrays[k][..., np.newaxis]
                  for k in FRAME_ARRAYS]
         return np.concatenate(parts, axis=-1).astype(np.float32)
+    if input_name == "log_mel_prosody":  # (n, n_mels, T) + two (n, T) rows -> (n, n_mels + 2, T, 1)
+        energy_db = 20.0 * np.log10(np.maximum(arrays["rms"], RMS_FLOOR))
+        rows = np.concatenate([arrays["log_mel"], arrays["f0"][:, np.newaxis], energy_db[:, np.newaxis]], axis=1)
+        return rows[..., np.newaxis].astype(np.float32)
     return arrays[input_name][..., np.newaxis].astype(np.float32)
 
 
@@ -59,6 +70,10 @@ def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
         return (view.features("zcr").shape[1], 2)
     if input_name == "frames":
         return (view.features("zcr").shape[1], view.features("log_mel").shape[1] + view.features("mfcc").shape[1] + 2)
+    if input_name == "log_mel_prosody":
+        view.features("f0")  # raises, naming the store, when it was extracted without F0
+        n_mels, t = view.features("log_mel").shape[1:]
+        return (n_mels + 2, t, 1)
     return (*view.features(_arrays_for(input_name)[0]).shape[1:], 1)
 
 

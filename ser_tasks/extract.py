@@ -122,7 +122,7 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     g = store.open()
     cfg = g.attrs["config"]
     audio_cfg, aug_cfg = AudioConfig(**cfg["audio"]), AugmentConfig(**cfg["augment"])
-    feat_cfg = FeatureConfig(**cfg["features"])
+    feat_cfg = FeatureConfig.stored(cfg["features"])
     paths = read_strings(g["path"], slice(start, stop))
     clip_ids = read_strings(g["clip_id"], slice(start, stop))
     variants = g["variant"][start:stop]
@@ -134,7 +134,7 @@ def process_region(url: str, group: str, start: int, stop: int, storage_options:
     errors = list(read_strings(g["error"], slice(start, stop)))
     kept = status != PENDING
     out = {name: (g[name][start:stop] if kept.any() else np.full((n, *g[name].shape[1:]), np.nan, dtype=np.float32))
-           for name in features.FEATURES}
+           for name in features.feature_names(feat_cfg)}
     todo = np.flatnonzero(~kept)
     status[todo] = DONE
     failures = []

@@ -1,6 +1,7 @@
 """Frame-level features on one frame grid.
 
-Log-mel spectrogram, MFCC from that log-mel, zero-crossing rate and RMS energy.
+Log-mel spectrogram, MFCC from that log-mel, zero-crossing rate and RMS energy; with
+``features.f0``, also an F0 contour (YIN).
 
 All use ``center=True`` framing with the same hop, so each has ``1 + n_samples // hop_length``
 frames and frame ``t`` of one feature lines up with frame ``t`` of the others.
@@ -22,6 +23,13 @@ import numpy as np
 from .config import AudioConfig, FeatureConfig
 
 FEATURES = ("log_mel", "mfcc", "zcr", "rms")
+#: The F0 contour's search range in Hz: below any adult voice's F0, and above a raised female voice's.
+F0_FMIN, F0_FMAX = 65.0, 600.0
+
+
+def feature_names(cfg: FeatureConfig) -> tuple[str, ...]:
+    """The features a store of ``cfg`` holds: :data:`FEATURES`, then ``f0`` when ``cfg.f0``."""
+    return (*FEATURES, "f0") if cfg.f0 else FEATURES
 
 
 def n_frames(audio: AudioConfig, cfg: FeatureConfig) -> int:
@@ -30,9 +38,10 @@ def n_frames(audio: AudioConfig, cfg: FeatureConfig) -> int:
 
 
 def feature_shapes(audio: AudioConfig, cfg: FeatureConfig) -> dict[str, tuple[int, ...]]:
-    """Per-row shape of each feature: log-mel ``(n_mels, T)``, MFCC ``(n_mfcc, T)``, ZCR and RMS ``(T,)``."""
+    """Per-row shape of each feature: log-mel ``(n_mels, T)``, MFCC ``(n_mfcc, T)``, ZCR, RMS [and F0] ``(T,)``."""
     t = n_frames(audio, cfg)
-    return {"log_mel": (cfg.n_mels, t), "mfcc": (cfg.n_mfcc, t), "zcr": (t,), "rms": (t,)}
+    shapes = {"log_mel": (cfg.n_mels, t), "mfcc": (cfg.n_mfcc, t), "zcr": (t,), "rms": (t,)}
+    return {**shapes, "f0": (t,)} if cfg.f0 else shapes
 
 
 def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
@@ -146,8 +155,34 @@ def rms_energy(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return np.sqrt(power).astype(np.float32)
 
 
+def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
+    """Fundamental frequency per frame, in octaves (``log2`` of Hz), by YIN (de Cheveigné & Kawahara 2002).
+
+    ``librosa.yin`` over :data:`F0_FMIN`-:data:`F0_FMAX` Hz on the features' hop with centred
+    framing, so frame ``t`` lines up with the log-mel's. The YIN frame is the shortest power of two
+    that holds two periods of ``F0_FMIN`` (512 samples at 16 kHz). YIN gives a value on every frame,
+    voiced or not: the model reads it beside RMS energy (``tdnn_prosody``), which tells the two apart.
+    ``librosa.pyin``, which marks unvoiced frames, costs about 300 times as much per clip.
+
+    Args:
+        y: ``(samples,)`` waveform.
+        sr: its sample rate in Hz.
+        cfg: feature settings: ``hop_length`` is the hop in samples.
+
+    Returns:
+        ``(T,)`` float32 octaves (``log2(F0 / 1 Hz)``, about 6.0-9.2), ``T = 1 + samples // hop_length``.
+    """
+    frame = 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
+    f0 = librosa.yin(y, fmin=F0_FMIN, fmax=F0_FMAX, sr=sr, frame_length=frame, hop_length=cfg.hop_length,
+                     center=True)
+    return np.log2(f0).astype(np.float32)
+
+
 def extract(y: np.ndarray, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    """All features of one fixed-length clip, keyed by :data:`FEATURES` (shapes as :func:`feature_shapes`)."""
+    """All features of one fixed-length clip, keyed by :func:`feature_names` (shapes as :func:`feature_shapes`)."""
     lm = log_mel(y, sr, cfg)
-    return {"log_mel": lm, "mfcc": mfcc_from_log_mel(lm, cfg.n_mfcc),
-            "zcr": zero_crossing_rate(y, cfg), "rms": rms_energy(y, cfg)}
+    out = {"log_mel": lm, "mfcc": mfcc_from_log_mel(lm, cfg.n_mfcc),
+           "zcr": zero_crossing_rate(y, cfg), "rms": rms_energy(y, cfg)}
+    if cfg.f0:
+        out["f0"] = f0_contour(y, sr, cfg)
+    return out

@@ -43,9 +43,10 @@ from .errors import InputError
 def norm_axis(input_name: str) -> int:
     """Axis of the batched input ``(batch, ...)`` that keeps its own statistics.
 
-    The mel band or MFCC index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of ``(batch, T, 2)``.
+    The mel band, MFCC or prosody row index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of
+    ``(batch, T, channels)``.
     """
-    return 1 if input_name in ("log_mel", "mfcc") else -1
+    return 1 if input_name in SPECTROGRAMS else -1
 
 
 @dataclass
@@ -71,9 +72,10 @@ class Normalizer:
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
-                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames"}
-#: Inputs that :class:`SpecAugment` can mask.
-SPECTROGRAMS = ("log_mel", "mfcc")
+                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
+                "tdnn_prosody": "log_mel_prosody"}
+#: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
+SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 
 
 def _normalization(normalizer: Normalizer) -> layers.Layer:
@@ -201,6 +203,9 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
     (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
     k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
     mean and standard deviation over time; Dense 128; softmax.
+
+    ``tdnn_prosody`` is the same body on ``log_mel_prosody``: two more input rows (F0 and energy
+    contours) become two more channels of the first convolution.
     """
     x = layers.Reshape((x.shape[1], x.shape[2]))(x)  # (batch, n_mels, T)
     x = layers.Permute((2, 1))(x)  # (batch, T, n_mels): bands become channels
@@ -266,7 +271,7 @@ def utterance_mlp(x, n_classes: int):
 
 MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
                                "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
-                               "utterance_mlp": utterance_mlp}
+                               "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn}
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,

@@ -44,7 +44,8 @@ class Preprocessing:
 
     Attributes:
         audio, features: the extraction settings the model was trained on.
-        input_name: the model input (``log_mel``, ``mfcc``, ``zcr_rms`` or ``frames``; :data:`ser_tasks.data.INPUTS`).
+        input_name: the model input (``log_mel``, ``mfcc``, ``zcr_rms``, ``frames`` or ``log_mel_prosody``;
+            :data:`ser_tasks.data.INPUTS`).
         vocabulary: class labels, in the order of the model's outputs.
         model: the zoo model's name.
     """
@@ -63,7 +64,7 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         """Inverse of :meth:`to_dict`."""
-        return cls(AudioConfig(**data["audio"]), FeatureConfig(**data["features"]), data["input_name"],
+        return cls(AudioConfig(**data["audio"]), FeatureConfig.stored(data["features"]), data["input_name"],
                    tuple(data["vocabulary"]), data["model"])
 
     def model_input(self, y: np.ndarray) -> np.ndarray:
@@ -80,7 +81,7 @@ class Preprocessing:
         sr, cfg = self.audio.sample_rate, self.features
         if self.input_name == "zcr_rms":
             arrays = {"zcr": features.zero_crossing_rate(y, cfg), "rms": features.rms_energy(y, cfg)}
-        elif self.input_name == "frames":
+        elif self.input_name in ("frames", "log_mel_prosody"):
             arrays = features.extract(y, sr, cfg)
         else:
             lm = features.log_mel(y, sr, cfg)

@@ -44,7 +44,7 @@ from .augment import PARAM_NAMES
 from .config import SPLITS, PipelineConfig
 from .emotions import vocabulary
 from .errors import InputError, StoreConflictError
-from .features import FEATURES, feature_shapes
+from .features import FEATURES, feature_names, feature_shapes
 from .lease import LEASE_DIR
 from .remote import fs_options
 
@@ -332,7 +332,7 @@ class FeatureStore:
             "vocabulary": vocab,
             "splits": list(SPLITS),
             "augment_params": list(PARAM_NAMES),
-            "features": list(FEATURES),
+            "features": list(feature_names(config.features)),
             "batch_rows": b,
             "rows": n,
             "versions": library_versions(),
@@ -384,7 +384,7 @@ class FeatureStore:
         b, n = g.attrs["batch_rows"], g["status"].shape[0]
         if start % b or not start < stop <= n or (stop % b and stop != n):
             raise InputError(f"rows {start}:{stop} are not whole chunks of {b} rows (of {n})")
-        for name in FEATURES:
+        for name in g.attrs.get("features", FEATURES):
             g[name][start:stop] = features[name]
         g["error"][start:stop] = np.asarray(errors, dtype=str)
         g["status"][start:stop] = status.astype(np.int8)
@@ -546,13 +546,15 @@ class StoreView:
         return self.column("status") == DONE
 
     def features(self, name: str) -> zarr.Array:
-        """A feature array (``log_mel``, ``mfcc``, ``zcr``, ``rms``), unread.
+        """A feature array (``log_mel``, ``mfcc``, ``zcr``, ``rms``, and ``f0`` when extracted with it), unread.
 
         Raises:
-            InputError: not a feature of the store.
+            InputError: not a feature of the store (``f0`` in a store extracted without ``features.f0``).
         """
-        if name not in FEATURES:
-            raise InputError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")
+        held = self.attrs.get("features", FEATURES)
+        if name not in held:
+            hint = "; it was extracted without features.f0: true" if name == "f0" else ""
+            raise InputError(f"{self.name}: no feature {name!r} (it holds {', '.join(held)}){hint}")
         return self.group[name]
 
     def counts(self) -> dict[str, int]:

@@ -72,6 +72,21 @@ def make_ravdess_like(root: Path, actors=(1, 2, 3, 4, 5, 6), emotions=("01", "05
     return root
 
 
+def extracted_store(root: Path, cfg, url: str):
+    """Every clip under ``root``, split and extracted in-process with ``cfg``: the ``FeatureStore`` at ``url``."""
+    from ser_tasks.extract import process_region
+    from ser_tasks.manifest import build_manifest
+    from ser_tasks.plan import plan_rows
+    from ser_tasks.split import assign_split
+    from ser_tasks.store import FeatureStore
+
+    clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
+    store = FeatureStore.create_or_resume(url, cfg, plan_rows(clips, cfg))
+    for s, e in store.pending_regions():
+        process_region(store.url, store.group, s, e)
+    return store
+
+
 @pytest.fixture
 def ravdess_like(tmp_path: Path) -> Path:
     """A 6-actor, 2-emotion synthetic RAVDESS tree (48 clips)."""

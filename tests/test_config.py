@@ -22,6 +22,16 @@ def test_fingerprint_tracks_extraction_settings_only():
         base.extraction_fingerprint()
 
 
+def test_the_f0_contour_changes_the_store_only_when_on():
+    with_f0 = PipelineConfig()  # the default model reads it
+    assert with_f0.features.f0 and with_f0.extraction_dict()["features"]["f0"] is True
+    base = with_f0.with_overrides({"features.f0": False, "train.model": "tdnn"})
+    assert "f0" not in base.extraction_dict()["features"]  # stores written before it keep their names
+    assert with_f0.extraction_fingerprint() != base.extraction_fingerprint()
+    with pytest.raises(ValueError, match="reads the F0 contour: set features.f0"):
+        base.with_overrides({"train.model": "tdnn_prosody"})
+
+
 @pytest.mark.parametrize("override, message", [
     ({"features.fmax": 12_000.0}, "Nyquist"),
     ({"split.test": 0.5}, "sum"),
@@ -56,7 +66,7 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 def test_flat_params_cover_every_section():
     params = PipelineConfig().flat_params()
-    assert params["features.n_mels"] == 64 and params["train.model"] == "tdnn"
+    assert params["features.n_mels"] == 64 and params["train.model"] == "tdnn_prosody"
     assert {k.split(".")[0] for k in params} == {"manifest", "audio", "augment", "features", "split", "extract",
                                                  "train", "tracking"}
 

@@ -5,7 +5,7 @@ import scipy.fft
 
 from conftest import SR, sine
 from ser_tasks.config import AudioConfig, FeatureConfig
-from ser_tasks.features import extract, feature_shapes, hann_window, log_mel, n_frames
+from ser_tasks.features import extract, f0_contour, feature_shapes, hann_window, log_mel, n_frames
 
 
 def test_all_features_share_one_frame_grid():
@@ -15,6 +15,23 @@ def test_all_features_share_one_frame_grid():
     shapes = feature_shapes(audio, cfg)
     assert {k: v.shape for k, v in feats.items()} == shapes
     assert n_frames(audio, cfg) == 301 and all(v.dtype == np.float32 for v in feats.values())
+
+
+@pytest.mark.parametrize("freq", [110.0, 220.0, 440.0])
+def test_f0_contour_follows_a_tone_on_the_shared_frame_grid(freq):
+    audio, cfg = AudioConfig(), FeatureConfig(f0=True)
+    feats = extract(sine(freq, audio.duration), SR, cfg)
+    assert {k: v.shape for k, v in feats.items()} == feature_shapes(audio, cfg)
+    assert feats["f0"].shape == (n_frames(audio, cfg),) and feats["f0"].dtype == np.float32
+    assert np.median(feats["f0"][5:-5]) == pytest.approx(np.log2(freq), abs=0.02)  # octaves: within 1.4 %
+    assert "f0" not in extract(sine(freq, 0.5), SR, FeatureConfig(f0=False))  # only when asked for
+
+
+def test_f0_contour_tracks_a_pitch_change_in_time():
+    y = np.concatenate([sine(150, 1.0), sine(300, 1.0)])
+    f0 = f0_contour(y, SR, FeatureConfig())
+    assert np.median(f0[10:90]) == pytest.approx(np.log2(150), abs=0.02)
+    assert np.median(f0[110:190]) == pytest.approx(np.log2(300), abs=0.02)  # one octave up
 
 
 def test_mfcc_is_the_dct_of_the_log_mel():

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from ser_cli.app import app
 from ser_tasks import tracking
+from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence
+from ser_tasks.models import MODEL_INPUTS
 from ser_tasks.store import FeatureStore, read_strings
 from ser_tasks.train import predict
 
@@ -87,7 +89,8 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
     model = mlflow.pyfunc.load_model("models:/ser-emotion@champion")
     view = FeatureStore.locate(store_url).view()
     rows = view.rows("test", originals_only=True)
-    stored = predict(model.unwrap_python_model().keras_model, ZarrSequence(view, rows, "log_mel", 64))
+    seq = ZarrSequence(view, rows, MODEL_INPUTS[PipelineConfig().train.model], 64)
+    stored = predict(model.unwrap_python_model().keras_model, seq)
     paths = [str(p) for p in read_strings(g["path"])[rows]]
     as_stored = model.predict(pd.DataFrame({"path": paths}), params={"windows": False})
     probs = as_stored.filter(like="p_").to_numpy()

@@ -4,13 +4,9 @@ import pickle
 
 import dask
 
-from conftest import make_ravdess_like
+from conftest import extracted_store, make_ravdess_like
 from ser_tasks.config import PipelineConfig
-from ser_tasks.extract import process_region
 from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
-from ser_tasks.manifest import build_manifest
-from ser_tasks.plan import plan_rows
-from ser_tasks.split import assign_split
 from ser_tasks.store import FeatureStore
 
 
@@ -18,10 +14,7 @@ def test_a_pickled_job_trains_scores_and_hands_its_model_over_through_the_store(
     root = make_ravdess_like(tmp_path / "c", actors=(1, 2, 3, 4), takes=2)
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 0, "extract.batch_rows": 8,
                                            "train.epochs": 1, "train.batch_size": 4})
-    clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
-    store = FeatureStore.create_or_resume(str(tmp_path / "f.zarr"), cfg, plan_rows(clips, cfg))
-    for s, e in store.pending_regions():
-        process_region(store.url, store.group, s, e)
+    store = extracted_store(root, cfg, str(tmp_path / "f.zarr"))
     view = store.view()
     url = outputs_url_for(store.url, "unit")
     assert url.startswith(f"{store.url}/.ser-runs/unit-")

@@ -11,7 +11,8 @@ def normalizer(name, bands):
 
 @pytest.mark.parametrize("name, shape, bands", [
     ("compact_cnn", (16, 40, 1), 16), ("tdnn", (16, 41, 1), 16), ("notebook_cnn2d", (16, 40, 1), 16),
-    ("notebook_cnn1d", (40, 2), 2), ("notebook_deep_cnn1d", (40, 10), 10), ("utterance_mlp", (40, 10), 10)])
+    ("notebook_cnn1d", (40, 2), 2), ("notebook_deep_cnn1d", (40, 10), 10), ("utterance_mlp", (40, 10), 10),
+    ("tdnn_prosody", (18, 41, 1), 18)])
 def test_models_output_class_probabilities(name, shape, bands):
     model = build_model(name, shape, 5, normalizer(MODEL_INPUTS[name], bands))
     x = np.random.default_rng(0).normal(5, 2, (3, *shape)).astype("float32")

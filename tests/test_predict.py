@@ -14,16 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SR, make_ravdess_like, mlflow_uris_restored, require_backend, sine, write_wav
+from conftest import SR, extracted_store, make_ravdess_like, mlflow_uris_restored, require_backend, sine, write_wav
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence
-from ser_tasks.extract import process_region
-from ser_tasks.manifest import build_manifest
-from ser_tasks.plan import plan_rows
+from ser_tasks.models import MODEL_INPUTS
 from ser_tasks.predict import Preprocessing, log_emotion_model, predict_frame, preprocessing_of, window_bounds
-from ser_tasks.split import assign_split
-from ser_tasks.store import FeatureStore, read_strings
+from ser_tasks.store import read_strings
 from ser_tasks.train import fit, predict
 
 pytestmark = pytest.mark.slow
@@ -40,13 +37,11 @@ def trained(tmp_path_factory):
     root = make_ravdess_like(tmp / "corpus", actors=tuple(range(1, 9)), emotions=("01", "05", "04"), takes=4)
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
                                            "train.epochs": 8, "train.batch_size": 16, "train.ensemble": 2})
-    clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
-    store = FeatureStore.create_or_resume(str(tmp / "f.zarr"), cfg, plan_rows(clips, cfg))
-    for s, e in store.pending_regions():
-        process_region(store.url, store.group, s, e)
+    store = extracted_store(root, cfg, str(tmp / "f.zarr"))
     result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
     g = store.open()
-    prep = Preprocessing(cfg.audio, cfg.features, "log_mel", tuple(g.attrs["vocabulary"]), cfg.train.model)
+    prep = Preprocessing(cfg.audio, cfg.features, MODEL_INPUTS[cfg.train.model], tuple(g.attrs["vocabulary"]),
+                         cfg.train.model)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with mlflow_uris_restored():  # a module fixture: the per-test restoring would keep these URIs
         tracking.setup(uri, "predict")
@@ -66,7 +61,7 @@ def test_raw_test_files_get_the_classes_and_probabilities_of_the_stored_feature_
     view = trained["store"].view()
     rows = view.rows("test", originals_only=True)
     keras_model = model.unwrap_python_model().keras_model
-    stored = predict(keras_model, ZarrSequence(view, rows, "log_mel", 64))
+    stored = predict(keras_model, ZarrSequence(view, rows, MODEL_INPUTS[trained["cfg"].train.model], 64))
     g = view.group
     paths = list(read_strings(g["path"], slice(None))[rows])
     out = model.predict(pd.DataFrame({"path": paths}))
@@ -123,17 +118,17 @@ def test_long_recordings_are_scored_in_windows(trained, model, tmp_path):
     assert model.predict(pd.DataFrame({"path": [str(path)]}), params={"windows": False})["windows"][0] == 1
 
 
-@pytest.mark.parametrize("input_name", ["log_mel", "mfcc", "zcr_rms", "frames"])
+@pytest.mark.parametrize("input_name", ["log_mel", "mfcc", "zcr_rms", "frames", "log_mel_prosody"])
 def test_a_raw_clip_becomes_the_model_input_its_stored_row_gives(trained, input_name):
     """Every model input, the frame vectors of notebook_deep_cnn1d and utterance_mlp included, is
     built from raw audio as training read it from the store."""
     from ser_tasks import audio
     from ser_tasks.data import assemble
-    from ser_tasks.features import FEATURES
+    from ser_tasks.features import feature_names
 
     view, cfg = trained["store"].view(), trained["cfg"]
     row = int(view.rows("test", originals_only=True)[0])
-    stored = assemble(input_name, {k: view.features(k)[row:row + 1] for k in FEATURES})
+    stored = assemble(input_name, {k: view.features(k)[row:row + 1] for k in feature_names(cfg.features)})
     path = str(view.column("path")[row])
     y = audio.fix_length(audio.speech(audio.load_audio(path, cfg.audio.sample_rate), cfg.audio, path),
                          cfg.audio.n_samples)

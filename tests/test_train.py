@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import make_ravdess_like, require_backend
+from conftest import extracted_store, make_ravdess_like, require_backend
 from ser_tasks.config import PipelineConfig
 from ser_tasks.extract import process_region
 from ser_tasks.manifest import build_manifest
@@ -21,11 +21,7 @@ def tone_store(tmp_path_factory):
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 1, "extract.batch_rows": 16,
                                            "train.epochs": 12, "train.batch_size": 16,
                                            "train.early_stopping_patience": 12, "train.learning_rate": 3e-3})
-    clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
-    store = FeatureStore.create_or_resume(str(tmp / "f.zarr"), cfg, plan_rows(clips, cfg))
-    for s, e in store.pending_regions():
-        process_region(store.url, store.group, s, e)
-    return store, cfg, tmp
+    return extracted_store(root, cfg, str(tmp / "f.zarr")), cfg, tmp
 
 
 @pytest.mark.slow
@@ -37,7 +33,7 @@ def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
     assert "val_ua" in result.history and len(result.history["loss"]) <= cfg.train.epochs
     assert result.history["loss"][-1] < result.history["loss"][0]
     norm = json.loads(result.normalizer_path.read_text())
-    assert norm["rows"] == result.rows["train"] and len(norm["mean"]) == cfg.features.n_mels
+    assert norm["rows"] == result.rows["train"] and len(norm["mean"]) == cfg.features.n_mels + 2  # + F0, energy
     scores = score_split(store.view(), result.model_path, tmp / "out")
     assert scores["n"] == 24 and scores["vocabulary"] == ["neutral", "sad", "angry"]
     assert scores["ua"] >= 0.9, scores  # chance is 1/3
@@ -176,11 +172,55 @@ def test_an_ensemble_is_one_model_averaging_its_members(tone_store):
     result = fit(view, two, tmp / "ens", extra_callbacks=[Record()], verbose=0)
     model = keras.models.load_model(result.model_path, compile=False)
     members = [keras.models.load_model(tmp / "ens" / f"member{i}" / "model.keras", compile=False) for i in (0, 1)]
-    assert model.name == "tdnn"  # scored and served as the zoo model it averages
-    x = ZarrSequence(view, view.rows("test"), MODEL_INPUTS["tdnn"], 64)[0][0]
+    assert model.name == cfg.train.model  # scored and served as the zoo model it averages
+    x = ZarrSequence(view, view.rows("test"), MODEL_INPUTS[cfg.train.model], 64)[0][0]
     p0, p1 = (np.asarray(m.predict_on_batch(x)) for m in members)
     assert not np.allclose(p0, p1, atol=1e-3)  # the seeds differ
     np.testing.assert_allclose(np.asarray(model.predict_on_batch(x)), (p0 + p1) / 2, atol=1e-5)
     assert len(result.history["loss"]) == len(result.history["member1_loss"]) == 2
     assert seen[0] >= {"loss", "val_ua"} and seen[-1] >= {"member1_loss", "member1_val_ua"}
     assert score_split(view, result.model_path, tmp / "ens")["n"] == 24
+
+
+def test_tdnn_prosody_trains_on_pitch_and_energy_rows_that_serving_rebuilds(tmp_path):
+    """A store extracted with ``features.f0`` feeds ``tdnn_prosody`` the log-mel plus two rows (F0, energy),
+    a raw clip becomes the same input at serving time, and a store without F0 is refused by name."""
+    import numpy as np
+
+    from ser_tasks import audio
+    from ser_tasks.data import assemble, input_shape
+    from ser_tasks.errors import InputError
+    from ser_tasks.features import feature_names
+    from ser_tasks.predict import Preprocessing
+
+    root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
+    cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 0, "extract.batch_rows": 16,
+                                           "features.f0": True, "train.model": "tdnn_prosody",
+                                           "train.epochs": 2, "train.batch_size": 8})
+    store = extracted_store(root, cfg, str(tmp_path / "f.zarr"))
+    view = store.view()
+    assert view.attrs["features"] == list(feature_names(cfg.features)) and "f0" in view.attrs["features"]
+    assert input_shape(view, "log_mel_prosody") == (cfg.features.n_mels + 2, 101, 1)
+    result = fit(view, cfg.train, tmp_path / "out", verbose=0)
+    norm = json.loads(result.normalizer_path.read_text())
+    assert len(norm["mean"]) == cfg.features.n_mels + 2  # the F0 and energy rows keep their own statistics
+    assert score_split(view, result.model_path, tmp_path / "out")["n"] > 0
+
+    emotion = view.column("emotion")
+    # a neutral clip: its 168-202 Hz tone is inside YIN's range (the angry 700 Hz tones are above it)
+    row = next(int(r) for r in view.rows("test", originals_only=True) if view.vocabulary[emotion[r]] == "neutral")
+    stored = assemble("log_mel_prosody", {k: view.features(k)[row:row + 1] for k in ("log_mel", "f0", "rms")})
+    from conftest import SYNTH_CLASSES
+
+    tones = np.log2([SYNTH_CLASSES["01"][0] * (1 + 0.03 * (a - 3)) for a in range(1, 7)])
+    assert np.abs(tones - np.median(stored[0, -2, :, 0])).min() < 0.03  # the F0 row is the clip's tone, in octaves
+    path = str(view.column("path")[row])
+    y = audio.fix_length(audio.speech(audio.load_audio(path, cfg.audio.sample_rate), cfg.audio, path),
+                         cfg.audio.n_samples)
+    prep = Preprocessing(cfg.audio, cfg.features, "log_mel_prosody", tuple(view.vocabulary), "tdnn_prosody")
+    np.testing.assert_allclose(prep.model_input(y), stored, rtol=1e-6, atol=1e-6)
+
+    plain = cfg.with_overrides({"features.f0": False, "train.model": "tdnn"})
+    other = extracted_store(root, plain, str(tmp_path / "f.zarr"))
+    with pytest.raises(InputError, match="no feature 'f0'.*features.f0: true"):
+        input_shape(other.view(), "log_mel_prosody")
