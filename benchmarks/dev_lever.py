@@ -12,7 +12,9 @@ configuration can express (``--set section.key=value``, YAML values, repeatable)
   rises by at least ``--margin``, given before the run: ``benchmarks/joint_corpus.py`` adopted a
   0.1-point rise, within the noise of 6 folds, that EmoBox's folds then reversed.
 * **Report, on RAVDESS, only if adopted.** ``corpora.py --steps emobox --cluster`` with the changed
-  recipe, once.
+  recipe, once. ``--report-set`` (same form as ``--set``) adds settings to the report's recipe
+  only: a change chosen with one model (``--set train.ensemble=1``, a third of the training) is
+  reported in the product's ensemble (``--report-set train.ensemble=3``).
 
 Steps already run in ``--work`` are reused (``corpora.py --skip-done``). Writes
 ``benchmarks/results/dev_lever_<name>.json``: both CREMA-D runs' fold UAs, the margin, the
@@ -56,6 +58,8 @@ def main() -> None:
     ap.add_argument("--margin", type=float, required=True, help="mean CREMA-D UA gain needed to adopt")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SER_TEST_DATA", REPO.parent / "shared" / "data")))
     ap.add_argument("--work", type=Path, default=None, help="default: ser-out/bench-lever-NAME")
+    ap.add_argument("--report-set", dest="report_sets", action="append", default=[],
+                    help="section.key=value for the EmoBox report only (repeatable), after --set")
     args = ap.parse_args()
     work = (args.work or REPO / "ser-out" / f"bench-lever-{args.name}").resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -75,8 +79,13 @@ def main() -> None:
         crema_changed=dev,
         crema_gain=gain,
         adopted=adopted,
+        crema_actor_ua_mean=dev["ua_mean"],  # issue 17's key: the changed recipe on CREMA-D (a development figure)
+        crema_actor_ua_std=dev["ua_std"],
     )
-    report_emobox(result, adopted, "emobox_changed", work, args.data, config)
+    report_config = changed_recipe([*args.sets, *args.report_sets], work / f"report-{args.name}.yaml") \
+        if args.report_sets else config
+    result["report_change"] = [*args.sets, *args.report_sets]
+    report_emobox(result, adopted, "emobox_changed", work, args.data, report_config)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     (RESULTS / f"dev_lever_{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result.get(k) for k in ("crema_gain", "adopted", "emobox_folds_ua_mean")}), flush=True)
