@@ -54,6 +54,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -365,7 +366,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from flows.prefect_server import prefect_api
-    from ser_tasks.config import PipelineConfig
+    from ser_tasks.config import FeatureConfig, PipelineConfig
+    from ser_tasks.features import feature_names
 
     work = Path(tempfile.mkdtemp(prefix="ser-throughput-"))
     ravdess = Path(args.data, "ravdess")
@@ -375,7 +377,12 @@ def main() -> None:
     root = link_tree(paths, work / "ravdess")  # the (possibly limited) corpus, linked, never copied
     # 2 copies per training clip, as in every round so far: the seed loop makes 2 copies too
     cfg = PipelineConfig().with_overrides({"augment.variants": 2}).model_dump(mode="json")
-    results: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                            capture_output=True, text=True).stdout.strip()
+    # what the figures ran on: the default store's features (F0 or not) move the per-core ratio
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "commit": commit,
+                     "features": list(feature_names(FeatureConfig(**cfg["features"]))),
+                     "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "clips": len(paths),
                      "repeats": args.repeats}
 
     # Every scenario runs once per repeat, in turn, so that a machine that drifts over the run
