@@ -37,7 +37,12 @@ PROSODY_ARRAYS = ("log_mel", "f0", "rms")
 RMS_FLOOR = 1e-5
 
 
-def _arrays_for(input_name: str) -> tuple[str, ...]:
+def arrays_for(input_name: str) -> tuple[str, ...]:
+    """The stored features a model input is built from (:func:`assemble`'s keys).
+
+    Raises:
+        InputError: ``input_name`` is not one of :data:`INPUTS`.
+    """
     if input_name == "zcr_rms":
         return ("zcr", "rms")
     if input_name == "frames":
@@ -74,13 +79,13 @@ def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
         view.features("f0")  # raises, naming the store, when it was extracted without F0
         n_mels, t = view.features("log_mel").shape[1:]
         return (n_mels + 2, t, 1)
-    return (*view.features(_arrays_for(input_name)[0]).shape[1:], 1)
+    return (*view.features(arrays_for(input_name)[0]).shape[1:], 1)
 
 
 def read_chunk(view: StoreView, input_name: str, c: int) -> np.ndarray:
     """Model input of every row of store chunk ``c``: ``(chunk rows, ...)`` float32."""
     sl = slice(c * view.chunk_rows, (c + 1) * view.chunk_rows)
-    return assemble(input_name, {n: view.features(n)[sl] for n in _arrays_for(input_name)})
+    return assemble(input_name, {n: view.features(n)[sl] for n in arrays_for(input_name)})
 
 
 def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
@@ -103,7 +108,7 @@ def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str) -> Iterat
     Yields:
         ``(rows of one chunk, ...)`` float32, as :func:`assemble` builds it.
     """
-    _arrays_for(input_name)  # an unknown input fails before any read
+    arrays_for(input_name)  # an unknown input fails before any read
     chunk = view.chunk_rows
     for c, rows in _by_chunk(indices, chunk).items():
         yield read_chunk(view, input_name, c)[rows - c * chunk]
@@ -156,7 +161,7 @@ class ZarrSequence(keras.utils.PyDataset):
         super().__init__(**kwargs)
         if indices.size == 0:
             raise InputError("ZarrSequence needs at least one row")
-        _arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
+        arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
         self.view, self.input_name, self.batch_size = view, input_name, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.chunk = view.chunk_rows

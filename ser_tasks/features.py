@@ -178,11 +178,28 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     return np.log2(f0).astype(np.float32)
 
 
-def extract(y: np.ndarray, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    """All features of one fixed-length clip, keyed by :func:`feature_names` (shapes as :func:`feature_shapes`)."""
-    lm = log_mel(y, sr, cfg)
-    out = {"log_mel": lm, "mfcc": mfcc_from_log_mel(lm, cfg.n_mfcc),
-           "zcr": zero_crossing_rate(y, cfg), "rms": rms_energy(y, cfg)}
-    if cfg.f0:
+def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Features of one fixed-length clip, keyed by name (shapes as :func:`feature_shapes`).
+
+    Args:
+        y: ``(samples,)`` waveform at ``sr`` Hz.
+        sr: sample rate in Hz.
+        cfg: feature settings.
+        names: the features to compute (a model's input needs only some: ``ser_tasks.data.arrays_for``);
+            default: all of :func:`feature_names`, what a store row holds.
+    """
+    names = feature_names(cfg) if names is None else names
+    out: dict[str, np.ndarray] = {}
+    if "log_mel" in names or "mfcc" in names:
+        lm = log_mel(y, sr, cfg)
+        if "log_mel" in names:
+            out["log_mel"] = lm
+        if "mfcc" in names:
+            out["mfcc"] = mfcc_from_log_mel(lm, cfg.n_mfcc)
+    if "zcr" in names:
+        out["zcr"] = zero_crossing_rate(y, cfg)
+    if "rms" in names:
+        out["rms"] = rms_energy(y, cfg)
+    if "f0" in names:
         out["f0"] = f0_contour(y, sr, cfg)
     return out

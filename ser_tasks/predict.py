@@ -76,17 +76,9 @@ class Preprocessing:
         Returns:
             ``(1, ...)`` float32, as :func:`ser_tasks.data.assemble` builds it from stored rows.
         """
-        from .data import assemble
+        from .data import arrays_for, assemble
 
-        sr, cfg = self.audio.sample_rate, self.features
-        if self.input_name == "zcr_rms":
-            arrays = {"zcr": features.zero_crossing_rate(y, cfg), "rms": features.rms_energy(y, cfg)}
-        elif self.input_name in ("frames", "log_mel_prosody"):
-            arrays = features.extract(y, sr, cfg)
-        else:
-            lm = features.log_mel(y, sr, cfg)
-            arrays = ({"log_mel": lm} if self.input_name == "log_mel"
-                      else {"mfcc": features.mfcc_from_log_mel(lm, cfg.n_mfcc)})
+        arrays = features.extract(y, self.audio.sample_rate, self.features, names=arrays_for(self.input_name))
         return assemble(self.input_name, {k: v[np.newaxis] for k, v in arrays.items()})
 
 
