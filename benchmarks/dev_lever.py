@@ -10,7 +10,10 @@ configuration can express (``--set section.key=value``, YAML values, repeatable)
   recipe: CREMA-D's 6 folds of 5 consecutive actors. Against the recipe's own run of the same
   step (``crema_cv`` in ``results/corpora.json``). The change is adopted only when the mean UA
   rises by at least ``--margin``, given before the run: ``benchmarks/joint_corpus.py`` adopted a
-  0.1-point rise, within the noise of 6 folds, that EmoBox's folds then reversed.
+  0.1-point rise, within the noise of 6 folds, that EmoBox's folds then reversed. A negative
+  margin is a non-inferiority test, for a change made for speed: adopted unless it loses more.
+  ``--baseline FILE:KEY`` judges against another run of the same folds instead, a section of a
+  results file (``dev_lever_prosody.json:crema_changed``: the one-model recipe since F0 was adopted).
 * **Report, on RAVDESS, only if adopted.** ``corpora.py --steps emobox --cluster`` with the changed
   recipe, once. ``--report-set`` (same form as ``--set``) adds settings to the report's recipe
   only: a change chosen with one model (``--set train.ensemble=1``, a third of the training) is
@@ -50,12 +53,32 @@ def changed_recipe(sets: list[str], path: Path) -> Path:
     return path
 
 
+def results_section(spec: str) -> dict:
+    """The summary stored under ``KEY`` in ``benchmarks/results/FILE`` for ``spec`` = ``FILE:KEY``.
+
+    Raises:
+        SystemExit: ``spec`` is not ``FILE:KEY``, or the file or key is missing, or the section holds no fold UAs.
+    """
+    name, sep, key = spec.partition(":")
+    path = RESULTS / name
+    if not sep or not path.is_file():
+        raise SystemExit(f"--baseline {spec!r}: expected FILE:KEY with FILE in {RESULTS}")
+    section = json.loads(path.read_text()).get(key)
+    if not isinstance(section, dict) or "fold_ua" not in section:
+        raise SystemExit(f"--baseline {spec!r}: {name} has no section {key!r} with fold_ua")
+    return {**section, "source": f"results/{name} {key} ({section.get('source', 'no source recorded')})"}
+
+
 def main() -> None:
     """Decide on CREMA-D by the margin, report on EmoBox's RAVDESS folds when adopted, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--name", required=True, help="names the work folder and the result file")
     ap.add_argument("--set", dest="sets", action="append", required=True, help="section.key=value (repeatable)")
-    ap.add_argument("--margin", type=float, required=True, help="mean CREMA-D UA gain needed to adopt")
+    ap.add_argument("--margin", type=float, required=True,
+                    help="mean CREMA-D UA gain needed to adopt (negative: the most a speed change may lose)")
+    ap.add_argument("--baseline", default=None,
+                    help="FILE:KEY, a section of benchmarks/results/FILE to judge against (default: corpora.json's "
+                         "crema_cv, the recipe)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SER_TEST_DATA", REPO.parent / "shared" / "data")))
     ap.add_argument("--work", type=Path, default=None, help="default: ser-out/bench-lever-NAME")
     ap.add_argument("--report-set", dest="report_sets", action="append", default=[],
@@ -65,7 +88,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     config = changed_recipe(args.sets, work / f"accuracy-{args.name}.yaml")  # corpora.py records the name
-    base = recipe_crema_baseline()
+    base = recipe_crema_baseline() if args.baseline is None else results_section(args.baseline)
     dev = summary(corpora("crema_cv", work / "dev", work / "dev.json", args.data, config))
     gain = round(dev["ua_mean"] - base["ua_mean"], 4)
     adopted = gain >= args.margin
