@@ -110,10 +110,6 @@ class FeatureConfig(_Section):
     ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.features.f0_contour`, YIN), the pitch
     view that ``tdnn_prosody``, the default model, reads (docs/benchmarks.md, "Pitch and energy
     contours"); a store extracted without it keeps the name it had before the setting existed.
-    ``f0_sample_rate``: the rate in Hz YIN runs at (the clip is resampled to it for the F0 contour
-    only); ``None``, the clip's own rate (``audio.sample_rate``). Half the rate halves YIN's frame and
-    its lag search (docs/benchmarks.md, "A cheaper F0"). The hop must stay a whole number of samples
-    at that rate, so that the contour keeps the log-mel's frame grid.
     """
 
     n_fft: int = Field(512, ge=64)
@@ -125,17 +121,15 @@ class FeatureConfig(_Section):
     n_mfcc: int = Field(40, ge=1)
     top_db: float | None = Field(80.0, gt=0)
     f0: bool = True
-    f0_sample_rate: int | None = Field(None, ge=4_000, le=192_000)
 
     @classmethod
     def stored(cls, data: dict) -> FeatureConfig:
         """The settings a store's ``config`` attribute or a model's ``preprocessing.json`` recorded.
 
         ``f0`` absent means off: it is left out of stores extracted without it (their fingerprint
-        predates the setting), and models saved before it existed read no F0. ``f0_sample_rate``
-        absent means the clip's rate, what every store and model had before the setting existed.
+        predates the setting), and models saved before it existed read no F0.
         """
-        return cls(**{"f0": False, "f0_sample_rate": None, **data})
+        return cls(**{"f0": False, **data})
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureConfig:
@@ -329,19 +323,7 @@ class PipelineConfig(_Section):
             raise ValueError(f"features.fmax {self.features.fmax} Hz is above Nyquist ({nyquist} Hz)")
         if self.train.model in F0_MODELS and not self.features.f0:
             raise ValueError(f"train.model {self.train.model} reads the F0 contour: set features.f0: true")
-        f0_sr = self.features.f0_sample_rate
-        if self.features.f0 and f0_sr is not None:
-            if f0_sr > self.audio.sample_rate:
-                raise ValueError(f"features.f0_sample_rate {f0_sr} exceeds audio.sample_rate {self.audio.sample_rate}")
-            if (self.features.hop_length * f0_sr) % self.audio.sample_rate:
-                raise ValueError(f"features.hop_length {self.features.hop_length} at {self.audio.sample_rate} Hz is "
-                                 f"not a whole number of samples at features.f0_sample_rate {f0_sr}")
         return self
-
-    def _unset_f0(self) -> set[str]:
-        if not self.features.f0:
-            return {"f0", "f0_sample_rate"}
-        return {"f0_sample_rate"} if self.features.f0_sample_rate is None else set()
 
     def extraction_dict(self) -> dict[str, Any]:
         """The settings that determine the feature store's contents (rows and values)."""
@@ -351,8 +333,8 @@ class PipelineConfig(_Section):
         out = {
             "audio": self.audio.model_dump(mode="json"),
             "augment": augment,
-            # f0 and its rate only when set: the groups written before they existed keep their names
-            "features": self.features.model_dump(mode="json", exclude=self._unset_f0()),
+            # f0 only when set: the groups written before it existed keep their names
+            "features": self.features.model_dump(mode="json", exclude={"f0"} if not self.features.f0 else None),
             "split": self.split.model_dump(mode="json"),
         }
         manifest = self.manifest.model_dump(mode="json", exclude_none=True)

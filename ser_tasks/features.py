@@ -159,40 +159,23 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     """Fundamental frequency per frame, in octaves (``log2`` of Hz), by YIN (de Cheveigné & Kawahara 2002).
 
     ``librosa.yin`` over :data:`F0_FMIN`-:data:`F0_FMAX` Hz on the features' hop with centred
-    framing, so frame ``t`` lines up with the log-mel's. With ``cfg.f0_sample_rate`` set, the clip is
-    first resampled to that rate (soxr, high quality) and the hop scaled with it (160 samples at
-    16 kHz are 80 at 8 kHz: the same 10 ms). The YIN frame is the shortest power of two that holds
-    two periods of ``F0_FMIN`` (512 samples at 16 kHz, 256 at 8 kHz). YIN gives a value on every
-    frame, voiced or not: the model reads it beside RMS energy (``tdnn_prosody``), which tells the two
-    apart. ``librosa.pyin``, which marks unvoiced frames, costs about 300 times as much per clip.
+    framing, so frame ``t`` lines up with the log-mel's. The YIN frame is the shortest power of two
+    that holds two periods of ``F0_FMIN`` (512 samples at 16 kHz). YIN gives a value on every frame,
+    voiced or not: the model reads it beside RMS energy (``tdnn_prosody``), which tells the two apart.
+    ``librosa.pyin``, which marks unvoiced frames, costs about 300 times as much per clip.
 
     Args:
         y: ``(samples,)`` waveform.
         sr: its sample rate in Hz.
-        cfg: feature settings: ``hop_length`` is the hop in samples at ``sr``; ``f0_sample_rate``
-            the rate YIN runs at (``None``: ``sr``).
+        cfg: feature settings: ``hop_length`` is the hop in samples.
 
     Returns:
         ``(T,)`` float32 octaves (``log2(F0 / 1 Hz)``, about 6.0-9.2), ``T = 1 + samples // hop_length``.
-
-    Raises:
-        ValueError: ``hop_length`` is not a whole number of samples at ``f0_sample_rate``, or that
-            rate exceeds ``sr``.
     """
-    n_frames = 1 + y.shape[-1] // cfg.hop_length
-    f0_sr, hop = sr, cfg.hop_length
-    if cfg.f0_sample_rate is not None and cfg.f0_sample_rate != sr:
-        if cfg.f0_sample_rate > sr or (cfg.hop_length * cfg.f0_sample_rate) % sr:
-            raise ValueError(f"f0_sample_rate {cfg.f0_sample_rate} Hz: must be at most the clip's {sr} Hz and keep "
-                             f"the hop of {cfg.hop_length} samples whole")
-        f0_sr, hop = cfg.f0_sample_rate, cfg.hop_length * cfg.f0_sample_rate // sr
-        y = librosa.resample(y, orig_sr=sr, target_sr=f0_sr, res_type="soxr_hq")
-    frame = 1 << int(np.ceil(np.log2(2 * (np.ceil(f0_sr / F0_FMIN) + 2))))
-    f0 = librosa.yin(y, fmin=F0_FMIN, fmax=F0_FMAX, sr=f0_sr, frame_length=frame, hop_length=hop, center=True)
-    # a resampled length rounds, so its frame count can differ by one from the log-mel's
-    if f0.shape[-1] < n_frames:
-        f0 = np.pad(f0, (0, n_frames - f0.shape[-1]), mode="edge")
-    return np.log2(f0[:n_frames]).astype(np.float32)
+    frame = 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
+    f0 = librosa.yin(y, fmin=F0_FMIN, fmax=F0_FMAX, sr=sr, frame_length=frame, hop_length=cfg.hop_length,
+                     center=True)
+    return np.log2(f0).astype(np.float32)
 
 
 def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ser_tasks.config import FeatureConfig, PipelineConfig, load_config
+from ser_tasks.config import PipelineConfig, load_config
 
 
 def test_defaults_are_valid_and_consistent():
@@ -32,21 +32,7 @@ def test_the_f0_contour_changes_the_store_only_when_on():
         base.with_overrides({"train.model": "tdnn_prosody"})
 
 
-def test_the_f0_rate_changes_the_store_only_when_set_and_f0_is_on():
-    base = PipelineConfig().with_overrides({"features.f0_sample_rate": None})
-    assert "f0_sample_rate" not in base.extraction_dict()["features"]  # stores written before it keep their names
-    half = base.with_overrides({"features.f0_sample_rate": 8_000})
-    assert half.extraction_dict()["features"]["f0_sample_rate"] == 8_000
-    assert half.extraction_fingerprint() != base.extraction_fingerprint()
-    plain = {"features.f0": False, "train.model": "tdnn"}
-    assert half.with_overrides(plain).extraction_fingerprint() == base.with_overrides(plain).extraction_fingerprint()
-    # what older stores and models recorded (no rate) reads as the clip's rate, whatever the default
-    assert FeatureConfig.stored({"f0": True}).f0_sample_rate is None
-
-
 @pytest.mark.parametrize("override, message", [
-    ({"features.f0_sample_rate": 8_050}, "not a whole number of samples"),
-    ({"features.f0_sample_rate": 22_050}, "exceeds audio.sample_rate"),
     ({"features.fmax": 12_000.0}, "Nyquist"),
     ({"split.test": 0.5}, "sum"),
     ({"augment.snr_db": (30, 10)}, "above high"),

@@ -34,23 +34,6 @@ def test_f0_contour_tracks_a_pitch_change_in_time():
     assert np.median(f0[110:190]) == pytest.approx(np.log2(300), abs=0.02)  # one octave up
 
 
-@pytest.mark.parametrize("freq", [110.0, 440.0])
-def test_f0_at_a_lower_rate_keeps_the_frame_grid_and_the_pitch(freq):
-    y = sine(freq, 3.0)
-    full, half = FeatureConfig(), FeatureConfig(f0_sample_rate=8_000)
-    f0_full, f0_half = f0_contour(y, SR, full), f0_contour(y, SR, half)
-    assert f0_half.shape == f0_full.shape == (301,) and f0_half.dtype == np.float32
-    assert np.median(f0_half[5:-5]) == pytest.approx(np.log2(freq), abs=0.02)
-    assert not np.array_equal(f0_half, f0_full)  # YIN did run at the lower rate
-    # odd lengths resample to a rounded length: the contour still has the log-mel's frame count
-    assert f0_contour(y[:47_999], SR, half).shape == (1 + 47_999 // 160,)
-
-
-def test_f0_rate_that_breaks_the_hop_is_refused():
-    with pytest.raises(ValueError, match="hop of 160 samples whole"):
-        f0_contour(sine(200, 0.5), SR, FeatureConfig(f0_sample_rate=8_050))
-
-
 def test_mfcc_is_the_dct_of_the_log_mel():
     cfg = FeatureConfig()
     feats = extract(sine(300, 1.0), SR, cfg)
