@@ -254,6 +254,8 @@ class TrainConfig(_Section):
         mixup_alpha: mixup in training (:class:`ser_tasks.data.ZarrSequence`; Zhang et al., ICLR
             2018): each example is mixed with another of its epoch by ``lam ~ Beta(alpha, alpha)``,
             inputs and one-hot labels alike; 0 (the default) turns it off.
+        label_smoothing: train on ``(1 - e) * onehot + e / n_classes`` (Szegedy et al., CVPR
+            2016; :func:`ser_tasks.train.training_loss`); 0 (the default) turns it off.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -285,6 +287,7 @@ class TrainConfig(_Section):
     spec_time_masks: int = Field(1, ge=0)
     spec_time_width: int = Field(25, ge=0)
     mixup_alpha: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"

@@ -94,6 +94,45 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Nor
     return Normalizer(input_name, mean, variance, int(indices.size))
 
 
+def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.losses.Loss:
+    """Cross-entropy for the labels the training sequence serves, with label smoothing.
+
+    Label smoothing (Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
+    CVPR 2016) trains on ``(1 - smoothing) * onehot + smoothing / n_classes``. Keras smooths only
+    the dense cross-entropy, so integer labels are one-hot encoded first.
+
+    Args:
+        n_classes: width of the softmax output.
+        smoothing: in ``[0, 1)``; 0 is the plain cross-entropy.
+        soft_labels: the sequence serves float32 ``(batch, n_classes)`` labels (mixup), not int
+            ``(batch,)`` class indices.
+    """
+    if soft_labels:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+    if smoothing == 0:
+        return keras.losses.SparseCategoricalCrossentropy()
+    return SmoothedSparseCrossentropy(n_classes, smoothing)
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Label-smoothed cross-entropy on int class indices ``(batch,)`` or ``(batch, 1)`` (see :func:`training_loss`)."""
+
+    def __init__(self, n_classes: int, smoothing: float, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        """``n_classes``: width of the softmax output ``(batch, n_classes)``; ``smoothing`` in ``[0, 1)``."""
+        super().__init__(name=name, **kwargs)
+        self.n_classes, self.smoothing = int(n_classes), float(smoothing)
+
+    def call(self, y_true, y_pred):
+        """Per-example loss ``(batch,)`` float32."""
+        onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), self.n_classes)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict:
+        """What :meth:`__init__` needs to rebuild the loss from a saved model."""
+        return {**super().get_config(), "n_classes": self.n_classes, "smoothing": self.smoothing}
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     """Balanced weights ``n / (k * count_c)`` (scikit-learn's "balanced"); absent classes get 0."""
     counts = np.bincount(labels, minlength=n_classes)
@@ -225,8 +264,7 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
-    # mixup serves soft labels, which only the dense cross-entropy takes
-    loss = "categorical_crossentropy" if cfg.mixup_alpha > 0 else "sparse_categorical_crossentropy"
+    loss = training_loss(len(vocab), cfg.label_smoothing, soft_labels=cfg.mixup_alpha > 0)
     model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")

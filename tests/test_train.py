@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import extracted_store, make_ravdess_like, require_backend
@@ -11,7 +12,7 @@ from ser_tasks.manifest import build_manifest
 from ser_tasks.plan import plan_rows
 from ser_tasks.split import assign_split
 from ser_tasks.store import FeatureStore
-from ser_tasks.train import fit, score_split
+from ser_tasks.train import fit, score_split, training_loss
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,25 @@ def test_mixup_trains_on_soft_labels(tone_store):
     result = fit(store.view(), mixed, tmp / "mixup", verbose=0)
     assert len(result.history["loss"]) == 2 and all(0 < v < 10 for v in result.history["loss"])
     assert score_split(store.view(), result.model_path, tmp / "mixup")["n"] == 24
+
+
+def test_label_smoothing_trains_towards_smoothed_targets(tone_store):
+    store, cfg, tmp = tone_store
+    smooth = cfg.train.model_copy(update={"epochs": 2, "schedule": "cosine", "ensemble": 1, "label_smoothing": 0.2})
+    result = fit(store.view(), smooth, tmp / "smooth", verbose=0)
+    assert len(result.history["loss"]) == 2 and all(0 < v < 10 for v in result.history["loss"])
+    assert score_split(store.view(), result.model_path, tmp / "smooth")["n"] == 24
+
+
+def test_smoothed_loss_is_the_cross_entropy_against_smoothed_one_hot_targets():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    labels = np.array([0, 2])
+    targets = np.full((2, 3), 0.3 / 3) + 0.7 * np.eye(3)[labels]
+    expected = -(targets * np.log(probs)).sum(axis=1).mean()
+    assert float(training_loss(3, 0.3, soft_labels=False)(labels, probs)) == pytest.approx(expected, rel=1e-5)
+    plain = -np.log(probs[[0, 1], labels]).mean()
+    assert float(training_loss(3, 0.0, soft_labels=False)(labels, probs)) == pytest.approx(plain, rel=1e-5)
+    assert expected > plain  # smoothing penalises the confident right answers
 
 
 def test_unknown_model_raises(tone_store):
@@ -106,7 +126,7 @@ from pathlib import Path
 import keras
 from ser_tasks.config import TrainConfig
 from ser_tasks.store import FeatureStore
-from ser_tasks.train import fit, score_split
+from ser_tasks.train import fit, score_split, training_loss
 view = FeatureStore.locate(sys.argv[1]).view()
 cfg = TrainConfig.model_validate_json(sys.argv[2])
 out = Path(sys.argv[3])
