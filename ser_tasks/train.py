@@ -94,7 +94,7 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Nor
     return Normalizer(input_name, mean, variance, int(indices.size))
 
 
-def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.losses.Loss:
+def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.losses.Loss | str:
     """Cross-entropy for the labels the training sequence serves, with label smoothing.
 
     Label smoothing (Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
@@ -107,10 +107,11 @@ def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.
         soft_labels: the sequence serves float32 ``(batch, n_classes)`` labels (mixup), not int
             ``(batch,)`` class indices.
     """
+    # off: Keras' own losses by name, exactly what every model trained before this setting used
+    if smoothing == 0:
+        return "categorical_crossentropy" if soft_labels else "sparse_categorical_crossentropy"
     if soft_labels:
         return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-    if smoothing == 0:
-        return keras.losses.SparseCategoricalCrossentropy()
     return SmoothedSparseCrossentropy(n_classes, smoothing)
 
 
