@@ -42,20 +42,15 @@ def test_fit_learns_and_evaluation_scores_held_out_speakers(tone_store):
     assert (tmp / "out" / "confusion_matrix.png").exists()
 
 
-def test_mixup_trains_on_soft_labels(tone_store):
+@pytest.mark.parametrize("setting", [{"mixup_alpha": 0.4}, {"label_smoothing": 0.2},
+                                     {"mixup_alpha": 0.4, "label_smoothing": 0.2}], ids=["mixup", "smoothing", "both"])
+def test_mixup_and_label_smoothing_train_on_soft_targets(tone_store, setting):
     store, cfg, tmp = tone_store
-    mixed = cfg.train.model_copy(update={"epochs": 2, "schedule": "cosine", "ensemble": 1, "mixup_alpha": 0.4})
-    result = fit(store.view(), mixed, tmp / "mixup", verbose=0)
+    soft = cfg.train.model_copy(update={"epochs": 2, "schedule": "cosine", "ensemble": 1, **setting})
+    out = tmp / "-".join(setting)
+    result = fit(store.view(), soft, out, verbose=0)
     assert len(result.history["loss"]) == 2 and all(0 < v < 10 for v in result.history["loss"])
-    assert score_split(store.view(), result.model_path, tmp / "mixup")["n"] == 24
-
-
-def test_label_smoothing_trains_towards_smoothed_targets(tone_store):
-    store, cfg, tmp = tone_store
-    smooth = cfg.train.model_copy(update={"epochs": 2, "schedule": "cosine", "ensemble": 1, "label_smoothing": 0.2})
-    result = fit(store.view(), smooth, tmp / "smooth", verbose=0)
-    assert len(result.history["loss"]) == 2 and all(0 < v < 10 for v in result.history["loss"])
-    assert score_split(store.view(), result.model_path, tmp / "smooth")["n"] == 24
+    assert score_split(store.view(), result.model_path, out)["n"] == 24
 
 
 def test_smoothed_loss_is_the_cross_entropy_against_smoothed_one_hot_targets():
