@@ -144,6 +144,8 @@ class FeatureConfig(_Section):
 
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
+#: Models whose convolution width is a setting (``train.width``).
+WIDE_MODELS = ("tdnn", "tdnn_prosody")
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
 SPLITS = ("train", "val", "test")
@@ -256,6 +258,8 @@ class TrainConfig(_Section):
             inputs and one-hot labels alike; 0 (the default) turns it off.
         label_smoothing: train on ``(1 - e) * onehot + e / n_classes`` (Szegedy et al., CVPR
             2016; :func:`ser_tasks.train.training_loss`); 0 (the default) turns it off.
+        width: convolution channels of ``tdnn`` / ``tdnn_prosody`` (:func:`ser_tasks.models.tdnn`;
+            ``None``: 128, the measured default); any other model refuses a width.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -288,11 +292,18 @@ class TrainConfig(_Section):
     spec_time_width: int = Field(25, ge=0)
     mixup_alpha: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    width: int | None = Field(None, ge=1)
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"
     resources: dict[str, float] = Field(default_factory=dict)
     threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _width(self) -> TrainConfig:
+        if self.width is not None and self.model not in WIDE_MODELS:
+            raise ValueError(f"train.width is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
+        return self
 
     @property
     def spec_augment(self) -> bool:

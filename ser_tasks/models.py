@@ -37,6 +37,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .config import WIDE_MODELS
 from .errors import InputError
 
 
@@ -275,7 +276,7 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
-                spec_augment: SpecAugment | None = None) -> keras.Model:
+                spec_augment: SpecAugment | None = None, width: int | None = None) -> keras.Model:
     """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
 
     Args:
@@ -284,13 +285,16 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         n_classes: output classes (the store's vocabulary size).
         normalizer: statistics fitted on training rows, for this model's input.
         spec_augment: masking applied in training after normalisation (spectrogram inputs only).
+        width: convolution channels of a model in :data:`WIDE_MODELS` (``tdnn``: 128 when
+            ``None``); ``None`` for every other model.
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
 
     Raises:
-        InputError: unknown name, a normalizer fitted for another input, or ``spec_augment`` on a
-            model whose input is not a spectrogram (``log_mel``, ``mfcc``).
+        InputError: unknown name, a normalizer fitted for another input, ``spec_augment`` on a
+            model whose input is not a spectrogram (``log_mel``, ``mfcc``), or ``width`` for a
+            model without one or below 1.
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -298,8 +302,11 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         raise InputError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
     if spec_augment is not None and MODEL_INPUTS[name] not in SPECTROGRAMS:
         raise InputError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
+    if width is not None and (name not in WIDE_MODELS or width < 1):
+        raise InputError(f"width {width}: only {', '.join(WIDE_MODELS)} take a width (>= 1), not {name}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:
         x = spec_augment(x)
-    return keras.Model(inputs, MODELS[name](x, n_classes), name=name)
+    body = MODELS[name](x, n_classes) if width is None else MODELS[name](x, n_classes, width=width)
+    return keras.Model(inputs, body, name=name)

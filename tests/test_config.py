@@ -38,6 +38,8 @@ def test_the_f0_contour_changes_the_store_only_when_on():
     ({"augment.snr_db": (30, 10)}, "above high"),
     ({"features.n_mfcc": 80}, "exceeds n_mels"),
     ({"train.nope": 1}, "unknown configuration key"),
+    ({"train.model": "compact_cnn", "train.width": 64}, "width is a setting of tdnn"),
+    ({"train.width": 0}, "greater than or equal to 1"),
 ])
 def test_invalid_settings_raise(override, message):
     with pytest.raises(ValueError, match=message):

@@ -43,11 +43,17 @@ def test_unknown_model_and_mismatched_normalizer_raise():
         build_model("notebook_cnn1d", (8, 2), 2, normalizer("log_mel", 8))
 
 
-def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate():
-    model = build_model("tdnn", (16, 301, 1), 8, normalizer("log_mel", 16))
+@pytest.mark.parametrize("width", [None, 24])
+def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate(width):
+    model = build_model("tdnn", (16, 301, 1), 8, normalizer("log_mel", 16), width=width)
     pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling1D))
     assert tuple(pooled.output.shape) == (None, 76, 16)  # ceil(301 / 4) frames of 16 bands
-    assert model.get_layer("stats_pool").output.shape[-1] == 4 * 128
+    channels = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    w = width or 128  # the measured default
+    assert channels == [w, w, w, 2 * w]
+    assert model.get_layer("stats_pool").output.shape[-1] == 4 * w
+    with pytest.raises(ValueError, match="take a width"):
+        build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), width=w)
 
 
 def test_spec_augment_masks_whole_bands_and_frames_in_training_only():
