@@ -110,6 +110,9 @@ class FeatureConfig(_Section):
     ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.features.f0_contour`, YIN), the pitch
     view that ``tdnn_prosody``, the default model, reads (docs/benchmarks.md, "Pitch and energy
     contours"); a store extracted without it keeps the name it had before the setting existed.
+    ``f0_stride``: YIN runs on every ``f0_stride``-th frame only and the contour is interpolated
+    back onto every frame; ``tdnn`` averages four frames before its first layer anyway, and YIN is
+    the costliest part of a stored row (docs/benchmarks.md, "A cheaper F0"). 1: every frame.
     """
 
     n_fft: int = Field(512, ge=64)
@@ -121,15 +124,17 @@ class FeatureConfig(_Section):
     n_mfcc: int = Field(40, ge=1)
     top_db: float | None = Field(80.0, gt=0)
     f0: bool = True
+    f0_stride: int = Field(1, ge=1, le=16)
 
     @classmethod
     def stored(cls, data: dict) -> FeatureConfig:
         """The settings a store's ``config`` attribute or a model's ``preprocessing.json`` recorded.
 
         ``f0`` absent means off: it is left out of stores extracted without it (their fingerprint
-        predates the setting), and models saved before it existed read no F0.
+        predates the setting), and models saved before it existed read no F0. ``f0_stride`` absent
+        means 1, YIN on every frame, what every store and model had before the setting existed.
         """
-        return cls(**{"f0": False, **data})
+        return cls(**{"f0": False, "f0_stride": 1, **data})
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureConfig:
@@ -339,6 +344,11 @@ class PipelineConfig(_Section):
             raise ValueError(f"train.model {self.train.model} reads the F0 contour: set features.f0: true")
         return self
 
+    def _unset_f0(self) -> set[str]:
+        if not self.features.f0:
+            return {"f0", "f0_stride"}
+        return {"f0_stride"} if self.features.f0_stride == 1 else set()
+
     def extraction_dict(self) -> dict[str, Any]:
         """The settings that determine the feature store's contents (rows and values)."""
         augment = self.augment.model_dump(mode="json")
@@ -347,8 +357,8 @@ class PipelineConfig(_Section):
         out = {
             "audio": self.audio.model_dump(mode="json"),
             "augment": augment,
-            # f0 only when set: the groups written before it existed keep their names
-            "features": self.features.model_dump(mode="json", exclude={"f0"} if not self.features.f0 else None),
+            # f0 and its stride only when set: the groups written before they existed keep their names
+            "features": self.features.model_dump(mode="json", exclude=self._unset_f0()),
             "split": self.split.model_dump(mode="json"),
         }
         manifest = self.manifest.model_dump(mode="json", exclude_none=True)

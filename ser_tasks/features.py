@@ -162,20 +162,26 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     framing, so frame ``t`` lines up with the log-mel's. The YIN frame is the shortest power of two
     that holds two periods of ``F0_FMIN`` (512 samples at 16 kHz). YIN gives a value on every frame,
     voiced or not: the model reads it beside RMS energy (``tdnn_prosody``), which tells the two apart.
-    ``librosa.pyin``, which marks unvoiced frames, costs about 300 times as much per clip.
+    ``librosa.pyin``, which marks unvoiced frames, costs about 300 times as much per clip. With
+    ``cfg.f0_stride`` k > 1, YIN runs at a hop of k frames (its frame j is centred on frame j k)
+    and the octaves are linearly interpolated onto every frame, the last ones held at the last value.
 
     Args:
         y: ``(samples,)`` waveform.
         sr: its sample rate in Hz.
-        cfg: feature settings: ``hop_length`` is the hop in samples.
+        cfg: feature settings: ``hop_length`` is the hop in samples, ``f0_stride`` YIN's hop in frames.
 
     Returns:
         ``(T,)`` float32 octaves (``log2(F0 / 1 Hz)``, about 6.0-9.2), ``T = 1 + samples // hop_length``.
     """
     frame = 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
-    f0 = librosa.yin(y, fmin=F0_FMIN, fmax=F0_FMAX, sr=sr, frame_length=frame, hop_length=cfg.hop_length,
+    k = cfg.f0_stride
+    f0 = librosa.yin(y, fmin=F0_FMIN, fmax=F0_FMAX, sr=sr, frame_length=frame, hop_length=k * cfg.hop_length,
                      center=True)
-    return np.log2(f0).astype(np.float32)
+    octaves = np.log2(f0)
+    if k > 1:
+        octaves = np.interp(np.arange(1 + y.shape[-1] // cfg.hop_length), k * np.arange(octaves.size), octaves)
+    return octaves.astype(np.float32)
 
 
 def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ser_tasks.config import PipelineConfig, load_config
+from ser_tasks.config import FeatureConfig, PipelineConfig, load_config
 
 
 def test_defaults_are_valid_and_consistent():
@@ -30,6 +30,18 @@ def test_the_f0_contour_changes_the_store_only_when_on():
     assert with_f0.extraction_fingerprint() != base.extraction_fingerprint()
     with pytest.raises(ValueError, match="reads the F0 contour: set features.f0"):
         base.with_overrides({"train.model": "tdnn_prosody"})
+
+
+def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
+    base = PipelineConfig()
+    assert "f0_stride" not in base.extraction_dict()["features"]  # stores written before it keep their names
+    coarse = base.with_overrides({"features.f0_stride": 4})
+    assert coarse.extraction_dict()["features"]["f0_stride"] == 4
+    assert coarse.extraction_fingerprint() != base.extraction_fingerprint()
+    plain = {"features.f0": False, "train.model": "tdnn"}
+    assert coarse.with_overrides(plain).extraction_fingerprint() == base.with_overrides(plain).extraction_fingerprint()
+    # what older stores and models recorded (no stride) reads as YIN on every frame, whatever the default
+    assert FeatureConfig.stored({"f0": True}).f0_stride == 1
 
 
 @pytest.mark.parametrize("override, message", [

@@ -34,6 +34,20 @@ def test_f0_contour_tracks_a_pitch_change_in_time():
     assert np.median(f0[110:190]) == pytest.approx(np.log2(300), abs=0.02)  # one octave up
 
 
+@pytest.mark.parametrize("samples", [48_000, 47_999, 30_001])
+def test_f0_on_every_fourth_frame_is_the_full_contour_there_and_interpolated_between(samples):
+    y = np.concatenate([sine(150, 1.0), sine(300, 2.0)])[:samples]
+    full, coarse = f0_contour(y, SR, FeatureConfig()), f0_contour(y, SR, FeatureConfig(f0_stride=4))
+    assert coarse.shape == full.shape == (1 + samples // 160,) and coarse.dtype == np.float32
+    np.testing.assert_array_equal(coarse[::4], full[::4])  # YIN's frames are the full contour's
+    between = coarse[1:-4:4]  # a quarter of the way from one YIN frame to the next
+    np.testing.assert_allclose(between, 0.75 * full[0:-5:4][:between.size] + 0.25 * full[4::4][:between.size],
+                               rtol=1e-6)
+    assert np.median(coarse[110:190]) == pytest.approx(np.log2(300), abs=0.02)
+    last = 4 * ((full.size - 1) // 4)
+    assert (coarse[last:] == full[last]).all()  # frames after YIN's last hold its value
+
+
 def test_mfcc_is_the_dct_of_the_log_mel():
     cfg = FeatureConfig()
     feats = extract(sine(300, 1.0), SR, cfg)
