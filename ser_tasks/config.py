@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -136,7 +136,19 @@ class FeatureConfig(_Section):
         predates the setting), and models saved before it existed read no F0. ``f0_stride`` absent
         means 1, YIN on every frame, what every store and model had before the setting existed.
         """
-        return cls(**{"f0": False, "f0_stride": 1, **data})
+        return cls(**{**cls._BEFORE, **data})
+
+    #: Settings added after stores existed, at the value every store had before them: a store or
+    #: model that recorded none of them had these, and a store at these values is named without them.
+    _BEFORE: ClassVar[dict[str, Any]] = {"f0": False, "f0_stride": 1}
+
+    def stored_dict(self) -> dict[str, Any]:
+        """The settings that name a store (JSON types): all, less those at their :attr:`_BEFORE` value.
+
+        ``f0_stride`` is also left out without F0, so the groups written before a setting existed keep their names.
+        """
+        unset = {k for k, v in self._BEFORE.items() if getattr(self, k) == v} | (set() if self.f0 else {"f0_stride"})
+        return self.model_dump(mode="json", exclude=unset)
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureConfig:
@@ -346,11 +358,6 @@ class PipelineConfig(_Section):
             raise ValueError(f"train.model {self.train.model} reads the F0 contour: set features.f0: true")
         return self
 
-    def _unset_f0(self) -> set[str]:
-        if not self.features.f0:
-            return {"f0", "f0_stride"}
-        return {"f0_stride"} if self.features.f0_stride == 1 else set()
-
     def extraction_dict(self) -> dict[str, Any]:
         """The settings that determine the feature store's contents (rows and values)."""
         augment = self.augment.model_dump(mode="json")
@@ -359,8 +366,7 @@ class PipelineConfig(_Section):
         out = {
             "audio": self.audio.model_dump(mode="json"),
             "augment": augment,
-            # f0 and its stride only when set: the groups written before they existed keep their names
-            "features": self.features.model_dump(mode="json", exclude=self._unset_f0()),
+            "features": self.features.stored_dict(),
             "split": self.split.model_dump(mode="json"),
         }
         manifest = self.manifest.model_dump(mode="json", exclude_none=True)
