@@ -5,7 +5,7 @@ import scipy.fft
 
 from conftest import SR, sine
 from ser_tasks.config import AudioConfig, FeatureConfig
-from ser_tasks.features import extract, f0_contour, feature_shapes, hann_window, log_mel, n_frames
+from ser_tasks.features import extract, f0_contour, feature_shapes, hann_window, log_mel, n_frames, yin
 
 
 def test_all_features_share_one_frame_grid():
@@ -46,6 +46,38 @@ def test_f0_on_every_fourth_frame_is_the_full_contour_there_and_interpolated_bet
     assert np.median(coarse[110:190]) == pytest.approx(np.log2(300), abs=0.02)
     last = 4 * ((full.size - 1) // 4)
     assert (coarse[last:] == full[last]).all()  # frames after YIN's last hold its value
+
+
+def _voice_like(seconds: float, seed: int) -> np.ndarray:
+    """A gliding harmonic tone with pauses and noise: troughs below and above YIN's threshold."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + 80 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(h * phase) / h for h in (1, 2, 3)) * (np.sin(2 * np.pi * 1.3 * t) > -0.3)
+    return (0.2 * y + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.mark.parametrize("samples, hop, seed", [(48_000, 160, 0), (47_999, 640, 1), (30_001, 160, 2), (700, 160, 3)])
+def test_yin_is_librosas_yin_bit_for_bit(samples, hop, seed):
+    y = _voice_like(3.0, seed)[:samples]
+    expected = librosa.yin(y, fmin=65.0, fmax=600.0, sr=SR, frame_length=512, hop_length=hop, center=True)
+    np.testing.assert_array_equal(yin(y, SR, 512, hop), expected)
+    silent = np.zeros(samples, np.float32)
+    noise = 0.1 * np.random.default_rng(seed).standard_normal(samples).astype(np.float32)
+    for z in (silent, noise):  # no trough below the threshold: the global minimum
+        np.testing.assert_array_equal(yin(z, SR, 512, hop), librosa.yin(z, fmin=65.0, fmax=600.0, sr=SR,
+                                                                        frame_length=512, hop_length=hop))
+
+
+def test_yin_refuses_what_librosa_refuses():
+    y = sine(150, 0.5)
+    with pytest.raises(librosa.ParameterError):
+        yin(y, SR, 512, 160, fmin=20.0)  # a 20 Hz period (800 samples) does not fit a 512-sample frame
+    with pytest.raises(librosa.ParameterError):
+        yin(y, SR, 512, 160, fmax=9000.0)  # above Nyquist
+    with pytest.raises(librosa.ParameterError):
+        yin(np.full(1000, np.nan, np.float32), SR, 512, 160)
 
 
 def test_mfcc_is_the_dct_of_the_log_mel():
