@@ -165,8 +165,10 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     hop_length=hop_length, center=True)`` (librosa 0.11; zero padding), in the same dtypes and order,
     so the result is equal, not close (``tests/test_features.py`` holds it to ``array_equal``). What
     changes is the layout and the work, not the values: frames are rows, so the autocorrelation's
-    FFTs and every cumulative sum run along contiguous memory, and the parabolic refinement is
-    computed at the chosen lag of each frame instead of at all ``max_period - min_period + 1`` lags.
+    FFTs and every cumulative sum run along contiguous memory, the parabolic refinement is computed
+    at the chosen lag of each frame instead of at all ``max_period - min_period + 1`` lags, and
+    all-zero frames (the store's zero padding) get librosa's answer for them, ``sr / min_period``,
+    without the arithmetic.
     librosa's quirks are kept on purpose: the energy term of lag 1 is 0 (librosa zeroes the first
     cumulative energy before it subtracts it), the difference function's mean is divided in float64.
 
@@ -195,6 +197,15 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
     padded = np.pad(y, frame_length // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]  # (T, frame)
+    # An all-zero frame (the store's padding: about 38 % of a trimmed RAVDESS clip's frames) has
+    # difference 0 at every lag, no trough, so lag 0 and no shift: F0 = sr / min_period exactly.
+    nonzero = np.concatenate(([0], np.cumsum(padded != 0)))
+    starts = _frame_starts(padded.size, frame_length, hop_length)
+    live = nonzero[starts + frame_length] > nonzero[starts]
+    f0 = np.full(starts.size, sr / min_period)
+    if not live.any():
+        return f0
+    frames = frames[live]  # (T', frame), contiguous; each row's arithmetic is independent of the others
     n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values
@@ -217,7 +228,8 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     ok = inside & (np.abs(b) < np.abs(a))
     shift = np.zeros_like(a)
     shift[ok] = -b[ok] / a[ok]
-    return sr / (min_period + lag + shift)
+    f0[live] = sr / (min_period + lag + shift)
+    return f0
 
 
 def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:

@@ -58,9 +58,14 @@ def _voice_like(seconds: float, seed: int) -> np.ndarray:
     return (0.2 * y + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-@pytest.mark.parametrize("samples, hop, seed", [(48_000, 160, 0), (47_999, 640, 1), (30_001, 160, 2), (700, 160, 3)])
-def test_yin_is_librosas_yin_bit_for_bit(samples, hop, seed):
+@pytest.mark.parametrize("samples, hop, seed, padded", [(48_000, 160, 0, False), (47_999, 640, 1, False),
+                                                        (30_001, 160, 2, False), (700, 160, 3, False),
+                                                        (48_000, 160, 4, True), (47_999, 640, 5, True)])
+def test_yin_is_librosas_yin_bit_for_bit(samples, hop, seed, padded):
     y = _voice_like(3.0, seed)[:samples]
+    if padded:  # speech in the middle, exact zeros around it (as fix_length pads a short clip)
+        y = np.pad(y[:samples // 2], (samples // 5, samples - samples // 2 - samples // 5))
+        assert (y[:samples // 5] == 0).all() and y.shape == (samples,)
     expected = librosa.yin(y, fmin=65.0, fmax=600.0, sr=SR, frame_length=512, hop_length=hop, center=True)
     np.testing.assert_array_equal(yin(y, SR, 512, hop), expected)
     silent = np.zeros(samples, np.float32)
