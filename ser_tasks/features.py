@@ -162,7 +162,7 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     """F0 per centred frame by YIN (de Cheveigné & Kawahara 2002): ``librosa.yin``, bit for bit, in less time.
 
     The same arithmetic as ``librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=frame_length,
-    hop_length=hop_length, center=True)`` (librosa 0.11; zero padding), in the same dtypes and order,
+    hop_length=hop_length, center=True)`` (librosa 1.0; zero padding), in the same dtypes and order,
     so the result is equal, not close (``tests/test_features.py`` holds it to ``array_equal``). What
     changes is the layout and the work, not the values: frames are rows, so the autocorrelation's
     FFTs and every cumulative sum run along contiguous memory, the parabolic refinement is computed
@@ -175,7 +175,7 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     Args:
         y: ``(samples,)`` float waveform, finite.
         sr: its sample rate in Hz.
-        frame_length: YIN's frame in samples; must hold at least two periods of ``fmin``.
+        frame_length: YIN's frame in samples; must hold more than one period of ``fmin`` (two, ideally).
         hop_length: hop between frame centres, in samples.
         fmin: lowest F0 searched, in Hz.
         fmax: highest F0 searched, in Hz.
@@ -210,10 +210,10 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values
     energy[:, 0] = 0  # librosa's order: it zeroes lag 0 of the same buffer before subtracting it
-    diff = 2 * (acf[:, :1] - acf[:, 1:max_period + 1]) - energy[:, :max_period]  # (T, max_period): lags 1..
+    diff = 2 * (acf[:, :1] - acf[:, 1:max_period + 1]) - energy[:, :max_period]  # (T', max_period): lags 1..
     mean = np.cumsum(diff, axis=-1) / np.arange(1, max_period + 1)  # float64, as librosa's int divisor gives
     den = mean[:, min_period - 1:max_period]
-    cmnd = diff[:, min_period - 1:max_period] / (den + np.finfo(den.dtype).tiny)  # (T, L): lags min..max
+    cmnd = diff[:, min_period - 1:max_period] / (den + np.finfo(den.dtype).tiny)  # (T', L): lags min..max
     inner = (cmnd[:, 1:-1] < cmnd[:, :-2]) & (cmnd[:, 1:-1] <= cmnd[:, 2:])
     trough = np.concatenate((cmnd[:, :1] < cmnd[:, 1:2], inner, cmnd[:, -1:] < cmnd[:, -2:-1]), axis=-1)
     trough &= cmnd < trough_threshold
