@@ -11,7 +11,8 @@ Each matches its librosa function (``melspectrogram`` + ``power_to_db``, ``zero_
 filterbank is built once per configuration, not once per clip, and ZCR and RMS come from running
 sums over the padded signal (one pass) instead of a copy of every overlapping frame (3.2 passes at
 the default 512-sample frame and 160-sample hop). YIN (:func:`yin`) equals ``librosa.yin`` bit for
-bit, with frames laid out as rows and the parabolic refinement computed at one lag per frame.
+bit, with frames laid out as rows, the parabolic refinement computed at one lag per frame and
+all-zero frames answered without the FFTs.
 """
 
 from __future__ import annotations
