@@ -11,7 +11,8 @@ and trimmed once (:func:`ser_tasks.audio.speech`), then fixed to the store's 3 s
 
 Two measurements, each alternated old / new ``--repeats`` times, CPU seconds (``process_time``):
 
-* ``yin_ms_per_clip``: the F0 call alone, 512-sample frames, 160-sample hop (the store's).
+* ``yin_ms_per_clip``: the F0 call alone, on the store's frame (:func:`ser_tasks.features.f0_frame_length`:
+  512 samples) and hop (160 samples).
 * ``row_ms_per_clip``: a whole unaugmented row's features (:func:`ser_tasks.extract.clip_features`:
   log-mel, MFCC, ZCR, RMS, F0) with ``features.yin`` and with it replaced by ``librosa.yin``.
 
@@ -81,7 +82,7 @@ def main() -> None:
     sr, hop = acfg.sample_rate, fcfg.hop_length
     clips = [audio.fix_length(audio.speech(audio.load_audio(str(f), sr), acfg, str(f)), acfg.n_samples)
              for f in files]
-    frame = 512
+    frame = features.f0_frame_length(sr)  # the store's: 512 samples at 16 kHz
     for f, y in zip(files, clips, strict=True):
         if not np.array_equal(features.yin(y, sr, frame, hop), librosa_yin(y, sr, frame, hop)):
             raise SystemExit(f"{f}: features.yin differs from librosa.yin")

@@ -211,7 +211,7 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values
     energy[:, 0] = 0  # librosa's order: it zeroes lag 0 of the same buffer before subtracting it
-    diff = 2 * (acf[:, :1] - acf[:, 1:max_period + 1]) - energy[:, :max_period]  # (T', max_period): lags 1..
+    diff = 2 * (acf[:, :1] - acf[:, 1:max_period + 1]) - energy  # (T', max_period): lags 1..
     mean = np.cumsum(diff, axis=-1) / np.arange(1, max_period + 1)  # float64, as librosa's int divisor gives
     den = mean[:, min_period - 1:max_period]
     cmnd = diff[:, min_period - 1:max_period] / (den + np.finfo(den.dtype).tiny)  # (T', L): lags min..max
@@ -231,6 +231,11 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     shift[ok] = -b[ok] / a[ok]
     f0[live] = sr / (min_period + lag + shift)
     return f0
+
+
+def f0_frame_length(sr: int) -> int:
+    """YIN's frame in samples: the shortest power of two that holds two periods of :data:`F0_FMIN` (512 at 16 kHz)."""
+    return 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
 
 
 def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
@@ -253,9 +258,8 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     Returns:
         ``(T,)`` float32 octaves (``log2(F0 / 1 Hz)``, about 6.0-9.2), ``T = 1 + samples // hop_length``.
     """
-    frame = 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
     k = cfg.f0_stride
-    f0 = yin(y, sr, frame, k * cfg.hop_length)
+    f0 = yin(y, sr, f0_frame_length(sr), k * cfg.hop_length)
     octaves = np.log2(f0)
     if k > 1:
         octaves = np.interp(np.arange(1 + y.shape[-1] // cfg.hop_length), k * np.arange(octaves.size), octaves)
