@@ -35,7 +35,8 @@ repeated ``--repeats`` times; every figure below is the median of its runs (``ru
 
 Keys of ``benchmarks/results/peer.json`` (``--out``), also printed:
 
-* ``date``, ``commit`` (``git rev-parse HEAD``), ``uncommitted_changes`` (tracked files differ from it),
+* ``date``, ``commit`` (``git rev-parse HEAD``), ``uncommitted_changes`` (tracked files outside
+  ``benchmarks/results/`` differ from it),
   ``machine`` (CPU count, platform, Python), ``clips``, ``repeats``, ``versions`` (lhotse, torch,
   torchaudio, lilcom from the child; librosa from this venv);
 * ``lhotse_feature_s_1`` / ``_2``: seconds of the ``compute_and_store_features`` call alone, with 1 and
@@ -262,7 +263,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+    # results files are outputs, not code: a second run must not flag the first one's JSON
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)benchmarks/results"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip())
     versions = {**runs["lhotse_1"][0]["versions"], "librosa": metadata.version("librosa")}
     result = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "uncommitted_changes": dirty,
