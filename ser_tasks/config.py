@@ -279,6 +279,9 @@ class TrainConfig(_Section):
             2016; :func:`ser_tasks.train.training_loss`); 0 (the default) turns it off.
         width: convolution channels of ``tdnn`` / ``tdnn_prosody`` (:func:`ser_tasks.models.tdnn`;
             ``None``: 128, the measured default); any other model refuses a width.
+        dropout: rate of the two dropout layers of ``tdnn`` / ``tdnn_prosody``, before and after
+            the Dense 128 (``None``: 0.3, the rate they were measured with); any other model
+            refuses a rate.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -312,6 +315,7 @@ class TrainConfig(_Section):
     mixup_alpha: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     width: int | None = Field(None, ge=1)
+    dropout: float | None = Field(None, ge=0, lt=1)
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"
@@ -319,9 +323,11 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _width(self) -> TrainConfig:
+    def _wide_only(self) -> TrainConfig:
         if self.width is not None and self.model not in WIDE_MODELS:
             raise ValueError(f"train.width is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
+        if self.dropout is not None and self.model not in WIDE_MODELS:
+            raise ValueError(f"train.dropout is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
         return self
 
     @property

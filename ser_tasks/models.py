@@ -195,7 +195,7 @@ def compact_cnn(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
-def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
+def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.3):
     """Body of ``tdnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
 
     Frames are averaged ``pool`` at a time first (10 ms hop -> 40 ms): emotion lives in prosody
@@ -203,7 +203,7 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
     the epochs in the same time, which raised actor-disjoint UA on RAVDESS by about 20 points
     (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
     k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
-    mean and standard deviation over time; Dense 128; softmax.
+    mean and standard deviation over time; Dropout ``dropout``; Dense 128; Dropout ``dropout``; softmax.
 
     ``tdnn_prosody`` is the same body on ``log_mel_prosody``: two more input rows (F0 and energy
     contours) become two more channels of the first convolution.
@@ -216,9 +216,9 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4):
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
     x = StatisticsPooling(name="stats_pool")(x)  # (batch, 4 width)
-    x = layers.Dropout(0.3)(x)
+    x = layers.Dropout(dropout)(x)
     x = layers.Dense(128, activation="relu")(x)
-    x = layers.Dropout(0.3)(x)
+    x = layers.Dropout(dropout)(x)
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
@@ -276,7 +276,8 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
-                spec_augment: SpecAugment | None = None, width: int | None = None) -> keras.Model:
+                spec_augment: SpecAugment | None = None, width: int | None = None,
+                dropout: float | None = None) -> keras.Model:
     """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
 
     Args:
@@ -287,6 +288,8 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         spec_augment: masking applied in training after normalisation (spectrogram inputs only).
         width: convolution channels of a model in :data:`WIDE_MODELS` (``tdnn``: 128 when
             ``None``); ``None`` for every other model.
+        dropout: rate of the two dropout layers of a model in :data:`WIDE_MODELS` (0.3 when
+            ``None``), in ``[0, 1)``; ``None`` for every other model.
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
@@ -294,7 +297,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     Raises:
         InputError: unknown name, a normalizer fitted for another input, ``spec_augment`` on a
             model whose input is not a spectrogram (``log_mel``, ``mfcc``), or ``width`` for a
-            model without one or below 1.
+            model without one or below 1, or ``dropout`` for a model without it or outside ``[0, 1)``.
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -304,9 +307,14 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         raise InputError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
     if width is not None and (name not in WIDE_MODELS or width < 1):
         raise InputError(f"width {width}: only {', '.join(WIDE_MODELS)} take a width (>= 1), not {name}")
+    if dropout is not None and name not in WIDE_MODELS:
+        raise InputError(f"dropout {dropout}: only {', '.join(WIDE_MODELS)} take a dropout rate, not {name}")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise InputError(f"dropout {dropout}: a dropout rate in [0, 1) is needed")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:
         x = spec_augment(x)
-    body = MODELS[name](x, n_classes) if width is None else MODELS[name](x, n_classes, width=width)
+    options = {k: v for k, v in (("width", width), ("dropout", dropout)) if v is not None}
+    body = MODELS[name](x, n_classes, **options)
     return keras.Model(inputs, body, name=name)

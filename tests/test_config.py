@@ -52,6 +52,8 @@ def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
     ({"train.nope": 1}, "unknown configuration key"),
     ({"train.model": "compact_cnn", "train.width": 64}, "width is a setting of tdnn"),
     ({"train.width": 0}, "greater than or equal to 1"),
+    ({"train.model": "compact_cnn", "train.dropout": 0.5}, "dropout is a setting of tdnn"),
+    ({"train.dropout": 1.0}, "less than 1"),
 ])
 def test_invalid_settings_raise(override, message):
     with pytest.raises(ValueError, match=message):

@@ -56,6 +56,19 @@ def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate(width):
         build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), width=w)
 
 
+@pytest.mark.parametrize("dropout, expected", [(None, 0.3), (0.5, 0.5), (0.0, 0.0)])
+def test_tdnn_dropout_rate_is_set_on_both_layers(dropout, expected):
+    model = build_model("tdnn_prosody", (18, 41, 1), 4, normalizer("log_mel_prosody", 18), dropout=dropout)
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [expected, expected]
+
+
+@pytest.mark.parametrize("name, dropout, message", [("compact_cnn", 0.5, "take a dropout rate, not compact_cnn"),
+                                                     ("tdnn", 1.0, r"in \[0, 1\)"), ("tdnn", -0.1, r"in \[0, 1\)")])
+def test_dropout_refused_outside_tdnn_or_range(name, dropout, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(name, (16, 40, 1), 4, normalizer("log_mel", 16), dropout=dropout)
+
+
 def test_spec_augment_masks_whole_bands_and_frames_in_training_only():
     layer = SpecAugment(freq_masks=1, freq_width=3, time_masks=1, time_width=5, seed=3)
     x = np.ones((64, 16, 40, 1), dtype="float32")
