@@ -324,10 +324,9 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _wide_only(self) -> TrainConfig:
-        if self.width is not None and self.model not in WIDE_MODELS:
-            raise ValueError(f"train.width is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
-        if self.dropout is not None and self.model not in WIDE_MODELS:
-            raise ValueError(f"train.dropout is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
+        for key in ("width", "dropout"):
+            if getattr(self, key) is not None and self.model not in WIDE_MODELS:
+                raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
         return self
 
     @property
