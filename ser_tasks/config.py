@@ -163,7 +163,8 @@ class FeatureConfig(_Section):
 
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
-#: Models whose convolution width is a setting (``train.width``).
+#: Models whose convolution width, dropout rate and pooling are settings (``train.width``,
+#: ``train.dropout``, ``train.pooling``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
@@ -282,6 +283,10 @@ class TrainConfig(_Section):
         dropout: rate of the two dropout layers of ``tdnn`` / ``tdnn_prosody``, before and after
             the Dense 128 (``None``: 0.3, the rate they were measured with); any other model
             refuses a rate.
+        pooling: pooling over time of ``tdnn`` / ``tdnn_prosody``: ``"stats"`` (mean and
+            standard deviation, Snyder et al. 2018) or ``"attentive"`` (attention-weighted, Okabe
+            et al. 2018; :class:`ser_tasks.models.AttentiveStatisticsPooling`); ``None``: ``"stats"``,
+            the measured default. Any other model refuses it.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -316,6 +321,7 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     width: int | None = Field(None, ge=1)
     dropout: float | None = Field(None, ge=0, lt=1)
+    pooling: Literal["stats", "attentive"] | None = None
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"
@@ -324,7 +330,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _wide_only(self) -> TrainConfig:
-        for key in ("width", "dropout"):
+        for key in ("width", "dropout", "pooling"):
             if getattr(self, key) is not None and self.model not in WIDE_MODELS:
                 raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
         return self

@@ -100,6 +100,61 @@ class StatisticsPooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ser")
+class AttentiveStatisticsPooling(layers.Layer):
+    """Attention-weighted mean and standard deviation over time: ``(batch, T, C)`` -> ``(batch, 2C)``.
+
+    Okabe et al. 2018, "Attentive statistics pooling for deep speaker embedding" (Interspeech):
+    a score per frame ``e_t = v^T tanh(W h_t + b) + k`` (``W``: ``units`` x ``C``), weights
+    ``a = softmax_t(e)``, then ``mu = sum_t a_t h_t`` and ``sigma = sqrt(sum_t a_t h_t^2 - mu^2)``.
+    Frames that carry the emotion can outweigh silence and neutral stretches, which plain
+    :class:`StatisticsPooling` (uniform weights) cannot do.
+
+    Args:
+        units: hidden size of the scoring layer (``W``).
+
+    Raises:
+        InputError: ``units`` below 1 (at construction); input that is not ``(batch, T, C)``
+            with known ``C`` (at build).
+    """
+
+    def __init__(self, units: int = 128, **kwargs):
+        """Make the two scoring layers (``units`` tanh, then one score per frame)."""
+        super().__init__(**kwargs)
+        if units < 1:
+            raise InputError(f"attentive pooling needs units >= 1, got {units}")
+        self.units = int(units)
+        self.hidden = layers.Dense(self.units, activation="tanh", name="attention_hidden")
+        self.score = layers.Dense(1, name="attention_score")
+
+    def build(self, input_shape):
+        """Build the scoring layers for ``(batch, T, C)`` input."""
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise InputError(f"attentive pooling needs (batch, T, C) input, got {input_shape}")
+        self.hidden.build(input_shape)
+        self.score.build((*input_shape[:-1], self.units))
+
+    def call(self, x):
+        """``(batch, T, C)`` -> ``(batch, 2C)``: weighted mean then weighted standard deviation."""
+        ops = keras.ops
+        weights = ops.softmax(self.score(self.hidden(x)), axis=1)  # (batch, T, 1), sums to 1 over T
+        mean = ops.sum(weights * x, axis=1)
+        var = ops.sum(weights * ops.square(x), axis=1) - ops.square(mean)
+        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 0.0) + 1e-6)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        """``(batch, 2C)``."""
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self) -> dict:
+        """Constructor arguments, for saving and loading the model."""
+        return {**super().get_config(), "units": self.units}
+
+
+#: Pooling layers over time of ``tdnn`` / ``tdnn_prosody`` (``train.pooling``).
+POOLINGS = {"stats": StatisticsPooling, "attentive": AttentiveStatisticsPooling}
+
+
+@keras.saving.register_keras_serializable(package="ser")
 class SpecAugment(layers.Layer):
     """Frequency and time masking of a normalised spectrogram, in training only (no time warping).
 
@@ -195,7 +250,7 @@ def compact_cnn(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
-def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.3):
+def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.3, pooling: str = "stats"):
     """Body of ``tdnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
 
     Frames are averaged ``pool`` at a time first (10 ms hop -> 40 ms): emotion lives in prosody
@@ -203,7 +258,8 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.
     the epochs in the same time, which raised actor-disjoint UA on RAVDESS by about 20 points
     (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
     k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
-    mean and standard deviation over time; Dropout ``dropout``; Dense 128; Dropout ``dropout``; softmax.
+    mean and standard deviation over time (``pooling``: a key of :data:`POOLINGS`, uniform or
+    attention weights); Dropout ``dropout``; Dense 128; Dropout ``dropout``; softmax.
 
     ``tdnn_prosody`` is the same body on ``log_mel_prosody``: two more input rows (F0 and energy
     contours) become two more channels of the first convolution.
@@ -215,7 +271,7 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.
         x = layers.Conv1D(filters, kernel, dilation_rate=dilation, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
-    x = StatisticsPooling(name="stats_pool")(x)  # (batch, 4 width)
+    x = POOLINGS[pooling](name="stats_pool")(x)  # (batch, 4 width)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
@@ -277,7 +333,7 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
                 spec_augment: SpecAugment | None = None, width: int | None = None,
-                dropout: float | None = None) -> keras.Model:
+                dropout: float | None = None, pooling: str | None = None) -> keras.Model:
     """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
 
     Args:
@@ -290,6 +346,8 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             ``None``); ``None`` for every other model.
         dropout: rate of the two dropout layers of a model in :data:`WIDE_MODELS` (0.3 when
             ``None``), in ``[0, 1)``; ``None`` for every other model.
+        pooling: pooling over time of a model in :data:`WIDE_MODELS`, a key of :data:`POOLINGS`
+            (``"stats"`` when ``None``); ``None`` for every other model.
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
@@ -297,7 +355,8 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     Raises:
         InputError: unknown name, a normalizer fitted for another input, ``spec_augment`` on a
             model whose input is not a spectrogram (``log_mel``, ``mfcc``), or ``width`` for a
-            model without one or below 1, or ``dropout`` for a model without it or outside ``[0, 1)``.
+            model without one or below 1, or ``dropout`` for a model without it or outside ``[0, 1)``,
+            or ``pooling`` for a model without it or not a key of :data:`POOLINGS`.
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -311,10 +370,13 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         raise InputError(f"dropout {dropout}: only {', '.join(WIDE_MODELS)} take a dropout rate, not {name}")
     if dropout is not None and not 0 <= dropout < 1:
         raise InputError(f"dropout {dropout}: a dropout rate in [0, 1) is needed")
+    if pooling is not None and (name not in WIDE_MODELS or pooling not in POOLINGS):
+        raise InputError(f"pooling {pooling!r}: only {', '.join(WIDE_MODELS)} take one of {', '.join(POOLINGS)}, "
+                         f"not {name}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:
         x = spec_augment(x)
-    options = {k: v for k, v in (("width", width), ("dropout", dropout)) if v is not None}
+    options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling)) if v is not None}
     body = MODELS[name](x, n_classes, **options)
     return keras.Model(inputs, body, name=name)

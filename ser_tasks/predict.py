@@ -242,7 +242,7 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         """Load the Keras model and its preprocessing from the model's artifacts."""
         import keras
 
-        from . import models  # noqa: F401 - registers StatisticsPooling and SpecAugment for loading
+        from . import models  # noqa: F401 - registers the pooling layers and SpecAugment for loading
 
         self.keras_model = keras.models.load_model(context.artifacts[KERAS_MODEL], compile=False)
         self.preprocessing = Preprocessing.from_dict(json.loads(Path(context.artifacts[PREPROCESSING]).read_text()))

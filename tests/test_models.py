@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from ser_tasks.models import MODEL_INPUTS, Normalizer, SpecAugment, build_model
+from ser_tasks.models import (
+    MODEL_INPUTS,
+    AttentiveStatisticsPooling,
+    Normalizer,
+    SpecAugment,
+    StatisticsPooling,
+    build_model,
+)
 
 
 def normalizer(name, bands):
@@ -67,6 +74,43 @@ def test_tdnn_dropout_rate_is_set_on_both_layers(dropout, expected):
 def test_dropout_refused_outside_tdnn_or_range(name, dropout, message):
     with pytest.raises(ValueError, match=message):
         build_model(name, (16, 40, 1), 4, normalizer("log_mel", 16), dropout=dropout)
+
+
+def test_attentive_pooling_is_plain_statistics_under_equal_scores_and_follows_the_scores():
+    x = np.random.default_rng(2).normal(size=(3, 7, 5)).astype("float32")
+    layer = AttentiveStatisticsPooling(units=4)
+    layer.build(x.shape)
+    layer.score.kernel.assign(np.zeros((4, 1), "float32"))  # every frame scores the same
+    expected = keras.ops.convert_to_numpy(StatisticsPooling()(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-4)
+    # a score that grows with channel 0 puts the weight on the one frame per example where it peaks
+    x = 0.3 * x
+    frame = np.array([1, 4, 6])
+    x[np.arange(3), frame, 0] = 3.0
+    layer.hidden.kernel.assign(np.eye(5, 4, dtype="float32"))
+    layer.score.kernel.assign(np.array([[50.0], [0], [0], [0]], "float32"))
+    out = keras.ops.convert_to_numpy(layer(x))
+    peak = x[np.arange(3), frame]  # (3, 5)
+    np.testing.assert_allclose(out[:, :5], peak, atol=1e-2)
+    assert (out[:, 5:] < 0.05).all()  # one frame: no spread
+    with pytest.raises(ValueError, match="units >= 1"):
+        AttentiveStatisticsPooling(units=0)
+
+
+def test_attentive_tdnn_saves_and_reloads_with_identical_predictions(tmp_path):
+    model = build_model("tdnn_prosody", (18, 41, 1), 4, normalizer("log_mel_prosody", 18), pooling="attentive")
+    assert isinstance(model.get_layer("stats_pool"), AttentiveStatisticsPooling)
+    assert model.get_layer("stats_pool").output.shape[-1] == 4 * 128
+    x = np.random.default_rng(3).normal(5, 2, (2, 18, 41, 1)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(model.predict_on_batch(x), again.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    assert isinstance(build_model("tdnn", (16, 41, 1), 4, normalizer("log_mel", 16)).get_layer("stats_pool"),
+                      StatisticsPooling)  # the default
+    with pytest.raises(ValueError, match="take one of stats, attentive, not compact_cnn"):
+        build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), pooling="attentive")
+    with pytest.raises(ValueError, match="pooling 'max'"):
+        build_model("tdnn", (16, 41, 1), 4, normalizer("log_mel", 16), pooling="max")
 
 
 def test_spec_augment_masks_whole_bands_and_frames_in_training_only():

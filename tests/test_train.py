@@ -71,7 +71,7 @@ def test_unknown_model_raises(tone_store):
         fit(store.view(), cfg.train.model_copy(update={"model": "transformer"}), tmp / "x")
 
 
-def test_spec_augment_and_width_settings_reach_the_saved_model(tone_store):
+def test_spec_augment_width_and_pooling_settings_reach_the_saved_model(tone_store):
     import keras
 
     store, cfg, tmp = tone_store
@@ -80,14 +80,16 @@ def test_spec_augment_and_width_settings_reach_the_saved_model(tone_store):
                                           "spec_time_masks": 1, "spec_time_width": 7, "ensemble": 1})
     masked_model = keras.models.load_model(fit(view, masked, tmp / "masked", verbose=0).model_path)
     assert masked_model.get_layer("stats_pool").output.shape[-1] == 4 * 128  # the default width
+    assert type(masked_model.get_layer("stats_pool")).__name__ == "StatisticsPooling"  # the default pooling
     layer = masked_model.get_layer("spec_augment")
     assert {k: layer.get_config()[k] for k in ("freq_masks", "freq_width", "time_masks", "time_width")} == \
         {"freq_masks": 2, "freq_width": 8, "time_masks": 1, "time_width": 7}
     plain = keras.models.load_model(fit(view, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0,
-                                                                        "width": 16}),
+                                                                        "width": 16, "pooling": "attentive"}),
                                         tmp / "plain", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in plain.layers]
     assert plain.get_layer("stats_pool").output.shape[-1] == 4 * 16
+    assert type(plain.get_layer("stats_pool")).__name__ == "AttentiveStatisticsPooling"
     # the default masks are on; a model that reads no spectrogram trains without them
     assert cfg.train.spec_augment
     cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1,
