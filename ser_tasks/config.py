@@ -163,8 +163,8 @@ class FeatureConfig(_Section):
 
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
-#: Models whose convolution width, dropout rate and pooling are settings (``train.width``,
-#: ``train.dropout``, ``train.pooling``).
+#: Models whose convolution width, dropout rate, pooling and frame rate are settings
+#: (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
@@ -287,6 +287,9 @@ class TrainConfig(_Section):
             standard deviation, Snyder et al. 2018) or ``"attentive"`` (attention-weighted, Okabe
             et al. 2018; :class:`ser_tasks.models.AttentiveStatisticsPooling`); ``None``: ``"stats"``,
             the measured default. Any other model refuses it.
+        frame_pool: input frames ``tdnn`` / ``tdnn_prosody`` average into one before the first
+            convolution (``None``: 4, i.e. 40 ms steps at the 10 ms hop, the measured default);
+            8 halves the frames the convolutions see. Any other model refuses it.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -322,6 +325,7 @@ class TrainConfig(_Section):
     width: int | None = Field(None, ge=1)
     dropout: float | None = Field(None, ge=0, lt=1)
     pooling: Literal["stats", "attentive"] | None = None
+    frame_pool: int | None = Field(None, ge=1)
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"
@@ -330,7 +334,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _wide_only(self) -> TrainConfig:
-        for key in ("width", "dropout", "pooling"):
+        for key in ("width", "dropout", "pooling", "frame_pool"):
             if getattr(self, key) is not None and self.model not in WIDE_MODELS:
                 raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
         return self

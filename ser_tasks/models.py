@@ -253,7 +253,7 @@ def compact_cnn(x, n_classes: int):
 def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.3, pooling: str = "stats"):
     """Body of ``tdnn`` on ``(batch, n_mels, T, 1)``; returns class probabilities.
 
-    Frames are averaged ``pool`` at a time first (10 ms hop -> 40 ms): emotion lives in prosody
+    Frames are averaged ``pool`` at a time first (4 at the 10 ms hop: 40 ms): emotion lives in prosody
     and spectral envelope that change more slowly, and a quarter of the frames buys four times
     the epochs in the same time, which raised actor-disjoint UA on RAVDESS by about 20 points
     (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
@@ -333,7 +333,7 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
                 spec_augment: SpecAugment | None = None, width: int | None = None,
-                dropout: float | None = None, pooling: str | None = None) -> keras.Model:
+                dropout: float | None = None, pooling: str | None = None, pool: int | None = None) -> keras.Model:
     """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
 
     Args:
@@ -348,6 +348,8 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             ``None``), in ``[0, 1)``; ``None`` for every other model.
         pooling: pooling over time of a model in :data:`WIDE_MODELS`, a key of :data:`POOLINGS`
             (``"stats"`` when ``None``); ``None`` for every other model.
+        pool: input frames a model in :data:`WIDE_MODELS` averages into one before its first
+            convolution (4 when ``None``: 40 ms at the 10 ms hop), >= 1; ``None`` for every other model.
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
@@ -356,7 +358,8 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         InputError: unknown name, a normalizer fitted for another input, ``spec_augment`` on a
             model whose input is not a spectrogram (``log_mel``, ``mfcc``), or ``width`` for a
             model without one or below 1, or ``dropout`` for a model without it or outside ``[0, 1)``,
-            or ``pooling`` for a model without it or not a key of :data:`POOLINGS`.
+            or ``pooling`` for a model without it or not a key of :data:`POOLINGS`, or ``pool`` for
+            a model without it or below 1.
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -373,10 +376,13 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     if pooling is not None and (name not in WIDE_MODELS or pooling not in POOLINGS):
         raise InputError(f"pooling {pooling!r}: only {', '.join(WIDE_MODELS)} take one of {', '.join(POOLINGS)}, "
                          f"not {name}")
+    if pool is not None and (name not in WIDE_MODELS or pool < 1):
+        raise InputError(f"pool {pool}: only {', '.join(WIDE_MODELS)} average frames (pool >= 1), not {name}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:
         x = spec_augment(x)
-    options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling)) if v is not None}
+    options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling), ("pool", pool))
+               if v is not None}
     body = MODELS[name](x, n_classes, **options)
     return keras.Model(inputs, body, name=name)

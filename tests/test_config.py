@@ -56,6 +56,8 @@ def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
     ({"train.dropout": 1.0}, "less than 1"),
     ({"train.model": "compact_cnn", "train.pooling": "attentive"}, "pooling is a setting of tdnn"),
     ({"train.pooling": "max"}, "'stats' or 'attentive'"),
+    ({"train.model": "notebook_cnn2d", "train.frame_pool": 8}, "frame_pool is a setting of tdnn"),
+    ({"train.frame_pool": 0}, "greater than or equal to 1"),
 ])
 def test_invalid_settings_raise(override, message):
     with pytest.raises(ValueError, match=message):

@@ -63,6 +63,16 @@ def test_tdnn_reads_bands_as_channels_at_a_quarter_of_the_frame_rate(width):
         build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), width=w)
 
 
+@pytest.mark.parametrize("pool, frames", [(8, 38), (1, 301)])
+def test_tdnn_frame_pool_sets_the_frame_rate_the_convolutions_see(pool, frames):
+    model = build_model("tdnn_prosody", (18, 301, 1), 4, normalizer("log_mel_prosody", 18), pool=pool)
+    pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling1D))
+    assert tuple(pooled.output.shape) == (None, frames, 18)  # ceil(301 / pool) frames
+    for bad_name, bad_pool in (("compact_cnn", 8), ("tdnn", 0)):
+        with pytest.raises(ValueError, match="average frames"):
+            build_model(bad_name, (18, 301, 1), 4, normalizer(MODEL_INPUTS[bad_name], 18), pool=bad_pool)
+
+
 @pytest.mark.parametrize("dropout, expected", [(None, 0.3), (0.5, 0.5), (0.0, 0.0)])
 def test_tdnn_dropout_rate_is_set_on_both_layers(dropout, expected):
     model = build_model("tdnn_prosody", (18, 41, 1), 4, normalizer("log_mel_prosody", 18), dropout=dropout)
