@@ -331,6 +331,13 @@ MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebo
                                "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn}
 
 
+#: The options only :data:`WIDE_MODELS` take: what they take (for the error) and which values are valid.
+_WIDE_OPTIONS = {"width": ("take a width (>= 1)", lambda v: v >= 1),
+                 "dropout": ("take a dropout rate", lambda v: True),  # its range has its own message
+                 "pooling": (f"take one of {', '.join(POOLINGS)}", lambda v: v in POOLINGS),
+                 "pool": ("average frames (pool >= 1)", lambda v: v >= 1)}
+
+
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
                 spec_augment: SpecAugment | None = None, width: int | None = None,
                 dropout: float | None = None, pooling: str | None = None, pool: int | None = None) -> keras.Model:
@@ -367,22 +374,17 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
         raise InputError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
     if spec_augment is not None and MODEL_INPUTS[name] not in SPECTROGRAMS:
         raise InputError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
-    if width is not None and (name not in WIDE_MODELS or width < 1):
-        raise InputError(f"width {width}: only {', '.join(WIDE_MODELS)} take a width (>= 1), not {name}")
-    if dropout is not None and name not in WIDE_MODELS:
-        raise InputError(f"dropout {dropout}: only {', '.join(WIDE_MODELS)} take a dropout rate, not {name}")
+    options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling), ("pool", pool))
+               if v is not None}
+    for key, value in options.items():
+        takes, valid = _WIDE_OPTIONS[key]
+        if name not in WIDE_MODELS or not valid(value):
+            raise InputError(f"{key} {value!r}: only {', '.join(WIDE_MODELS)} {takes}, not {name}")
     if dropout is not None and not 0 <= dropout < 1:
         raise InputError(f"dropout {dropout}: a dropout rate in [0, 1) is needed")
-    if pooling is not None and (name not in WIDE_MODELS or pooling not in POOLINGS):
-        raise InputError(f"pooling {pooling!r}: only {', '.join(WIDE_MODELS)} take one of {', '.join(POOLINGS)}, "
-                         f"not {name}")
-    if pool is not None and (name not in WIDE_MODELS or pool < 1):
-        raise InputError(f"pool {pool}: only {', '.join(WIDE_MODELS)} average frames (pool >= 1), not {name}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if spec_augment is not None:
         x = spec_augment(x)
-    options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling), ("pool", pool))
-               if v is not None}
     body = MODELS[name](x, n_classes, **options)
     return keras.Model(inputs, body, name=name)
