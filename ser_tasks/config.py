@@ -290,6 +290,12 @@ class TrainConfig(_Section):
         frame_pool: input frames ``tdnn`` / ``tdnn_prosody`` average into one before the first
             convolution (``None``: 4, i.e. 40 ms steps at the 10 ms hop, the measured default);
             8 halves the frames the convolutions see. Any other model refuses it.
+        speaker_norm: normalise the model input per speaker before the model (speaker-level mean
+            and variance normalisation of every log-mel band, F0 and energy row over the
+            speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
+            Scoring normalises held-out speakers by their own clips' statistics (no labels), and
+            prediction by the clips given per speaker (``ser predict --speaker``); a clip alone is
+            normalised by its own statistics.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -326,6 +332,7 @@ class TrainConfig(_Section):
     dropout: float | None = Field(None, ge=0, lt=1)
     pooling: Literal["stats", "attentive"] | None = None
     frame_pool: int | None = Field(None, ge=1)
+    speaker_norm: bool = False
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"

@@ -95,7 +95,8 @@ def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
     return out
 
 
-def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str) -> Iterator[np.ndarray]:
+def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str,
+                speaker_norm: SpeakerNorm | None = None) -> Iterator[np.ndarray]:
     """Model input of the given rows, read one store chunk at a time.
 
     Chunks come in ascending order, and the rows of a chunk in their order in ``indices``.
@@ -104,6 +105,7 @@ def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str) -> Iterat
         view: the store group's read view.
         indices: store row indices, ``(n,)`` int.
         input_name: one of :data:`INPUTS`.
+        speaker_norm: when given, each row is normalised by its speaker's statistics.
 
     Yields:
         ``(rows of one chunk, ...)`` float32, as :func:`assemble` builds it.
@@ -111,7 +113,96 @@ def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str) -> Iterat
     arrays_for(input_name)  # an unknown input fails before any read
     chunk = view.chunk_rows
     for c, rows in _by_chunk(indices, chunk).items():
-        yield read_chunk(view, input_name, c)[rows - c * chunk]
+        x = read_chunk(view, input_name, c)[rows - c * chunk]
+        yield x if speaker_norm is None else speaker_norm.apply(x, rows)
+
+
+def group_statistics(x: np.ndarray, groups: np.ndarray, axis: int, floor: float = 1e-6) -> dict:
+    """Mean and standard deviation of each group's rows, per input row or channel.
+
+    Args:
+        x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
+        groups: ``(n,)`` group key of every row (a speaker).
+        axis: the axis of ``x`` that keeps its own statistics (:func:`ser_tasks.models.norm_axis`).
+        floor: smallest variance kept, so a constant row divides by ``sqrt(floor)``, not 0.
+
+    Returns:
+        key -> ``(mean, sd)``, each ``(C,)`` float64 over all frames of that group's rows.
+    """
+    out = {}
+    for key in dict.fromkeys(groups.tolist()):
+        part = np.moveaxis(x[groups == key].astype(np.float64), axis, -1)
+        part = part.reshape(-1, part.shape[-1])
+        out[key] = (part.mean(0), np.sqrt(np.maximum(part.var(0), floor)))
+    return out
+
+
+class SpeakerNorm:
+    """Per-speaker normalisation of a model input: each speaker's rows minus that speaker's mean, over its sd.
+
+    Speaker-level mean and variance normalisation of the features, the speaker normalisation of SER
+    (e.g. Busso, Mariooryad, Metallinou & Narayanan, "Iterative feature normalization scheme for
+    automatic emotion detection from speech", IEEE Trans. Affective Computing 2013), applied to the
+    frames of the model input: per log-mel band, F0 and energy row (or channel), over every frame
+    of the speaker's original clips. It removes what a voice keeps across emotions (timbre, mean
+    pitch, level, the room) and leaves how each clip departs from it. No label is read: a held-out
+    speaker's statistics come from that speaker's own clips, as they would from a user's
+    recordings of one voice. Rows with no speaker (an empty ``speaker`` column) use their clip's
+    own statistics. Augmented copies use their speaker's statistics from the originals.
+
+    Args:
+        view: the store group's read view (``speaker``, ``clip_id``, ``variant`` and status are read).
+        input_name: one of :data:`INPUTS`.
+
+    Attributes:
+        codes: ``(rows,)`` int, each store row's group (-1: no completed original, left as it is).
+        mean, sd: ``(groups, C)`` float32 (``C`` the bands or channels of the input).
+        axis: the input axis the statistics run along (of an ``(n, ...)`` batch).
+
+    Memory: reads the originals one chunk at a time and keeps ``(groups, C)`` sums.
+    """
+
+    def __init__(self, view: StoreView, input_name: str):
+        """Read every completed original row once and keep each speaker's statistics."""
+        from .models import norm_axis
+
+        speaker = np.asarray(view.column("speaker")).astype(str)
+        key = np.where(speaker != "", speaker, "clip:" + np.asarray(view.column("clip_id")).astype(str))
+        names, codes = np.unique(key, return_inverse=True)
+        originals = np.flatnonzero(view.done() & (view.column("variant") == 0))
+        self.axis = norm_axis(input_name)
+        total = sq = None
+        count = np.zeros(names.size)
+        for rows, x in zip(_by_chunk(originals, view.chunk_rows).values(),
+                           iter_chunks(view, originals, input_name), strict=True):
+            x = np.moveaxis(x.astype(np.float64), self.axis, -1)
+            frames = x.reshape(x.shape[0], -1, x.shape[-1])
+            if total is None:
+                total, sq = np.zeros((names.size, x.shape[-1])), np.zeros((names.size, x.shape[-1]))
+            np.add.at(total, codes[rows], frames.sum(1))
+            np.add.at(sq, codes[rows], (frames**2).sum(1))
+            np.add.at(count, codes[rows], frames.shape[1])
+        has = count > 0
+        self.codes = np.where(has[codes], codes, -1)
+        if total is None:
+            self.mean = self.sd = np.zeros((names.size, 0), np.float32)
+            return
+        mean = total / np.maximum(count, 1)[:, None]
+        var = sq / np.maximum(count, 1)[:, None] - mean**2
+        self.mean = mean.astype(np.float32)
+        self.sd = np.sqrt(np.maximum(var, 1e-6)).astype(np.float32)
+
+    def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) normalised per speaker, float32."""
+        codes = self.codes[rows]
+        keep = codes >= 0
+        if not keep.any():
+            return x
+        shape = [1] * x.ndim
+        shape[0], shape[self.axis] = -1, self.mean.shape[1]
+        out = x.astype(np.float32, copy=True)
+        out[keep] = (x[keep] - self.mean[codes[keep]].reshape(shape)) / self.sd[codes[keep]].reshape(shape)
+        return out
 
 
 class ZarrSequence(keras.utils.PyDataset):
@@ -141,6 +232,8 @@ class ZarrSequence(keras.utils.PyDataset):
             epoch (a seeded permutation of its order), ``x = lam * x + (1 - lam) * x_partner``
             with ``lam ~ Beta(alpha, alpha)`` per row, and so are its one-hot label and weight.
         n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
+        speaker_norm: when given, every row is served normalised by its speaker's statistics
+            (:class:`SpeakerNorm`).
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
@@ -156,7 +249,7 @@ class ZarrSequence(keras.utils.PyDataset):
     def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
                  one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
-                 n_classes: int | None = None, **kwargs):
+                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None, **kwargs):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
@@ -164,6 +257,7 @@ class ZarrSequence(keras.utils.PyDataset):
         arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
         self.view, self.input_name, self.batch_size = view, input_name, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.speaker_norm = speaker_norm
         self.chunk = view.chunk_rows
         self.indices = np.sort(indices)
         self.labels_all = view.labels()
@@ -262,7 +356,10 @@ class ZarrSequence(keras.utils.PyDataset):
 
     def _chunk_input_locked(self, c: int) -> np.ndarray:
         if c not in self._cache:
-            self._cache[c] = read_chunk(self.view, self.input_name, c)
+            x = read_chunk(self.view, self.input_name, c)
+            if self.speaker_norm is not None:
+                x = self.speaker_norm.apply(x, np.arange(c * self.chunk, c * self.chunk + x.shape[0]))
+            self._cache[c] = x
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)
         return self._cache[c]

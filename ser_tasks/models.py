@@ -58,17 +58,20 @@ class Normalizer:
         input_name: the model input it applies to.
         mean, variance: ``(bands,)`` float64.
         rows: training rows it was fitted on.
+        speaker_norm: fitted on rows normalised per speaker (``train.speaker_norm``), which the
+            model's input must then be too.
     """
 
     input_name: str
     mean: np.ndarray
     variance: np.ndarray
     rows: int
+    speaker_norm: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (saved with the model as ``normalizer.json``)."""
         return {"input": self.input_name, "axis": norm_axis(self.input_name), "rows": self.rows,
-                "mean": self.mean.tolist(), "variance": self.variance.tolist()}
+                "speaker_norm": self.speaker_norm, "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).

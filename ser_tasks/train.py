@@ -17,7 +17,7 @@ import numpy as np
 
 from . import metrics
 from .config import TrainConfig
-from .data import ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
+from .data import SpeakerNorm, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
 from .errors import InputError
 from .models import MODEL_INPUTS, SPECTROGRAMS, Normalizer, SpecAugment, build_model, norm_axis
 from .store import StoreView
@@ -70,8 +70,11 @@ def check_device(log=None) -> str:
     return device
 
 
-def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Normalizer:
+def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str,
+                   speaker_norm: SpeakerNorm | None = None) -> Normalizer:
     """Mean and variance per band over the given (training) rows, one chunk at a time.
+
+    With ``speaker_norm`` the statistics are of the speaker-normalised rows (the model's input then).
 
     Raises:
         InputError: no rows, or non-finite values in them.
@@ -81,7 +84,7 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Nor
     axis = norm_axis(input_name)
     total = sq = None
     count = 0
-    for x in iter_chunks(view, indices, input_name):
+    for x in iter_chunks(view, indices, input_name, speaker_norm):
         x = x.astype(np.float64)
         if not np.isfinite(x).all():
             raise InputError("non-finite features in the training rows")
@@ -91,7 +94,7 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str) -> Nor
         count += x.shape[0]
     mean = total / count
     variance = np.maximum(sq / count - mean**2, 1e-12)
-    return Normalizer(input_name, mean, variance, int(indices.size))
+    return Normalizer(input_name, mean, variance, int(indices.size), speaker_norm is not None)
 
 
 def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.losses.Loss | str:
@@ -247,7 +250,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     keras.utils.set_random_seed(cfg.seed)
     vocab = view.vocabulary
     name = MODEL_INPUTS[cfg.model]
-    normalizer = fit_normalizer(view, train_idx, name)
+    speakers = SpeakerNorm(view, name) if cfg.speaker_norm else None
+    normalizer = fit_normalizer(view, train_idx, name, speakers)
     normalizer_path = out_dir / "normalizer.json"
     normalizer_path.write_text(json.dumps(normalizer.to_dict()))
 
@@ -257,7 +261,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     # instead of 21.8 ms per example on two cores).
     train_seq = ZarrSequence(view, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
-                             mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), workers=2, max_queue_size=8)
+                             mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), speaker_norm=speakers,
+                             workers=2, max_queue_size=8)
     # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
@@ -271,7 +276,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"
-    callbacks: list = [ValidationUA(ZarrSequence(view, val_idx, name, 64), vocab)] if has_val else []
+    callbacks: list = ([ValidationUA(ZarrSequence(view, val_idx, name, 64, speaker_norm=speakers), vocab)]
+                       if has_val else [])
     if not cosine:
         callbacks += [
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
@@ -356,8 +362,20 @@ def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, ou
                      sum(f.seconds for f in fits), fits[0].device)
 
 
+def trained_per_speaker(model_path: Path) -> bool:
+    """Whether the model saved at ``model_path`` was trained on speaker-normalised input.
+
+    Read from the ``normalizer.json`` saved beside it (:func:`train_rows`); ``False`` without one.
+    """
+    meta = Path(model_path).with_name("normalizer.json")
+    return meta.exists() and bool(json.loads(meta.read_text()).get("speaker_norm", False))
+
+
 def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class indices of store rows under a saved zoo model.
+
+    A model trained with ``train.speaker_norm`` (:func:`trained_per_speaker`) scores rows normalised
+    by their speakers' statistics (:class:`ser_tasks.data.SpeakerNorm`; no labels read), as it trained.
 
     Returns:
         ``(y_true, y_pred)``, each ``(len(rows),)`` int, in the order of sorted ``rows``.
@@ -372,7 +390,9 @@ def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.
         raise InputError(f"{model_path}: model {model.name!r} is not one of the zoo's ({', '.join(MODEL_INPUTS)})")
     if rows.size == 0:
         raise InputError("no rows to score")
-    seq = ZarrSequence(view, rows, MODEL_INPUTS[model.name], 64)
+    name = MODEL_INPUTS[model.name]
+    speakers = SpeakerNorm(view, name) if trained_per_speaker(model_path) else None
+    seq = ZarrSequence(view, rows, name, 64, speaker_norm=speakers)
     return seq.labels, predict(model, seq).argmax(axis=1)
 
 
