@@ -552,22 +552,27 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
 
             hop_seconds: Annotated[float | None, typer.Option(
                 "--hop-seconds", help="Hop between windows \\[default: half the window].")] = None,
+            speaker_by: Annotated[str, typer.Option(
+                "--speaker-by", help="Which files share a voice, for a model trained with train.speaker_norm: "
+                                     "file (each alone), folder, or all (one speaker).")] = "file",
             mlflow_uri: MlflowOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
     """Emotions of audio files with a registered model: CSV columns path, emotion, p_<label>..., error.
 
     Speech longer than the training duration is scored in windows (50 % overlap by default) whose
     probabilities are averaged. A file that cannot be used gets its reason in the error column; the
-    others are scored all the same.
+    others are scored all the same. A model trained on speaker-normalised input normalises the
+    files of one voice together (``--speaker-by folder`` or ``all``); alone, each file by itself.
     """
     import mlflow
 
     from ser_tasks import tracking
-    from ser_tasks.predict import expand_inputs, predict_files
+    from ser_tasks.predict import expand_inputs, predict_files, speakers_of
 
     tracking.use(mlflow_uri)
     uri = model or _default_model()
     opts = _storage(storage_options, endpoint_url)
     with _user_errors():
+        speakers_of([], speaker_by)  # an unknown grouping fails before any file is read
         files = expand_inputs(paths, opts)
         if not files:
             raise ValueError(f"no audio files under {', '.join(paths)}")
@@ -578,7 +583,8 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}
     with _progress("predicting", "files") as progress:
         bar = progress.add_task("predict", total=len(files))
-        preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n))
+        preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n),
+                              speakers=None if speaker_by == "file" else speakers_of(files, speaker_by))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         preds.to_csv(out, index=False)

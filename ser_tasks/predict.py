@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class Preprocessing:
             :data:`ser_tasks.data.INPUTS`).
         vocabulary: class labels, in the order of the model's outputs.
         model: the zoo model's name.
+        speaker_norm: the model was trained on input normalised per speaker (``train.speaker_norm``):
+            inputs are normalised by the statistics of the clips given for their speaker
+            (:func:`predict_frame`). Models saved before the setting existed read ``False``.
     """
 
     audio: AudioConfig
@@ -55,17 +59,19 @@ class Preprocessing:
     input_name: str
     vocabulary: tuple[str, ...]
     model: str
+    speaker_norm: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"audio": self.audio.model_dump(mode="json"), "features": self.features.model_dump(mode="json"),
-                "input_name": self.input_name, "vocabulary": list(self.vocabulary), "model": self.model}
+                "input_name": self.input_name, "vocabulary": list(self.vocabulary), "model": self.model,
+                "speaker_norm": self.speaker_norm}
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         """Inverse of :meth:`to_dict`."""
         return cls(AudioConfig(**data["audio"]), FeatureConfig.stored(data["features"]), data["input_name"],
-                   tuple(data["vocabulary"]), data["model"])
+                   tuple(data["vocabulary"]), data["model"], bool(data.get("speaker_norm", False)))
 
     def model_input(self, y: np.ndarray) -> np.ndarray:
         """Model input of one fixed-length clip.
@@ -141,6 +147,27 @@ def _probabilities(model, x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)[:n]
 
 
+def _speaker_of(row: dict, index: int) -> str:
+    """The group of an input row: its ``speaker`` when it names one, else the row alone."""
+    speaker = row.get("speaker")
+    return f"speaker:{speaker}" if isinstance(speaker, str) and speaker else f"row:{index}"
+
+
+def _per_speaker(x: np.ndarray, groups: list[str], input_name: str) -> np.ndarray:
+    """Model input ``x`` ``(n, ...)`` normalised by each group's own statistics, float32 (see :func:`predict_frame`)."""
+    from .data import group_statistics
+    from .models import norm_axis
+
+    axis, keys = norm_axis(input_name), np.asarray(groups)
+    out = np.empty_like(x, dtype=np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    for key, (mean, sd) in group_statistics(x, keys, axis).items():
+        sel = keys == key
+        out[sel] = (x[sel] - mean.reshape(shape)) / sd.reshape(shape)
+    return out
+
+
 def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
                   window_seconds: float | None = None, hop_seconds: float | None = None,
                   storage_options: dict | None = None) -> pd.DataFrame:
@@ -150,7 +177,11 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         model: the Keras model (input as :meth:`Preprocessing.model_input`, output ``(n, k)``).
         prep: the preprocessing it was trained with.
         frame: a ``path`` column (local path or fsspec URL) and/or an ``audio`` column (encoded
-            file bytes); a row uses its bytes when it has them.
+            file bytes); a row uses its bytes when it has them. An optional ``speaker`` column
+            groups the rows of one voice: for a model trained with ``train.speaker_norm``, every
+            window of a speaker's rows is normalised by the mean and sd of all of them
+            (:func:`ser_tasks.data.group_statistics`, as training normalised each speaker by its
+            clips); a row with no speaker is normalised by its own windows. Other models ignore it.
         windows: score speech longer than ``window_seconds`` in windows; ``False`` scores every
             clip as extraction stores it (one ``audio.duration`` crop around the centre).
         per_window: one output row per window (with ``input``, ``start`` and ``end`` in seconds
@@ -179,7 +210,8 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     if window <= 0 or hop <= 0:
         raise InputError(f"window_seconds and hop_seconds must be positive, got {window_seconds}, {hop_seconds}")
     inputs, owners, spans, errors = [], [], [], {}
-    for i, row in enumerate(frame.to_dict("records")):
+    records = frame.to_dict("records")
+    for i, row in enumerate(records):
         try:
             y, name = _decoded(row, i, sr, storage_options)
             start, stop = audio.speech_bounds(y, cfg, name)
@@ -196,8 +228,11 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
             errors[i] = f"{row.get('path') or f'row {i}'}: {type(exc).__name__}: {exc}"
     k = len(vocab)
-    probs = _probabilities(model, np.concatenate(inputs)) if inputs else np.zeros((0, k), np.float32)
     owners_arr = np.asarray(owners, dtype=np.int64)
+    x = np.concatenate(inputs) if inputs else None
+    if x is not None and prep.speaker_norm:
+        x = _per_speaker(x, [_speaker_of(records[o], o) for o in owners], prep.input_name)
+    probs = _probabilities(model, x) if x is not None else np.zeros((0, k), np.float32)
     columns = [f"p_{label}" for label in vocab]
     if per_window:
         records = [{"input": int(o), "start": round(a, 4), "end": round(b, 4), "windows": 1, "error": ""}
@@ -260,12 +295,13 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
 def signature(prep: Preprocessing) -> mlflow.models.ModelSignature:
     """The model's signature: its input and output columns, and the prediction parameters with their defaults.
 
-    Optional ``path`` (string) and ``audio`` (binary) columns in; emotion, probabilities, window count
-    and error out.
+    Optional ``path`` (string), ``audio`` (binary) and ``speaker`` (string) columns in; emotion,
+    probabilities, window count and error out.
     """
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec("string", "path", required=False), ColSpec("binary", "audio", required=False)])
+    inputs = Schema([ColSpec("string", "path", required=False), ColSpec("binary", "audio", required=False),
+                     ColSpec("string", "speaker", required=False)])
     outputs = Schema([ColSpec("string", "emotion"), *[ColSpec("double", f"p_{c}") for c in prep.vocabulary],
                       ColSpec("long", "windows"), ColSpec("string", "error")])
     params = ParamSchema([ParamSpec("windows", "boolean", True), ParamSpec("per_window", "boolean", False),
@@ -349,11 +385,65 @@ def read_bytes(path: str, storage_options: dict | None = None) -> bytes | None:
         return None
 
 
+#: How ``ser predict`` tells which files share a speaker (:func:`speakers_of`).
+SPEAKER_GROUPINGS = ("file", "folder", "all")
+
+
+def speakers_of(paths: list[str], grouping: str) -> list[str]:
+    """The speaker of each file for a speaker-normalised model, by a rule the user chooses.
+
+    Args:
+        paths: local paths or fsspec URLs.
+        grouping: ``"file"`` (each file its own voice: normalised by its own statistics),
+            ``"folder"`` (the files of one folder are one voice) or ``"all"`` (every file one voice).
+
+    Returns:
+        ``(len(paths),)`` speaker keys (``""`` for a file alone).
+
+    Raises:
+        InputError: an unknown ``grouping``.
+    """
+    if grouping == "file":
+        return [""] * len(paths)
+    if grouping == "folder":
+        return [posixpath.dirname(p) or "." for p in paths]
+    if grouping == "all":
+        return ["all"] * len(paths)
+    raise InputError(f"unknown speaker grouping {grouping!r}; choose one of {', '.join(SPEAKER_GROUPINGS)}")
+
+
+def speaker_batches(speakers: list[str], batch: int) -> list[list[int]]:
+    """Positions of files grouped into calls of the model, a speaker's files never split.
+
+    Speakers are taken in order of first appearance; a call holds whole speakers up to ``batch``
+    files, and a speaker with more files than that has a call of its own.
+
+    Args:
+        speakers: ``(n,)`` speaker of every file (``""``: none, the file alone).
+        batch: files per call the model should get.
+
+    Returns:
+        Lists of positions into ``speakers``; every position once.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(speakers):
+        groups.setdefault(s or f"\0{i}", []).append(i)
+    calls: list[list[int]] = []
+    for members in groups.values():
+        if calls and len(calls[-1]) + len(members) <= batch:
+            calls[-1] += members
+        else:
+            calls.append(list(members))
+    return calls
+
+
 def predict_files(model, paths: list[str], params: dict | None = None, storage_options: dict | None = None,
-                  batch: int = 16, on_batch=None) -> pd.DataFrame:
+                  batch: int = 16, on_batch=None, speakers: list[str] | None = None) -> pd.DataFrame:
     """Score files with a loaded pyfunc model (``mlflow.pyfunc.load_model``), a batch at a time.
 
-    Files are read here, with ``storage_options``, and sent as ``audio`` bytes next to their ``path``.
+    Files are read here, with ``storage_options``, and sent as ``audio`` bytes next to their ``path``
+    (and their ``speaker``, when given: one speaker's files go in one call, :func:`speaker_batches`,
+    so a speaker-normalised model sees them together).
 
     Args:
         model: the loaded registered model.
@@ -362,21 +452,32 @@ def predict_files(model, paths: list[str], params: dict | None = None, storage_o
         storage_options: fsspec options for reading remote ``paths``.
         batch: files per call of the model.
         on_batch: called with the number of files done after each batch (a progress bar).
+        speakers: ``(len(paths),)`` speaker of each file (``""``: unknown), or ``None``.
 
     Returns:
-        ``path`` followed by the model's columns; per window (``input`` replaced by ``path``) when
-        ``params["per_window"]``.
+        ``path`` followed by the model's columns, in the order of ``paths``; per window (``input``
+        replaced by ``path``) when ``params["per_window"]``.
     """
+    calls = ([list(range(i, min(i + batch, len(paths)))) for i in range(0, len(paths), batch)]
+             if speakers is None else speaker_batches(list(speakers), batch))
     frames = []
-    for i in range(0, len(paths), batch):
-        chunk = paths[i:i + batch]
-        data = [read_bytes(p, storage_options) or b"" for p in chunk]
-        out = model.predict(pd.DataFrame({"path": chunk, "audio": data}), params=params)
+    for positions in calls:
+        chunk = [paths[j] for j in positions]
+        data = {"path": chunk, "audio": [read_bytes(p, storage_options) or b"" for p in chunk]}
+        if speakers is not None:
+            data["speaker"] = [speakers[j] or "" for j in positions]
+        out = model.predict(pd.DataFrame(data), params=params)
         if "input" in out.columns:  # per window: input, start, end, ...
+            at = [positions[j] for j in out["input"]]
             out = out.assign(input=[chunk[j] for j in out["input"]]).rename(columns={"input": "path"})
         else:
+            at = positions
             out.insert(0, "path", chunk)
-        frames.append(out)
+        frames.append(out.assign(_at=at))
         if on_batch is not None:
             on_batch(len(chunk))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"path": []})
+    if not frames:
+        return pd.DataFrame({"path": []})
+    # speaker batches reorder the files; give them back in the order asked (windows stay in time order)
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values("_at", kind="stable").drop(columns="_at").reset_index(drop=True)

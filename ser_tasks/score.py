@@ -84,7 +84,9 @@ def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = Non
                          f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
     if on_start is not None:
         on_start(len(known))
-    preds = predict_files(model, list(known["path"]), storage_options=storage_options, on_batch=on_batch)
+    # the corpus's speakers, from its file names: a speaker-normalised model sees each voice's clips together
+    preds = predict_files(model, list(known["path"]), storage_options=storage_options, on_batch=on_batch,
+                          speakers=list(known["speaker"].fillna("").astype(str)))
     preds.insert(1, "true", list(known["emotion"]))
     ok = preds["error"] == ""
     if not ok.any():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import ZarrSequence, assemble, input_shape, resident_tf_dataset
+from ser_tasks.data import SpeakerNorm, ZarrSequence, assemble, input_shape, iter_chunks, resident_tf_dataset
 from ser_tasks.store import StoreView
 from ser_tasks.train import fit_normalizer
 
@@ -199,3 +199,45 @@ def test_frames_are_each_frames_log_mel_mfcc_zcr_and_rms_in_that_order():
     x = assemble("frames", arrays)
     assert x.shape == (n, t, 3 + 2 + 2) and x.dtype == np.float32
     assert x[0, 0].tolist() == [1, 1, 1, 2, 2, 3, 0] and x[1, 4, -1] == 9  # rms of row 1, frame 4
+
+
+def _with_speakers(group, speakers, clips):
+    group.create_array("speaker", data=np.array(speakers, dtype=str))
+    group.create_array("clip_id", data=np.array(clips, dtype=str))
+    return StoreView(group)
+
+
+def test_speaker_norm_gives_each_speaker_zero_mean_and_unit_sd_over_its_originals(group):
+    # rows 2c and 2c + 1 are clip c's original and copy; speakers of 10 rows each, the last one nameless
+    n = group["log_mel"].shape[0]
+    speakers = [f"corpus:{r // 10}" if r < 40 else "" for r in range(n)]
+    view = _with_speakers(group, speakers, [f"c{r // 2}" for r in range(n)])
+    norm = SpeakerNorm(view, "log_mel")
+    raw = assemble("log_mel", {"log_mel": group["log_mel"][:]}).astype(np.float64)
+    out = np.concatenate(list(iter_chunks(view, np.arange(n), "log_mel", norm)))
+    for s in range(4):
+        originals = [r for r in range(10 * s, 10 * s + 10, 2) if r != 5]
+        np.testing.assert_allclose(out[originals].mean(axis=(0, 2, 3)), 0, atol=1e-5)
+        np.testing.assert_allclose(out[originals].std(axis=(0, 2, 3)), 1, atol=1e-4)
+        # a copy takes its speaker's statistics from the originals, not from itself
+        mu, sd = raw[originals].mean(axis=(0, 2, 3)), raw[originals].std(axis=(0, 2, 3))
+        np.testing.assert_allclose(out[10 * s + 1, :, :, 0], (raw[10 * s + 1, :, :, 0] - mu[:, None]) / sd[:, None],
+                                   rtol=1e-4, atol=1e-4)
+    # no speaker: the clip's own original; constant rows divide by sqrt(1e-6), not by 0
+    np.testing.assert_allclose(out[40], 0, atol=1e-5)
+    np.testing.assert_allclose(out[41], (raw[41] - raw[40]) / 1e-3, rtol=1e-4)
+
+
+def test_speaker_normalised_rows_reach_the_sequence_and_the_normalizer(group):
+    n = group["log_mel"].shape[0]
+    view = _with_speakers(group, [f"x:{r % 3}" for r in range(n)], [f"c{r // 2}" for r in range(n)])
+    norm = SpeakerNorm(view, "log_mel")
+    idx = rows(group, "train")
+    expected = np.concatenate(list(iter_chunks(view, idx, "log_mel", norm)))
+    for memory in (0, 64):  # streamed and resident
+        seq = ZarrSequence(view, idx, "log_mel", batch_size=64, memory_limit_mib=memory, speaker_norm=norm)
+        np.testing.assert_array_equal(seq[0][0], expected)
+    fitted = fit_normalizer(view, idx, "log_mel", norm)
+    assert fitted.speaker_norm and fitted.to_dict()["speaker_norm"] is True
+    np.testing.assert_allclose(fitted.mean, expected.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
+    assert not fit_normalizer(view, idx, "log_mel").speaker_norm

@@ -4,6 +4,7 @@ or paths, windows for long recordings, bad files as error rows, loading without 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
 import sys
@@ -171,6 +172,56 @@ def test_the_registered_model_predicts_the_same_under_another_keras_backend(trai
     np.testing.assert_allclose(got[probs].to_numpy(), expected[probs].to_numpy(), atol=1e-4)
 
 
+def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_saw_it(trained):
+    import keras
+
+    from ser_tasks.data import SpeakerNorm
+
+    view, cfg, tmp = trained["store"].view(), trained["cfg"], trained["tmp"]
+    fitted = fit(view, cfg.train.model_copy(update={"epochs": 2, "ensemble": 1, "speaker_norm": True}),
+                 tmp / "per_speaker", verbose=0)
+    keras_model = keras.models.load_model(fitted.model_path, compile=False)
+    name = MODEL_INPUTS[cfg.train.model]
+    prep = Preprocessing(cfg.audio, cfg.features, name, tuple(view.vocabulary), cfg.train.model, speaker_norm=True)
+    assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))).speaker_norm
+    rows = view.rows("test", originals_only=True)  # every original of the test speakers
+    stored = predict(keras_model, ZarrSequence(view, rows, name, 64, speaker_norm=SpeakerNorm(view, name)))
+    frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
+                          "speaker": list(read_strings(view.group["speaker"])[rows])})
+    vocab = [f"p_{c}" for c in view.vocabulary]
+    raw = predict_frame(keras_model, prep, frame)[vocab].to_numpy()
+    assert np.abs(raw - stored).max() < 1e-4
+    # without speakers each clip is normalised by itself: other inputs, other probabilities
+    alone = predict_frame(keras_model, prep, frame.drop(columns="speaker"))[vocab].to_numpy()
+    assert np.abs(alone - stored).max() > 1e-3
+    # a model trained without it ignores the column
+    plain = Preprocessing(cfg.audio, cfg.features, name, tuple(view.vocabulary), cfg.train.model)
+    np.testing.assert_allclose(predict_frame(keras_model, plain, frame)[vocab].to_numpy(),
+                               predict_frame(keras_model, plain, frame.drop(columns="speaker"))[vocab].to_numpy())
+
+
+def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
+    from ser_tasks.predict import predict_files, speaker_batches, speakers_of
+
+    assert speaker_batches(["a", "b", "a", ""], 2) == [[0, 2], [1, 3]]
+    assert speaker_batches(["a"] * 3 + ["b"], 2) == [[0, 1, 2], [3]]  # a speaker is never split
+    assert speakers_of(["s3://b/x/1.wav", "/d/y/2.wav", "3.wav"], "folder") == ["s3://b/x", "/d/y", "."]
+    assert speakers_of(["1.wav", "2.wav"], "all") == ["all", "all"] and speakers_of(["1.wav"], "file") == [""]
+    with pytest.raises(ValueError, match="unknown speaker grouping 'voice'"):
+        speakers_of(["1.wav"], "voice")
+    calls = []
+
+    class Echo:
+        def predict(self, frame, params=None):
+            calls.append(list(frame["speaker"]))
+            return pd.DataFrame({"emotion": frame["speaker"], "windows": 1, "error": ""})
+
+    paths = [str(tmp_path / f"{i}.wav") for i in range(5)]
+    out = predict_files(Echo(), paths, batch=2, speakers=["a", "b", "a", "", "b"])
+    assert calls == [["a", "a"], ["b", "b"], [""]]
+    assert list(out["path"]) == paths and list(out["emotion"]) == ["a", "b", "a", "", "b"]
+
+
 def test_input_needs_a_path_or_audio_column(trained, model):
     keras_model = model.unwrap_python_model().keras_model
     with pytest.raises(ValueError, match="'path' or an 'audio' column"):
@@ -182,7 +233,8 @@ def test_signature_declares_optional_path_and_binary_audio_and_the_parameters(tr
     info = mlflow.models.get_model_info(trained["model_uri"])
     inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
     assert inputs["path"]["type"] == "string" and inputs["audio"]["type"] == "binary"
-    assert not inputs["path"]["required"] and not inputs["audio"]["required"]
+    assert inputs["speaker"]["type"] == "string"
+    assert not inputs["path"]["required"] and not inputs["audio"]["required"] and not inputs["speaker"]["required"]
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert outputs == ["emotion", "p_neutral", "p_sad", "p_angry", "windows", "error"]
     assert {p.name for p in info.signature.params} == {"windows", "per_window", "window_seconds", "hop_seconds"}
@@ -224,6 +276,14 @@ def test_ser_predict_scores_folders_recursively_into_a_csv_with_counts(trained, 
     assert len(preds) == 4 and sum(preds["error"] != "") == 1
     assert preds.loc[preds["error"] != "", "path"].iloc[0].endswith("broken.wav")
     assert "failed" in result.output and "broken.wav: cannot decode audio" in result.output
+    grouped = CliRunner().invoke(app, ["predict", str(tmp_path / "in"), "--model",
+                                       f"models:/tones/{trained['version']}", "--mlflow-uri", trained["uri"],
+                                       "--speaker-by", "folder"])
+    assert grouped.exit_code == 0, grouped.output  # a model trained without speaker_norm ignores the grouping
+    assert pd.read_csv(io.StringIO(grouped.stdout.split("model models:")[0]), keep_default_na=False).equals(preds)
+    unknown = CliRunner().invoke(app, ["predict", str(tmp_path / "in"), "--speaker-by", "voice",
+                                       "--mlflow-uri", trained["uri"]])
+    assert unknown.exit_code != 0 and "unknown speaker grouping 'voice'" in unknown.output
     windows = CliRunner().invoke(app, ["predict", str(src[0]), "--model", f"models:/tones/{trained['version']}",
                                        "--mlflow-uri", trained["uri"], "--windows"])
     assert windows.exit_code == 0, windows.output

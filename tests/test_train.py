@@ -249,3 +249,25 @@ def test_tdnn_prosody_trains_on_pitch_and_energy_rows_that_serving_rebuilds(tmp_
     other = extracted_store(root, plain, str(tmp_path / "f.zarr"))
     with pytest.raises(InputError, match="no feature 'f0'.*features.f0: true"):
         input_shape(other.view(), "log_mel_prosody")
+
+
+def test_a_speaker_normalised_model_is_scored_on_speaker_normalised_rows(tone_store):
+    from ser_tasks.data import SpeakerNorm, ZarrSequence
+    from ser_tasks.models import MODEL_INPUTS
+    from ser_tasks.train import score_rows, trained_per_speaker
+
+    store, cfg, tmp = tone_store
+    view = store.view()
+    per_speaker = cfg.train.model_copy(update={"epochs": 2, "ensemble": 2, "speaker_norm": True})
+    result = fit(view, per_speaker, tmp / "spk", verbose=0)
+    assert trained_per_speaker(result.model_path)  # the ensemble keeps its members' flag
+    assert not trained_per_speaker(tmp / "nowhere" / "model.keras")
+    name = MODEL_INPUTS[cfg.train.model]
+    test = view.rows("test", originals_only=True)
+    model = keras.models.load_model(result.model_path, compile=False)
+    normalised = ZarrSequence(view, test, name, 64, speaker_norm=SpeakerNorm(view, name))[0][0]
+    raw = ZarrSequence(view, test, name, 64)[0][0]
+    expected = np.asarray(model.predict_on_batch(normalised)).argmax(axis=1)
+    assert not np.allclose(normalised, raw)
+    _, pred = score_rows(view, result.model_path, test)
+    np.testing.assert_array_equal(pred, expected)
