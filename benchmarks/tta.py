@@ -53,9 +53,9 @@ def fold_outputs(run: Path) -> list[dict]:
     """
     import keras
 
-    from ser_tasks.data import ZarrSequence
+    from ser_tasks.data import SpeakerNorm, ZarrSequence
     from ser_tasks.store import FeatureStore
-    from ser_tasks.train import MODEL_INPUTS, predict
+    from ser_tasks.train import MODEL_INPUTS, predict, trained_per_speaker
 
     summary = json.loads((run / "summary.json").read_text())
     ev, ext = summary["evaluation"], summary["extract"]
@@ -67,7 +67,9 @@ def fold_outputs(run: Path) -> list[dict]:
         (model_path,) = (run / "runs" / ev["protocol"] / f"fold{f['fold']}").glob("*.keras")
         model = keras.models.load_model(model_path, compile=False)
         rows = np.sort(np.flatnonzero(np.isin(speakers, f["test_speakers"]) & done))  # the order served
-        seq = ZarrSequence(view, rows, MODEL_INPUTS[model.name], 64)
+        name = MODEL_INPUTS[model.name]
+        per_speaker = SpeakerNorm(view, name) if trained_per_speaker(model_path) else None  # as the run scored
+        seq = ZarrSequence(view, rows, name, 64, speaker_norm=per_speaker)
         out.append({"result": f, "y": seq.labels, "probs": predict(model, seq), "clips": clips[rows].astype(str),
                     "original": variants[rows] == 0})
     return out

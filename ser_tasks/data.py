@@ -117,23 +117,31 @@ def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str,
         yield x if speaker_norm is None else speaker_norm.apply(x, rows)
 
 
-def group_statistics(x: np.ndarray, groups: np.ndarray, axis: int, floor: float = 1e-6) -> dict:
-    """Mean and standard deviation of each group's rows, per input row or channel.
+def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str, floor: float = 1e-6) -> np.ndarray:
+    """Each group's rows minus the group's mean, over its standard deviation, per input row or channel.
+
+    What :class:`SpeakerNorm` does with a speaker's stored clips, done on inputs in memory: the
+    clips of one voice given together at prediction time (:func:`ser_tasks.predict.predict_frame`).
 
     Args:
         x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
         groups: ``(n,)`` group key of every row (a speaker).
-        axis: the axis of ``x`` that keeps its own statistics (:func:`ser_tasks.models.norm_axis`).
+        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.models.norm_axis`).
         floor: smallest variance kept, so a constant row divides by ``sqrt(floor)``, not 0.
 
     Returns:
-        key -> ``(mean, sd)``, each ``(C,)`` float64 over all frames of that group's rows.
+        ``(n, ...)`` float32; each group's statistics are over all frames of all its rows.
     """
-    out = {}
+    from .models import norm_axis
+
+    axis, groups = norm_axis(input_name), np.asarray(groups)
+    out = np.empty(x.shape, dtype=np.float32)
     for key in dict.fromkeys(groups.tolist()):
-        part = np.moveaxis(x[groups == key].astype(np.float64), axis, -1)
-        part = part.reshape(-1, part.shape[-1])
-        out[key] = (part.mean(0), np.sqrt(np.maximum(part.var(0), floor)))
+        sel = groups == key
+        part = np.moveaxis(x[sel].astype(np.float64), axis, -1)
+        flat = part.reshape(-1, part.shape[-1])
+        mean, sd = flat.mean(0), np.sqrt(np.maximum(flat.var(0), floor))
+        out[sel] = np.moveaxis((part - mean) / sd, -1, axis)
     return out
 
 

@@ -153,21 +153,6 @@ def _speaker_of(row: dict, index: int) -> str:
     return f"speaker:{speaker}" if isinstance(speaker, str) and speaker else f"row:{index}"
 
 
-def _per_speaker(x: np.ndarray, groups: list[str], input_name: str) -> np.ndarray:
-    """Model input ``x`` ``(n, ...)`` normalised by each group's own statistics, float32 (see :func:`predict_frame`)."""
-    from .data import group_statistics
-    from .models import norm_axis
-
-    axis, keys = norm_axis(input_name), np.asarray(groups)
-    out = np.empty_like(x, dtype=np.float32)
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    for key, (mean, sd) in group_statistics(x, keys, axis).items():
-        sel = keys == key
-        out[sel] = (x[sel] - mean.reshape(shape)) / sd.reshape(shape)
-    return out
-
-
 def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
                   window_seconds: float | None = None, hop_seconds: float | None = None,
                   storage_options: dict | None = None) -> pd.DataFrame:
@@ -180,7 +165,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             file bytes); a row uses its bytes when it has them. An optional ``speaker`` column
             groups the rows of one voice: for a model trained with ``train.speaker_norm``, every
             window of a speaker's rows is normalised by the mean and sd of all of them
-            (:func:`ser_tasks.data.group_statistics`, as training normalised each speaker by its
+            (:func:`ser_tasks.data.normalise_groups`, as training normalised each speaker by its
             clips); a row with no speaker is normalised by its own windows. Other models ignore it.
         windows: score speech longer than ``window_seconds`` in windows; ``False`` scores every
             clip as extraction stores it (one ``audio.duration`` crop around the centre).
@@ -231,7 +216,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     owners_arr = np.asarray(owners, dtype=np.int64)
     x = np.concatenate(inputs) if inputs else None
     if x is not None and prep.speaker_norm:
-        x = _per_speaker(x, [_speaker_of(records[o], o) for o in owners], prep.input_name)
+        from .data import normalise_groups
+
+        x = normalise_groups(x, np.asarray([_speaker_of(records[o], o) for o in owners]), prep.input_name)
     probs = _probabilities(model, x) if x is not None else np.zeros((0, k), np.float32)
     columns = [f"p_{label}" for label in vocab]
     if per_window:
