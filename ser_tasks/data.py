@@ -35,6 +35,8 @@ FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 PROSODY_ARRAYS = ("log_mel", "f0", "rms")
 #: RMS below this (-100 dB re full scale) counts as silence in the energy row.
 RMS_FLOOR = 1e-5
+#: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
+VAR_FLOOR = 1e-6
 
 
 def arrays_for(input_name: str) -> tuple[str, ...]:
@@ -117,7 +119,7 @@ def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str,
         yield x if speaker_norm is None else speaker_norm.apply(x, rows)
 
 
-def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str, floor: float = 1e-6) -> np.ndarray:
+def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str) -> np.ndarray:
     """Each group's rows minus the group's mean, over its standard deviation, per input row or channel.
 
     What :class:`SpeakerNorm` does with a speaker's stored clips, done on inputs in memory: the
@@ -127,10 +129,10 @@ def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str, floor: 
         x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
         groups: ``(n,)`` group key of every row (a speaker).
         input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.models.norm_axis`).
-        floor: smallest variance kept, so a constant row divides by ``sqrt(floor)``, not 0.
 
     Returns:
-        ``(n, ...)`` float32; each group's statistics are over all frames of all its rows.
+        ``(n, ...)`` float32; each group's statistics are over all frames of all its rows (variance
+        at least :data:`VAR_FLOOR`).
     """
     from .models import norm_axis
 
@@ -140,7 +142,7 @@ def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str, floor: 
         sel = groups == key
         part = np.moveaxis(x[sel].astype(np.float64), axis, -1)
         flat = part.reshape(-1, part.shape[-1])
-        mean, sd = flat.mean(0), np.sqrt(np.maximum(flat.var(0), floor))
+        mean, sd = flat.mean(0), np.sqrt(np.maximum(flat.var(0), VAR_FLOOR))
         out[sel] = np.moveaxis((part - mean) / sd, -1, axis)
     return out
 
@@ -198,7 +200,7 @@ class SpeakerNorm:
         mean = total / np.maximum(count, 1)[:, None]
         var = sq / np.maximum(count, 1)[:, None] - mean**2
         self.mean = mean.astype(np.float32)
-        self.sd = np.sqrt(np.maximum(var, 1e-6)).astype(np.float32)
+        self.sd = np.sqrt(np.maximum(var, VAR_FLOOR)).astype(np.float32)
 
     def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) normalised per speaker, float32."""
