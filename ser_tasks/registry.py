@@ -10,10 +10,8 @@ registry stages (NOTES.md).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -146,7 +144,9 @@ def register_model(model_path, normalizer_path, config, vocabulary: list[str], s
     from .predict import Preprocessing, log_emotion_model
 
     name = config.tracking.registered_model
-    per_speaker = bool(json.loads(Path(normalizer_path).read_text()).get("speaker_norm", False))
+    from .train import trained_per_speaker
+
+    per_speaker = trained_per_speaker(model_path)  # the flag of the normalizer.json saved beside it
     prep = Preprocessing(config.audio, config.features, MODEL_INPUTS[config.train.model], tuple(vocabulary),
                          config.train.model, per_speaker)
     info = log_emotion_model(model_path, normalizer_path, prep, name)

@@ -243,14 +243,22 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         raise InputError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
     if train_idx.size == 0:
         raise InputError("no training rows")
+    # the speakers' statistics are read from the store once, however many members train on them
+    speakers = SpeakerNorm(view, MODEL_INPUTS[cfg.model]) if cfg.speaker_norm else None
     if cfg.ensemble > 1:
-        return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose)
+        return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, speakers)
+    return _train_one(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, speakers)
+
+
+def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
+               val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int,
+               speakers: SpeakerNorm | None) -> FitResult:
+    """:func:`train_rows` for one model, on rows normalised by ``speakers`` when given."""
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     vocab = view.vocabulary
     name = MODEL_INPUTS[cfg.model]
-    speakers = SpeakerNorm(view, name) if cfg.speaker_norm else None
     normalizer = fit_normalizer(view, train_idx, name, speakers)
     normalizer_path = out_dir / "normalizer.json"
     normalizer_path.write_text(json.dumps(normalizer.to_dict()))
@@ -328,7 +336,8 @@ class _Prefixed(keras.callbacks.Callback):
 
 
 def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
-                    val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int) -> FitResult:
+                    val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int,
+                    speakers: SpeakerNorm | None) -> FitResult:
     """:func:`train_rows` for ``cfg.ensemble`` > 1: train the members, save the model averaging them.
 
     Member ``i`` trains with seed ``cfg.seed + i`` in ``out_dir/member<i>``; the saved model feeds
@@ -345,7 +354,8 @@ def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, ou
     for i in range(cfg.ensemble):
         member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
         callbacks = [cb if i == 0 else _Prefixed(cb, f"member{i}_") for cb in extra_callbacks or []]
-        fits.append(train_rows(view, train_idx, member, out_dir / f"member{i}", val_idx, callbacks, verbose))
+        fits.append(_train_one(view, train_idx, member, out_dir / f"member{i}", val_idx, callbacks, verbose,
+                               speakers))
     members = [keras.models.load_model(f.model_path, compile=False) for f in fits]
     for i, m in enumerate(members):
         m.name = f"{cfg.model}_member{i}"  # layer names in one model must differ
