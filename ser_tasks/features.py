@@ -10,14 +10,16 @@ Each matches its librosa function (``melspectrogram`` + ``power_to_db``, ``zero_
 ``rms``), computed with less work per clip, the step every row of a corpus pays for: the mel
 filterbank is built once per configuration, not once per clip, and ZCR and RMS come from running
 sums over the padded signal (one pass) instead of a copy of every overlapping frame (3.2 passes at
-the default 512-sample frame and 160-sample hop). YIN (:func:`yin`) equals ``librosa.yin`` bit for
-bit, with frames laid out as rows, the parabolic refinement computed at one lag per frame and
-all-zero frames answered without the FFTs.
+the default 512-sample frame and 160-sample hop). The power spectrogram (:func:`power_spectrogram`)
+equals ``librosa.stft``'s squared magnitude and YIN (:func:`yin`) equals ``librosa.yin``, bit for
+bit, both with frames laid out as rows and all-zero frames (the store's padding) answered without
+their FFTs; at the defaults the two share one framing (:func:`centred_frames`).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import librosa
 import numpy as np
@@ -47,16 +49,106 @@ def feature_shapes(audio: AudioConfig, cfg: FeatureConfig) -> dict[str, tuple[in
     return {**shapes, "f0": (t,)} if cfg.f0 else shapes
 
 
-def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
+def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
     """Log-mel power spectrogram in dB (re 1.0, floored ``top_db`` below the clip's peak).
 
+    ``librosa.power_to_db(mel_basis @ power_spectrogram(y))``, the values of
+    ``librosa.feature.melspectrogram`` with a cached filterbank (:func:`mel_basis`).
+
+    Args:
+        y: ``(samples,)`` float waveform.
+        sr: its sample rate in Hz.
+        cfg: feature settings (``n_fft``, ``win_length``, ``hop_length`` in samples; ``n_mels``,
+            ``fmin``/``fmax`` in Hz, ``top_db`` in dB).
+        framed: ``centred_frames(y, cfg.n_fft, cfg.hop_length)`` when the caller has it (YIN's
+            frames are the same at the defaults), else computed here.
+
     Returns:
-        ``(n_mels, T)`` float32, dB.
+        ``(n_mels, T)`` float32, dB, ``T = 1 + samples // hop_length`` (even ``n_fft``).
     """
-    spec = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                               window=hann_window(cfg.win_length), center=True)) ** 2
+    spec = power_spectrogram(y, cfg, framed)
     mel = mel_basis(sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ spec
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db).astype(np.float32)
+
+
+class Framed(NamedTuple):
+    """The frames of a zero-padded (``center=True``) signal that hold a nonzero sample.
+
+    Attributes:
+        live: ``(T,)`` bool, frame ``t`` holds a nonzero sample.
+        frames: ``(T', frame_length)`` contiguous copy of those frames, the signal's dtype,
+            ``T' = live.sum()``.
+    """
+
+    live: np.ndarray
+    frames: np.ndarray
+
+
+def centred_frames(y: np.ndarray, frame_length: int, hop_length: int) -> Framed:
+    """Frame ``y`` as ``librosa.util.frame`` does after ``center=True`` zero padding, keeping nonzero frames.
+
+    The store pads a trimmed clip with zeros to its fixed length (38 % of a RAVDESS clip's frames
+    on average): an all-zero frame's spectrum is 0 and YIN's answer for it is known, so neither
+    needs its FFTs. The log-mel and YIN share one call when their frames coincide (the defaults).
+
+    Args:
+        y: ``(samples,)`` waveform.
+        frame_length: frame in samples; the signal is padded by ``frame_length // 2`` each side.
+        hop_length: hop between frame starts, in samples.
+
+    Returns:
+        :class:`Framed`, ``T = 1 + (samples + 2 (frame_length // 2) - frame_length) // hop_length``.
+    """
+    padded = np.pad(y, frame_length // 2)
+    starts = _frame_starts(padded.size, frame_length, hop_length)
+    nonzero = np.concatenate(([0], np.cumsum(padded != 0)))
+    live = nonzero[starts + frame_length] > nonzero[starts]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
+    return Framed(live, np.ascontiguousarray(frames if live.all() else frames[live]))
+
+
+@functools.lru_cache(maxsize=16)
+def fft_window(win_length: int, n_fft: int) -> np.ndarray:
+    """The periodic Hann window of ``win_length`` samples centred in ``n_fft`` zeros, as ``librosa.stft`` pads it.
+
+    Returns:
+        ``(n_fft,)`` float64, read-only (shared between calls).
+    """
+    w = np.zeros(n_fft, dtype=np.float64)
+    left = (n_fft - win_length) // 2  # librosa.util.pad_center's split
+    w[left:left + win_length] = hann_window(win_length)
+    w.setflags(write=False)
+    return w
+
+
+def power_spectrogram(y: np.ndarray, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
+    """``np.abs(librosa.stft(y, ...)) ** 2`` (periodic Hann, ``center=True``, zero padding), bit for bit, in less time.
+
+    The same arithmetic in the same dtypes (window and frame multiplied in float64, SciPy's real
+    FFT, the result cast to ``y``'s complex type, its magnitude squared), laid out with frames as
+    rows, and all-zero frames, whose power is exactly 0, skipped. The result has librosa's
+    Fortran order, so the mel product that follows sums in the same order too.
+    ``tests/test_features.py`` holds it to ``array_equal`` against librosa.
+
+    Args:
+        y: ``(samples,)`` float32 or float64 waveform.
+        cfg: feature settings: ``n_fft``, ``win_length`` and ``hop_length`` in samples.
+        framed: ``centred_frames(y, cfg.n_fft, cfg.hop_length)`` if the caller has it.
+
+    Returns:
+        ``(1 + n_fft // 2, T)`` power, ``y``'s real dtype (float32 for float32 input), Fortran order.
+    """
+    framed = framed or centred_frames(y, cfg.n_fft, cfg.hop_length)
+    ctype = librosa.util.dtype_r2c(y.dtype)
+    spec = np.zeros((framed.live.size, 1 + cfg.n_fft // 2), dtype=librosa.util.dtype_c2r(ctype))
+    if framed.frames.shape[0]:
+        power = np.abs(scipy.fft.rfft(framed.frames * fft_window(cfg.win_length, cfg.n_fft), axis=-1)
+                       .astype(ctype, copy=False)) ** 2
+        if power.shape[0] == spec.shape[0]:
+            spec[:] = power
+        else:
+            spec[framed.live] = power
+    return spec.T
 
 
 @functools.lru_cache(maxsize=16)
@@ -159,7 +251,7 @@ def rms_energy(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float = F0_FMIN,
-        fmax: float = F0_FMAX, trough_threshold: float = 0.1) -> np.ndarray:
+        fmax: float = F0_FMAX, trough_threshold: float = 0.1, framed: Framed | None = None) -> np.ndarray:
     """F0 per centred frame by YIN (de Cheveigné & Kawahara 2002): ``librosa.yin``, bit for bit, in less time.
 
     The same arithmetic as ``librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=frame_length,
@@ -182,6 +274,8 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
         fmax: highest F0 searched, in Hz.
         trough_threshold: the first lag whose normalised difference is a local minimum below this
             is the period; without one, the global minimum.
+        framed: ``centred_frames(y, frame_length, hop_length)`` if the caller has it (the log-mel's,
+            at the defaults).
 
     Returns:
         ``(1 + samples // hop_length,)`` float64 F0 in Hz.
@@ -196,17 +290,12 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
                                      f"of fmin: fmin={fmin}, fmax={fmax}, sr={sr}, frame_length={frame_length}")
     min_period = int(np.floor(sr / fmax))
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
-    padded = np.pad(y, frame_length // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]  # (T, frame)
     # An all-zero frame (the store's padding: about 38 % of a trimmed RAVDESS clip's frames) has
     # difference 0 at every lag, no trough, so lag 0 and no shift: F0 = sr / min_period exactly.
-    nonzero = np.concatenate(([0], np.cumsum(padded != 0)))
-    starts = _frame_starts(padded.size, frame_length, hop_length)
-    live = nonzero[starts + frame_length] > nonzero[starts]
-    f0 = np.full(starts.size, sr / min_period)
-    if not live.any():
+    live, frames = framed or centred_frames(y, frame_length, hop_length)  # (T,), (T', frame) rows
+    f0 = np.full(live.size, sr / min_period)
+    if not frames.shape[0]:
         return f0
-    frames = frames[live]  # (T', frame), contiguous; each row's arithmetic is independent of the others
     n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values
@@ -238,7 +327,7 @@ def f0_frame_length(sr: int) -> int:
     return 1 << int(np.ceil(np.log2(2 * (np.ceil(sr / F0_FMIN) + 2))))
 
 
-def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
+def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
     """Fundamental frequency per frame, in octaves (``log2`` of Hz), by YIN (de Cheveigné & Kawahara 2002).
 
     :func:`yin` (``librosa.yin``'s values, in less time) over :data:`F0_FMIN`-:data:`F0_FMAX` Hz on the
@@ -254,12 +343,14 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
         y: ``(samples,)`` waveform.
         sr: its sample rate in Hz.
         cfg: feature settings: ``hop_length`` is the hop in samples, ``f0_stride`` YIN's hop in frames.
+        framed: ``centred_frames(y, f0_frame_length(sr), cfg.f0_stride * cfg.hop_length)`` if the
+            caller has it.
 
     Returns:
         ``(T,)`` float32 octaves (``log2(F0 / 1 Hz)``, about 6.0-9.2), ``T = 1 + samples // hop_length``.
     """
     k = cfg.f0_stride
-    f0 = yin(y, sr, f0_frame_length(sr), k * cfg.hop_length)
+    f0 = yin(y, sr, f0_frame_length(sr), k * cfg.hop_length, framed=framed)
     octaves = np.log2(f0)
     if k > 1:
         octaves = np.interp(np.arange(1 + y.shape[-1] // cfg.hop_length), k * np.arange(octaves.size), octaves)
@@ -278,8 +369,16 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] |
     """
     names = feature_names(cfg) if names is None else names
     out: dict[str, np.ndarray] = {}
+    framed: dict[tuple[int, int], Framed] = {}  # (frame, hop) -> frames, shared by the log-mel and YIN
+
+    def frames_of(frame_length: int, hop_length: int) -> Framed:
+        key = (frame_length, hop_length)
+        if key not in framed:
+            framed[key] = centred_frames(y, frame_length, hop_length)
+        return framed[key]
+
     if "log_mel" in names or "mfcc" in names:
-        lm = log_mel(y, sr, cfg)
+        lm = log_mel(y, sr, cfg, frames_of(cfg.n_fft, cfg.hop_length))
         if "log_mel" in names:
             out["log_mel"] = lm
         if "mfcc" in names:
@@ -289,5 +388,5 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] |
     if "rms" in names:
         out["rms"] = rms_energy(y, cfg)
     if "f0" in names:
-        out["f0"] = f0_contour(y, sr, cfg)
+        out["f0"] = f0_contour(y, sr, cfg, frames_of(f0_frame_length(sr), cfg.f0_stride * cfg.hop_length))
     return out

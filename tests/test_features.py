@@ -5,7 +5,18 @@ import scipy.fft
 
 from conftest import SR, sine
 from ser_tasks.config import AudioConfig, FeatureConfig
-from ser_tasks.features import extract, f0_contour, feature_shapes, hann_window, log_mel, n_frames, yin
+from ser_tasks.features import (
+    centred_frames,
+    extract,
+    f0_contour,
+    feature_shapes,
+    hann_window,
+    log_mel,
+    mel_basis,
+    n_frames,
+    power_spectrogram,
+    yin,
+)
 
 
 def test_all_features_share_one_frame_grid():
@@ -144,3 +155,50 @@ def test_hann_window_is_bit_identical_to_scipys(n):
 
     np.testing.assert_array_equal(hann_window(n), scipy.signal.get_window("hann", n, fftbins=True))
     assert hann_window(n).dtype == np.float64
+
+
+def _librosa_power(y, cfg):
+    """The log-mel's power spectrogram as librosa computes it (the code before power_spectrogram)."""
+    return np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                               window=hann_window(cfg.win_length), center=True)) ** 2
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(n_fft=400, win_length=300, hop_length=123),
+                                 FeatureConfig(n_fft=511, win_length=400, hop_length=160)])
+@pytest.mark.parametrize("kind", ["speechlike", "zero_padded", "silent", "float64", "short"])
+def test_power_spectrogram_is_librosas_stft_bit_for_bit(cfg, kind):
+    """Stored log-mels must not change: equal values, dtype and memory order (the mel product sums in it)."""
+    y = {"speechlike": _speechlike(1), "silent": np.zeros(SR, np.float32), "short": _speechlike(2)[3000:3700],
+         "float64": _speechlike(3).astype(np.float64),
+         "zero_padded": np.pad(_voice_like(1.0, 4), (SR // 2, SR // 3))}[kind]
+    got, expected = power_spectrogram(y, cfg), _librosa_power(y, cfg)
+    assert got.dtype == expected.dtype == (np.float64 if kind == "float64" else np.float32)
+    np.testing.assert_array_equal(got, expected)
+    assert got.flags.f_contiguous and expected.flags.f_contiguous
+    before = librosa.power_to_db(mel_basis(SR, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ expected, ref=1.0,
+                                 amin=1e-10, top_db=cfg.top_db).astype(np.float32)
+    np.testing.assert_array_equal(log_mel(y, SR, cfg), before)
+
+
+def test_centred_frames_keep_the_frames_with_a_nonzero_sample():
+    y = np.zeros(2000, np.float32)
+    y[700] = -0.5  # padded sample 956, in the frames starting 445..956: 480, 640, 800 at hop 160
+    framed = centred_frames(y, 512, 160)
+    assert framed.live.shape == (1 + 2000 // 160,) and np.flatnonzero(framed.live).tolist() == [3, 4, 5]
+    assert framed.frames.shape == (3, 512) and framed.frames.flags.c_contiguous
+    assert [int(np.flatnonzero(f)[0]) for f in framed.frames] == [956 - 480, 956 - 640, 956 - 800]
+
+
+def test_extract_shares_one_framing_between_log_mel_and_yin(monkeypatch):
+    """At the defaults the log-mel's frames are YIN's (512 samples, 160 hop): framed once per clip."""
+    import ser_tasks.features as features
+
+    calls = []
+    real = features.centred_frames
+    monkeypatch.setattr(features, "centred_frames", lambda *a: calls.append(a[1:]) or real(*a))
+    y = _voice_like(3.0, 5)
+    extract(y, SR, FeatureConfig())
+    assert calls == [(512, 160)]
+    calls.clear()
+    extract(y, SR, FeatureConfig(f0_stride=2))  # YIN at twice the hop: its own frames
+    assert calls == [(512, 160), (512, 320)]
