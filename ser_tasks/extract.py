@@ -56,7 +56,7 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
     """Put one synthetic clip through decoding, resampling, every augmentation and every feature.
 
     A fresh process otherwise pays for what librosa loads on first use during its first real clips:
-    ``scipy.signal`` and ``scipy.stats`` imports and numba kernels read from their cache, which
+    ``scipy.interpolate`` imports (the phase vocoder) and numba kernels read from their cache, which
     made a worker's first 64 rows about four times slower than the next (docs/benchmarks.md,
     "Measurements behind the code"). Run once per
     worker, before its first task (:mod:`ser_tasks.worker_setup`) or before a benchmark's clock.
@@ -69,8 +69,8 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
         audio_cfg: the audio settings to warm up for (defaults when ``None``).
         feat_cfg: the feature settings to warm up for (defaults when ``None``).
         augment: also apply every augmentation (:data:`WARM_UP_PARAMS`). ``False`` when the run
-            computes originals only: augmentation alone loads ``scipy.signal`` (and ``scipy.stats``)
-            and its numba kernels, which such a worker never uses.
+            computes originals only: augmentation alone loads ``scipy.interpolate`` and its numba
+            kernels, which such a worker never uses.
 
     Returns:
         Seconds taken (wall clock); 0.0 when this process (or the forkserver it was forked from)

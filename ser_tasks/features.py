@@ -121,14 +121,40 @@ def fft_window(win_length: int, n_fft: int) -> np.ndarray:
     return w
 
 
-def power_spectrogram(y: np.ndarray, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
-    """``np.abs(librosa.stft(y, ...)) ** 2`` (periodic Hann, ``center=True``, zero padding), bit for bit, in less time.
+def stft(y: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = None,
+         framed: Framed | None = None) -> np.ndarray:
+    """``librosa.stft(y, n_fft, hop_length, win_length)`` (periodic Hann, ``center=True``, zero padding), bit for bit.
 
     The same arithmetic in the same dtypes (window and frame multiplied in float64, SciPy's real
-    FFT, the result cast to ``y``'s complex type, its magnitude squared), laid out with frames as
-    rows, and all-zero frames, whose power is exactly 0, skipped. The result has librosa's
-    Fortran order, so the mel product that follows sums in the same order too.
-    ``tests/test_features.py`` holds it to ``array_equal`` against librosa.
+    FFT, the result cast to ``y``'s complex type), laid out with frames as rows, and all-zero
+    frames (the store's padding), whose transform is exactly 0, skipped. The result has librosa's
+    Fortran order, so what follows it (the mel product, the phase vocoder) runs in the same order
+    too. ``tests/test_features.py`` holds it to ``array_equal`` against librosa.
+
+    Args:
+        y: ``(samples,)`` float32 or float64 waveform.
+        n_fft: FFT size in samples.
+        hop_length: hop between frames, in samples.
+        win_length: Hann window in samples, centred in ``n_fft`` (``None``: ``n_fft``).
+        framed: ``centred_frames(y, n_fft, hop_length)`` if the caller has it.
+
+    Returns:
+        ``(1 + n_fft // 2, T)`` complex64 for float32 input (complex128 for float64), Fortran order,
+        ``T = 1 + samples // hop_length`` (even ``n_fft``).
+    """
+    framed = framed or centred_frames(y, n_fft, hop_length)
+    out = np.zeros((framed.live.size, 1 + n_fft // 2), dtype=librosa.util.dtype_r2c(y.dtype))
+    if framed.frames.shape[0]:
+        spectra = scipy.fft.rfft(framed.frames * fft_window(win_length or n_fft, n_fft), axis=-1)
+        if spectra.shape[0] == out.shape[0]:
+            out[:] = spectra
+        else:
+            out[framed.live] = spectra
+    return out.T
+
+
+def power_spectrogram(y: np.ndarray, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
+    """``np.abs(librosa.stft(y, ...)) ** 2`` at the feature settings, bit for bit (:func:`stft`).
 
     Args:
         y: ``(samples,)`` float32 or float64 waveform.
@@ -138,17 +164,7 @@ def power_spectrogram(y: np.ndarray, cfg: FeatureConfig, framed: Framed | None =
     Returns:
         ``(1 + n_fft // 2, T)`` power, ``y``'s real dtype (float32 for float32 input), Fortran order.
     """
-    framed = framed or centred_frames(y, cfg.n_fft, cfg.hop_length)
-    ctype = librosa.util.dtype_r2c(y.dtype)
-    spec = np.zeros((framed.live.size, 1 + cfg.n_fft // 2), dtype=librosa.util.dtype_c2r(ctype))
-    if framed.frames.shape[0]:
-        power = np.abs(scipy.fft.rfft(framed.frames * fft_window(cfg.win_length, cfg.n_fft), axis=-1)
-                       .astype(ctype, copy=False)) ** 2
-        if power.shape[0] == spec.shape[0]:
-            spec[:] = power
-        else:
-            spec[framed.live] = power
-    return spec.T
+    return np.abs(stft(y, cfg.n_fft, cfg.hop_length, cfg.win_length, framed)) ** 2
 
 
 @functools.lru_cache(maxsize=16)
@@ -157,8 +173,8 @@ def hann_window(n: int) -> np.ndarray:
 
     Computed as SciPy 1.18's ``general_cosine`` computes it (``0.5 + 0.5 cos`` on ``n + 1`` points
     from -pi to pi, the last dropped), so features do not change, but without importing
-    ``scipy.signal`` (and with it ``scipy.stats``), the larger part of a worker's start-up when
-    no augmentation needs it. ``tests/test_features.py`` checks the equality.
+    ``scipy.signal`` (and with it ``scipy.stats``), which librosa would otherwise import for it, in
+    the features and in the phase vocoder alike. ``tests/test_features.py`` checks the equality.
 
     Args:
         n: window length in samples (> 1).

@@ -10,7 +10,7 @@ arrives before it ends waits for it (:func:`ser_tasks.extract.process_region`).
 
 The worker's environment variable ``SER_WARM_UP`` (:data:`WARM_UP_ENV`) says how much to warm:
 ``augment`` (the default: features and every augmentation), ``features`` (a run without
-augmented copies: no ``scipy.signal``, no augmentation kernels) or ``none`` (a cluster that only
+augmented copies: no ``scipy.interpolate``, no augmentation kernels) or ``none`` (a cluster that only
 trains). :func:`flows.extract.dask_runner` sets it on the workers it starts.
 """
 

@@ -19,6 +19,7 @@ from ser_tasks.augment import (
     time_stretch,
 )
 from ser_tasks.config import AugmentConfig
+from ser_tasks.errors import InputError
 
 
 def test_pitch_shift_two_semitones_moves_frequency_by_the_right_ratio():
@@ -35,6 +36,35 @@ def test_time_stretch_changes_length_not_pitch():
     fast = time_stretch(y, 1.25)
     assert len(fast) == pytest.approx(len(y) / 1.25, rel=0.02)
     assert dominant_freq(fast[1000:-1000]) == pytest.approx(300, rel=0.01)
+
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    """A gliding harmonic tone with pauses and noise, exact zeros at both ends."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(140 + 60 * np.sin(2 * np.pi * 0.9 * t)) / SR
+    y = (np.sin(phase) + 0.4 * np.sin(2 * phase)) * (np.sin(2 * np.pi * 1.7 * t) > -0.2)
+    return np.pad(0.3 * y + 0.01 * rng.standard_normal(t.size), 2000).astype(np.float32)
+
+
+@pytest.mark.parametrize("seconds, rate, semitones", [(1.7, 1.15, 2.0), (2.93, 0.83, -1.3), (0.31, 1.0, 0.4)])
+def test_stretch_and_pitch_shift_are_librosas_bit_for_bit(seconds, rate, semitones):
+    """The vocoder runs on features.stft's rows with a cached window: stored augmented rows must not change."""
+    import librosa
+
+    y = _speechlike(seconds, int(seconds * 100))
+    np.testing.assert_array_equal(time_stretch(y, rate), librosa.effects.time_stretch(y, rate=rate))
+    expected = librosa.effects.pitch_shift(y, sr=SR, n_steps=semitones)
+    np.testing.assert_array_equal(pitch_shift(y, SR, semitones), expected)
+    q = 2.0 ** (-semitones / 12)  # the one-pass stretch and shift as it was built on librosa's stretch
+    before = librosa.util.fix_length(librosa.resample(librosa.effects.time_stretch(y, rate=rate * q), orig_sr=SR / q,
+                                                      target_sr=SR, res_type="soxr_hq"), size=round(y.size / rate))
+    np.testing.assert_array_equal(stretch_and_pitch_shift(y, SR, rate, semitones), before)
+
+
+def test_time_stretch_rate_must_be_positive():
+    with pytest.raises(InputError, match="stretch rate must be positive"):
+        time_stretch(sine(300, 0.5), 0.0)
 
 
 def test_stretch_and_pitch_in_one_pass_match_the_two_in_turn():

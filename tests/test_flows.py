@@ -167,12 +167,13 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize(("warm_up", "extract_loaded", "signal_loaded"),
+@pytest.mark.parametrize(("warm_up", "extract_loaded", "vocoder_loaded"),
                          [("augment", True, True), ("features", True, False), ("none", False, False)])
-def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up, extract_loaded, signal_loaded):
+def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up, extract_loaded, vocoder_loaded):
     """dask_runner's LocalCluster forks its workers from a fresh forkserver that warmed up as asked
     (and preloads ser_tasks.worker_setup): the worker has librosa's lazily imported modules before
-    it is sent any task. Without augmentation it never loads scipy.signal; a training cluster
+    it is sent any task. Without augmentation it never loads scipy.interpolate (the phase vocoder's);
+    neither loads scipy.signal (the windows are built without it); a training cluster
     warms nothing up and does not import the extraction code."""
     from flows import forkserver
 
@@ -186,12 +187,13 @@ def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up
         for thread in threading.enumerate():
             if thread.name == "ser-warm-up":
                 thread.join(120)
-        return {m: m in sys.modules for m in ("ser_tasks.extract", "scipy.signal", "mlflow", "keras")}
+        return {m: m in sys.modules for m in ("ser_tasks.extract", "scipy.interpolate", "scipy.signal", "mlflow",
+                                               "keras")}
 
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         loaded = list(client.run(warmed).values())
-    assert loaded == [{"ser_tasks.extract": extract_loaded, "scipy.signal": signal_loaded, "mlflow": False,
-                       "keras": False}]
+    assert loaded == [{"ser_tasks.extract": extract_loaded, "scipy.interpolate": vocoder_loaded, "scipy.signal": False,
+                       "mlflow": False, "keras": False}]
 
 
 def test_extraction_runner_warms_up_for_what_the_run_computes():
