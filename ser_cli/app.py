@@ -554,14 +554,15 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
                 "--hop-seconds", help="Hop between windows \\[default: half the window].")] = None,
             speaker_by: Annotated[str, typer.Option(
                 "--speaker-by", help="Which files share a voice, for a model trained with train.speaker_norm: "
-                                     "file (each alone), folder, or all (one speaker).")] = "file",
+                                     "file (each alone), folder, name (the speaker in a corpus's file names: "
+                                     "RAVDESS, CREMA-D, EmoDB, SAVEE, TESS), or all (one speaker).")] = "file",
             mlflow_uri: MlflowOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
     """Emotions of audio files with a registered model: CSV columns path, emotion, p_<label>..., error.
 
     Speech longer than the training duration is scored in windows (50 % overlap by default) whose
     probabilities are averaged. A file that cannot be used gets its reason in the error column; the
     others are scored all the same. A model trained on speaker-normalised input normalises the
-    files of one voice together (``--speaker-by folder`` or ``all``); alone, each file by itself.
+    files of one voice together (``--speaker-by folder``, ``name`` or ``all``); alone, each file by itself.
     """
     import mlflow
 
@@ -581,10 +582,14 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
         except mlflow.exceptions.MlflowException as exc:
             raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
     params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}
+    speakers = None if speaker_by == "file" else speakers_of(files, speaker_by)
+    if speakers is not None and "" in speakers:
+        console.print(f"{speakers.count('')} of {len(files)} files: no corpus naming scheme gives their speaker; "
+                      "each is normalised alone")
     with _progress("predicting", "files") as progress:
         bar = progress.add_task("predict", total=len(files))
         preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n),
-                              speakers=None if speaker_by == "file" else speakers_of(files, speaker_by))
+                              speakers=speakers)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         preds.to_csv(out, index=False)

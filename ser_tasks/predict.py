@@ -373,7 +373,7 @@ def read_bytes(path: str, storage_options: dict | None = None) -> bytes | None:
 
 
 #: How ``ser predict`` tells which files share a speaker (:func:`speakers_of`).
-SPEAKER_GROUPINGS = ("file", "folder", "all")
+SPEAKER_GROUPINGS = ("file", "folder", "name", "all")
 
 
 def speakers_of(paths: list[str], grouping: str) -> list[str]:
@@ -382,10 +382,13 @@ def speakers_of(paths: list[str], grouping: str) -> list[str]:
     Args:
         paths: local paths or fsspec URLs.
         grouping: ``"file"`` (each file its own voice: normalised by its own statistics),
-            ``"folder"`` (the files of one folder are one voice) or ``"all"`` (every file one voice).
+            ``"folder"`` (the files of one folder are one voice), ``"name"`` (the speaker a corpus's
+            naming scheme gives, as the manifest reads it: RAVDESS's actor, CREMA-D's ``1001``...;
+            :func:`ser_tasks.corpora.parse_name`; a name no scheme reads leaves its file alone) or
+            ``"all"`` (every file one voice).
 
     Returns:
-        ``(len(paths),)`` speaker keys (``""`` for a file alone).
+        ``(len(paths),)`` speaker keys (``""`` for a file alone; ``"<corpus>:<id>"`` by name).
 
     Raises:
         InputError: an unknown ``grouping``.
@@ -396,6 +399,11 @@ def speakers_of(paths: list[str], grouping: str) -> list[str]:
         return [posixpath.dirname(p) or "." for p in paths]
     if grouping == "all":
         return ["all"] * len(paths)
+    if grouping == "name":
+        from .corpora import parse_name
+
+        named = [parse_name(p) for p in paths]
+        return [f"{n[0]}:{n[1].speaker}" if n and n[1].speaker else "" for n in named]
     raise InputError(f"unknown speaker grouping {grouping!r}; choose one of {', '.join(SPEAKER_GROUPINGS)}")
 
 

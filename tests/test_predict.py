@@ -207,6 +207,10 @@ def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
     assert speaker_batches(["a"] * 3 + ["b"], 2) == [[0, 1, 2], [3]]  # a speaker is never split
     assert speakers_of(["s3://b/x/1.wav", "/d/y/2.wav", "3.wav"], "folder") == ["s3://b/x", "/d/y", "."]
     assert speakers_of(["1.wav", "2.wav"], "all") == ["all", "all"] and speakers_of(["1.wav"], "file") == [""]
+    named = ["/x/03-01-05-01-02-01-12.wav", "s3://b/1001_DFA_ANG_XX.flac", "/z/03a01Fa.wav", "/s/DC/a01.wav",
+             "/s/JE_sa03.wav", "/t/OAF_back_angry.wav", "/u/hello.wav"]  # the manifest's naming schemes, one unknown
+    assert speakers_of(named, "name") == ["ravdess:12", "crema_d:1001", "emodb:03", "savee:DC", "savee:JE", "tess:OAF",
+                                          ""]
     with pytest.raises(ValueError, match="unknown speaker grouping 'voice'"):
         speakers_of(["1.wav"], "voice")
     calls = []
@@ -281,6 +285,11 @@ def test_ser_predict_scores_folders_recursively_into_a_csv_with_counts(trained, 
                                        "--speaker-by", "folder"])
     assert grouped.exit_code == 0, grouped.output  # a model trained without speaker_norm ignores the grouping
     assert pd.read_csv(io.StringIO(grouped.stdout.split("model models:")[0]), keep_default_na=False).equals(preds)
+    named = CliRunner().invoke(app, ["predict", str(tmp_path / "in"), "--model", f"models:/tones/{trained['version']}",
+                                     "--mlflow-uri", trained["uri"], "--speaker-by", "name", "--out", str(out)])
+    assert named.exit_code == 0, named.output
+    assert "1 of 4 files: no corpus naming scheme gives their speaker" in " ".join(named.output.split())  # broken.wav
+    assert pd.read_csv(out, keep_default_na=False).equals(preds)
     unknown = CliRunner().invoke(app, ["predict", str(tmp_path / "in"), "--speaker-by", "voice",
                                        "--mlflow-uri", trained["uri"]])
     assert unknown.exit_code != 0 and "unknown speaker grouping 'voice'" in unknown.output

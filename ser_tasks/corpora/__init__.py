@@ -19,4 +19,23 @@ NAME_PARSERS = {
 PARSERS = {**NAME_PARSERS, folders.NAME: folders.parse}
 CORPORA = tuple(PARSERS)
 
-__all__ = ["CORPORA", "NAME_PARSERS", "PARSERS", "ClipInfo", "ParseError"]
+
+def parse_name(path: str, meta: dict | None = None) -> tuple[str, ClipInfo] | None:
+    """The first corpus whose naming scheme reads ``path``'s file name (:data:`NAME_PARSERS` order), and its labels.
+
+    Args:
+        path: local path or URL of one file (SAVEE's short names also read the parent folder).
+        meta: per-corpus metadata, as the parsers take it (CREMA-D's ``{"sex": {...}}``).
+
+    Returns:
+        ``(corpus name, ClipInfo)``, or ``None`` when no scheme reads the name.
+    """
+    for corpus, parser in NAME_PARSERS.items():
+        try:
+            return corpus, parser(path, meta)
+        except ParseError:
+            continue
+    return None
+
+
+__all__ = ["CORPORA", "NAME_PARSERS", "PARSERS", "ClipInfo", "ParseError", "parse_name"]

@@ -28,16 +28,14 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
     Raises:
         ParseError: the folder name is not an emotion.
     """
-    from . import NAME_PARSERS  # the per-corpus parsers, tried in a fixed order
+    from . import parse_name  # the per-corpus parsers, tried in a fixed order
 
     emotion = folder_emotion(path)
     if emotion is None:
         raise ParseError(f"folder {parent_name(path)!r} is not an emotion name ({', '.join(sorted(FOLDER_NAMES))})")
-    for corpus, parser in NAME_PARSERS.items():
-        try:
-            info = parser(path, meta)
-        except ParseError:
-            continue
-        return ClipInfo(key=f"{corpus}:{info.key}", speaker=f"{corpus}:{info.speaker}", emotion=emotion,
-                        sex=info.sex, intensity=info.intensity, sentence=info.sentence)
-    return ClipInfo(key=f"{parent_name(path)}/{stem(path)}", speaker=None, emotion=emotion)
+    named = parse_name(path, meta)
+    if named is None:
+        return ClipInfo(key=f"{parent_name(path)}/{stem(path)}", speaker=None, emotion=emotion)
+    corpus, info = named
+    return ClipInfo(key=f"{corpus}:{info.key}", speaker=f"{corpus}:{info.speaker}", emotion=emotion,
+                    sex=info.sex, intensity=info.intensity, sentence=info.sentence)
