@@ -1,0 +1,133 @@
+"""The STFTs of a row: librosa's calls against the pipeline's, same values, on RAVDESS clips.
+
+    .venv/bin/python benchmarks/spectral_speed.py [--data ../shared/data] [--clips 240] [--repeats 5]
+        [--out benchmarks/results/spectral_speed.json]
+
+One process, one thread (``OMP_NUM_THREADS`` and friends set to 1 before numpy loads). Clips:
+every ``ravdess/**/*.flac`` or ``*.wav`` under ``--data`` (default ``$SER_TEST_DATA`` or
+``../shared/data``), sorted, ``--clips`` of them spread evenly; each decoded, resampled to 16 kHz
+and trimmed once (:func:`ser_tasks.audio.speech`). Before any clock, every pair below must give
+equal arrays (``array_equal``) on every clip, or the script exits.
+
+Pairs, old (librosa's call, the code before ``292d52f`` / ``6a59bd9``) against new:
+
+* ``power_spectrogram``: ``np.abs(librosa.stft(y, 512, 160, 400, hann)) ** 2`` against
+  :func:`ser_tasks.features.power_spectrogram`, on the clip fixed to the store's 3 s (its zero
+  padding included, as a row has it);
+* ``log_mel_and_f0``: :func:`ser_tasks.features.extract` of the log-mel and F0 with librosa's STFT
+  and separate framings, against one shared framing (:func:`ser_tasks.features.centred_frames`);
+* ``time_stretch``: ``librosa.effects.time_stretch(y, rate=1.1)`` against
+  :func:`ser_tasks.augment.time_stretch`, on the trimmed clip, as augmentation gets it;
+* ``pitch_shift``: ``librosa.effects.pitch_shift(y, sr=16000, n_steps=1.5)`` against
+  :func:`ser_tasks.augment.pitch_shift`.
+
+Timing: wall seconds per call (``perf_counter``), old and new called back to back on each clip,
+their order swapped every repeat, summed over ``--repeats`` passes: this machine's speed drifts by
+tens of percent within minutes, and interleaving per clip lets both sides share the drift. Writes
+``--out`` (``date``, ``commit``, ``clips``, ``repeats``, per pair ``old_ms``, ``new_ms``,
+``new_over_old``) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ser_tasks import audio, augment, extract, features  # noqa: E402
+from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # librosa.effects passes deprecated vocoder arguments
+
+
+def old_log_mel_and_f0(y: np.ndarray, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """The log-mel (librosa's STFT) and the F0 (its own framing), as ``features.extract`` did before ``292d52f``."""
+    spec = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                               window=features.hann_window(cfg.win_length), center=True)) ** 2
+    mel = features.mel_basis(sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ spec
+    lm = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db).astype(np.float32)
+    return {"log_mel": lm, "f0": features.f0_contour(y, sr, cfg)}
+
+
+def pairs(sr: int, fcfg: FeatureConfig) -> dict[str, tuple]:
+    """``name -> (old, new, input)``: two callables of one clip and which form of the clip they take."""
+    return {
+        "power_spectrogram": (
+            lambda y: np.abs(librosa.stft(y, n_fft=fcfg.n_fft, hop_length=fcfg.hop_length, win_length=fcfg.win_length,
+                                          window=features.hann_window(fcfg.win_length), center=True)) ** 2,
+            lambda y: features.power_spectrogram(y, fcfg), "fixed"),
+        "log_mel_and_f0": (lambda y: old_log_mel_and_f0(y, sr, fcfg),
+                           lambda y: features.extract(y, sr, fcfg, ("log_mel", "f0")), "fixed"),
+        "time_stretch": (lambda y: librosa.effects.time_stretch(y, rate=1.1),
+                         lambda y: augment.time_stretch(y, 1.1), "trimmed"),
+        "pitch_shift": (lambda y: librosa.effects.pitch_shift(y, sr=sr, n_steps=1.5),
+                        lambda y: augment.pitch_shift(y, sr, 1.5), "trimmed"),
+    }
+
+
+def same(a, b) -> bool:
+    """Equal arrays, or dicts of them with the same keys."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def main() -> None:
+    """Parse the arguments, check equality, time both sides of each pair and write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--clips", type=int, default=240)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "spectral_speed.json"))
+    args = ap.parse_args()
+    root = Path(args.data) / "ravdess"
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+    if not files:
+        raise SystemExit(f"{root}: no RAVDESS clips (set --data or SER_TEST_DATA)")
+    files = [files[i] for i in np.linspace(0, len(files) - 1, min(args.clips, len(files))).astype(int)]
+    acfg, fcfg = AudioConfig(), FeatureConfig()
+    sr = acfg.sample_rate
+    extract.warm_up(acfg, fcfg, augment=True)
+    trimmed = [audio.speech(audio.load_audio(str(f), sr), acfg, str(f)) for f in files]
+    inputs = {"trimmed": trimmed, "fixed": [audio.fix_length(y, acfg.n_samples) for y in trimmed]}
+    results = {}
+    for name, (old, new, form) in pairs(sr, fcfg).items():
+        clips = inputs[form]
+        for f, y in zip(files, clips, strict=True):
+            if not same(old(y), new(y)):
+                raise SystemExit(f"{f}: {name} differs between librosa's call and the pipeline's")
+        total = {"old": 0.0, "new": 0.0}
+        for rep in range(args.repeats):
+            order = (("old", old), ("new", new)) if rep % 2 == 0 else (("new", new), ("old", old))
+            for y in clips:
+                for side, fn in order:
+                    t0 = time.perf_counter()
+                    fn(y)
+                    total[side] += time.perf_counter() - t0
+        ms = {side: round(t / (args.repeats * len(clips)) * 1e3, 3) for side, t in total.items()}
+        results[name] = {"old_ms": ms["old"], "new_ms": ms["new"], "new_over_old": round(ms["new"] / ms["old"], 3)}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    out = {"date": datetime.date.today().isoformat(), "commit": commit, "clips": len(files), "repeats": args.repeats,
+           "equal_on_every_clip": True, **results}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
