@@ -30,7 +30,6 @@ tens of percent within minutes, and interleaving per clip lets both sides share 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -48,6 +47,8 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from yin_speed import clip_arguments  # noqa: E402  (this folder is the script's)
 
 from ser_tasks import audio, augment, extract, features  # noqa: E402
 from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
@@ -89,17 +90,7 @@ def same(a, b) -> bool:
 
 def main() -> None:
     """Parse the arguments, check equality, time both sides of each pair and write the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(REPO.parent / "shared" / "data")))
-    ap.add_argument("--clips", type=int, default=240)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "spectral_speed.json"))
-    args = ap.parse_args()
-    root = Path(args.data) / "ravdess"
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
-    if not files:
-        raise SystemExit(f"{root}: no RAVDESS clips (set --data or SER_TEST_DATA)")
-    files = [files[i] for i in np.linspace(0, len(files) - 1, min(args.clips, len(files))).astype(int)]
+    args, files = clip_arguments(__doc__, 5, "spectral_speed.json")
     acfg, fcfg = AudioConfig(), FeatureConfig()
     sr = acfg.sample_rate
     extract.warm_up(acfg, fcfg, augment=True)

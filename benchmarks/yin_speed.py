@@ -46,8 +46,12 @@ from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
 
 
 def librosa_yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float = features.F0_FMIN,
-                fmax: float = features.F0_FMAX, trough_threshold: float = 0.1) -> np.ndarray:
-    """``librosa.yin`` with :func:`ser_tasks.features.yin`'s signature (the code before the change)."""
+                fmax: float = features.F0_FMAX, trough_threshold: float = 0.1,
+                framed: features.Framed | None = None) -> np.ndarray:
+    """``librosa.yin`` with :func:`ser_tasks.features.yin`'s signature (the code before the change).
+
+    ``framed`` is taken and not used: librosa frames the signal itself.
+    """
     return librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=frame_length, hop_length=hop_length,
                        trough_threshold=trough_threshold, center=True)
 
@@ -65,19 +69,36 @@ def alternate(fns: dict, clips: list[np.ndarray], repeats: int, call) -> dict:
     return {"runs": runs, "median": med, "new_over_old": round(med["new"] / med["old"], 3)}
 
 
-def main() -> None:
-    """Parse the arguments, check equality, time both and write the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def clip_arguments(doc: str, repeats: int, out: str) -> tuple[argparse.Namespace, list[Path]]:
+    """``--data``, ``--clips``, ``--repeats``, ``--out`` parsed, and ``--clips`` RAVDESS files spread evenly.
+
+    Args:
+        doc: the script's docstring (its first line describes the script).
+        repeats: default ``--repeats``.
+        out: default result file name under ``benchmarks/results/``.
+
+    Returns:
+        The arguments and the chosen files, sorted.
+
+    Raises:
+        SystemExit: no RAVDESS clip under ``--data``.
+    """
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--clips", type=int, default=240)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "yin_speed.json"))
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / out))
     args = ap.parse_args()
     root = Path(args.data) / "ravdess"
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
     if not files:
         raise SystemExit(f"{root}: no RAVDESS clips (set --data or SER_TEST_DATA)")
-    files = [files[i] for i in np.linspace(0, len(files) - 1, min(args.clips, len(files))).astype(int)]
+    return args, [files[i] for i in np.linspace(0, len(files) - 1, min(args.clips, len(files))).astype(int)]
+
+
+def main() -> None:
+    """Parse the arguments, check equality, time both and write the JSON."""
+    args, files = clip_arguments(__doc__, 3, "yin_speed.json")
     acfg, fcfg = AudioConfig(), FeatureConfig()
     sr, hop = acfg.sample_rate, fcfg.hop_length
     clips = [audio.fix_length(audio.speech(audio.load_audio(str(f), sr), acfg, str(f)), acfg.n_samples)
