@@ -141,7 +141,11 @@ def stft(y: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = No
     Returns:
         ``(1 + n_fft // 2, T)`` complex64 for float32 input (complex128 for float64), Fortran order,
         ``T = 1 + samples // hop_length`` (even ``n_fft``).
+
+    Raises:
+        librosa.ParameterError: a non-finite or non-float waveform (librosa.stft's check).
     """
+    librosa.util.valid_audio(y)
     framed = framed or centred_frames(y, n_fft, hop_length)
     out = np.zeros((framed.live.size, 1 + n_fft // 2), dtype=librosa.util.dtype_r2c(y.dtype))
     if framed.frames.shape[0]:

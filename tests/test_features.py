@@ -180,6 +180,15 @@ def test_power_spectrogram_is_librosas_stft_bit_for_bit(cfg, kind):
     np.testing.assert_array_equal(log_mel(y, SR, cfg), before)
 
 
+def test_power_spectrogram_refuses_what_librosa_stft_refuses():
+    y = _speechlike(0)
+    y[100] = np.nan
+    with pytest.raises(librosa.ParameterError, match="not finite"):
+        power_spectrogram(y, FeatureConfig())
+    with pytest.raises(librosa.ParameterError):
+        power_spectrogram(np.arange(1000), FeatureConfig())  # integers, as librosa.stft refuses them
+
+
 def test_centred_frames_keep_the_frames_with_a_nonzero_sample():
     y = np.zeros(2000, np.float32)
     y[700] = -0.5  # padded sample 956, in the frames starting 445..956: 480, 640, 800 at hop 160
