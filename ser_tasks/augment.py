@@ -172,9 +172,7 @@ def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:
     Raises:
         InputError: the result has non-finite samples.
     """
-    q = 2.0 ** (-float(semitones) / 12)
-    shifted = resample(_vocoder_stretch(y, q), float(sr) / q, sr)
-    return _finite(librosa.util.fix_length(shifted, size=y.shape[-1]), "pitch shift")
+    return _finite(_stretch_and_shift(y, sr, 1.0, semitones), "pitch shift")
 
 
 def time_stretch(y: np.ndarray, rate: float) -> np.ndarray:
@@ -223,10 +221,18 @@ def stretch_and_pitch_shift(y: np.ndarray, sr: int, rate: float, semitones: floa
     Raises:
         InputError: the result has non-finite samples.
     """
+    return _finite(_stretch_and_shift(y, sr, rate, semitones), "stretch and pitch shift")
+
+
+def _stretch_and_shift(y: np.ndarray, sr: int, rate: float, semitones: float) -> np.ndarray:
+    """One vocoder stretch by ``rate * q`` (``q = 2 ** (-semitones / 12)``), resampled from ``sr / q`` to ``sr``.
+
+    ``rate = 1`` is ``librosa.effects.pitch_shift`` bit for bit. Returns ``(round(len(y) / rate),)``,
+    not yet checked for finite samples.
+    """
     q = 2.0 ** (-semitones / 12)
-    stretched = _vocoder_stretch(y, rate * q)
-    shifted = resample(stretched, sr / q, sr)
-    return _finite(librosa.util.fix_length(shifted, size=round(y.shape[0] / rate)), "stretch and pitch shift")
+    shifted = resample(_vocoder_stretch(y, rate * q), sr / q, sr)
+    return librosa.util.fix_length(shifted, size=round(y.shape[0] / rate))
 
 
 def speed_perturb(y: np.ndarray, sr: int, rate: float) -> np.ndarray:

@@ -114,9 +114,7 @@ def fft_window(win_length: int, n_fft: int) -> np.ndarray:
     Returns:
         ``(n_fft,)`` float64, read-only (shared between calls).
     """
-    w = np.zeros(n_fft, dtype=np.float64)
-    left = (n_fft - win_length) // 2  # librosa.util.pad_center's split
-    w[left:left + win_length] = hann_window(win_length)
+    w = librosa.util.pad_center(hann_window(win_length), size=n_fft)
     w.setflags(write=False)
     return w
 

@@ -25,7 +25,7 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from .config import ManifestConfig
-from .corpora import NAME_PARSERS, PARSERS, ParseError, crema_d, folders
+from .corpora import PARSERS, ParseError, crema_d, folders, parse_name
 from .errors import InputError
 from .remote import fs_options
 
@@ -104,13 +104,9 @@ def detect_corpus(paths: list[str]) -> str:
         if folders.folder_emotion(p) is not None:
             votes[folders.NAME] += 1
             continue
-        for name, parser in NAME_PARSERS.items():
-            try:
-                parser(p, None)
-            except ParseError:
-                continue
-            votes[name] += 1
-            break
+        named = parse_name(p)
+        if named is not None:
+            votes[named[0]] += 1
     if not votes:
         raise InputError(
             f"no file name matches a known corpus ({', '.join(PARSERS)}) among {len(paths)} audio files; "
