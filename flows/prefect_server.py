@@ -94,6 +94,32 @@ def _free_port() -> int:
 
 # The server prefect_api(ready=False) started and nobody has waited for yet.
 _PENDING: list[TemporaryServer] = []
+# The server an enclosing early_server() spawned and no prefect_api block has taken yet.
+_EARLY: list[TemporaryServer] = []
+
+
+@contextlib.contextmanager
+def early_server() -> Iterator[None]:
+    """Spawn the temporary server at once, for a :func:`prefect_api` block that may follow inside.
+
+    For a command that decides only after some work whether it runs a flow at all (``ser extract``
+    first checks whether the store is already complete): the server's start (4.5 s of its own
+    imports, on the critical path of a command that runs a flow) then overlaps that work too. The
+    first ``prefect_api`` block inside takes the server; one nobody took is stopped on exit, before
+    it has answered (a no-op command pays its spawn and a signal, not its start). Nothing is
+    spawned when ``PREFECT_API_URL`` is in the environment; a profile that configures a server is
+    read only by ``prefect_api``, which then stops this one unused, as with ``ready=False``.
+    """
+    server = None if os.environ.get("PREFECT_API_URL") else TemporaryServer()
+    if server is not None:
+        _EARLY.append(server)
+    try:
+        yield
+    finally:
+        if server is not None:
+            if server in _EARLY:
+                _EARLY.remove(server)
+            server.stop()
 
 
 def await_api() -> None:
@@ -121,7 +147,8 @@ def prefect_api(ready: bool = True) -> Iterator[str]:
 
     With ``ready=False`` the block starts while the server is still starting (4.5 s, most of it
     the server's imports), so the command's own imports and planning overlap it on another core;
-    :func:`await_api` must then run before the first flow run.
+    :func:`await_api` must then run before the first flow run. Inside :func:`early_server`, the
+    block takes the server that spawned, in either mode.
 
     Flow-run heartbeats are off inside, unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Prefect
     3.8 sends them by default (every 180 s) from a thread that sleeps in 1 s steps, and every flow
@@ -141,9 +168,11 @@ def prefect_api(ready: bool = True) -> Iterator[str]:
     """
     previous = os.environ.get("PREFECT_API_URL")
     with contextlib.ExitStack() as stack:
-        # With ready=False the server is spawned before Prefect's settings are imported (slow),
-        # on the bet that none is configured; a profile that configures one stops it at once.
-        server = TemporaryServer() if not ready and not previous else None
+        # With ready=False (or early_server) the server is spawned before Prefect's settings are
+        # imported (slow), on the bet that none is configured; a profile that configures one stops it at once.
+        server = None
+        if not previous:
+            server = _EARLY.pop() if _EARLY else (TemporaryServer() if not ready else None)
         if server is not None:
             stack.callback(server.stop)
         from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings

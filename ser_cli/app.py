@@ -206,22 +206,24 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
             storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
             crema_demographics: DemoOpt = None, workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
     """Features only: corpora -> manifest -> actor-disjoint split -> Zarr (resumable)."""
-    root, corpus = _sources(roots, corpus)
-    cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
-                             **_manifest_overrides(emotions, speaker_pattern)})
-    storage = _storage(storage_options, endpoint_url)
-    from ser_tasks.plan import up_to_date
+    from flows.prefect_server import early_server, prefect_api
 
-    with _user_errors():  # a finished store answers here: no Prefect server, Dask cluster or MLflow run
-        summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
-    if summary is not None:
-        console.print(f"up to date: nothing new under {' '.join(root)}")
-    else:
-        from flows.prefect_server import prefect_api
+    with early_server():  # spawned now, the server's start overlaps the checks below too
+        root, corpus = _sources(roots, corpus)
+        cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
+                                 **_manifest_overrides(emotions, speaker_pattern)})
+        storage = _storage(storage_options, endpoint_url)
+        from ser_tasks.plan import up_to_date
 
-        with _user_errors(), prefect_api(ready=False):  # the server starts while the imports below run
-            _start_forkserver(cfg, dask_address)
-            summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri, dask_address)
+        with _user_errors():  # a finished store answers here: the server is stopped unused, no Dask or MLflow run
+            summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
+        if summary is not None:
+            console.print(f"up to date: nothing new under {' '.join(root)}")
+        else:
+            with _user_errors(), prefect_api(ready=False):  # takes the early server; the imports below overlap it
+                _start_forkserver(cfg, dask_address)
+                summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri,
+                                        dask_address)
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
                   f"group {summary['group']} in {store}")

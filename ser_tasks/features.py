@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import librosa
 import numpy as np
-import scipy.fft
 
 from .config import AudioConfig, FeatureConfig
 
@@ -147,6 +146,8 @@ def stft(y: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = No
     framed = framed or centred_frames(y, n_fft, hop_length)
     out = np.zeros((framed.live.size, 1 + n_fft // 2), dtype=librosa.util.dtype_r2c(y.dtype))
     if framed.frames.shape[0]:
+        import scipy.fft  # here, not at the top: the flow's process plans with this module and computes nothing
+
         spectra = scipy.fft.rfft(framed.frames * fft_window(win_length or n_fft, n_fft), axis=-1)
         if spectra.shape[0] == out.shape[0]:
             out[:] = spectra
@@ -314,6 +315,8 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     f0 = np.full(live.size, sr / min_period)
     if not frames.shape[0]:
         return f0
+    import scipy.fft  # see stft
+
     n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values

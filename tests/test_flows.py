@@ -138,6 +138,36 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
 
 
+def test_an_early_server_is_taken_by_the_next_prefect_api_block_or_stopped_unused(tmp_path):
+    """early_server() spawns the temporary server at once (ser extract, before it knows whether the
+    store is complete): a prefect_api block inside takes that very server; one nobody took is
+    stopped on exit; with PREFECT_API_URL in the environment nothing is spawned."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+from flows.prefect_server import _EARLY, _PENDING, early_server, prefect_api
+with early_server():
+    unused = _EARLY[-1]
+assert unused.process.poll() is not None and not _EARLY, "an untaken server outlived its block"
+with early_server():
+    early = _EARLY[-1]
+    with prefect_api(ready=False) as url:
+        assert _PENDING[-1] is early and url == early.api_url and not _EARLY
+        assert os.environ["PREFECT_API_URL"] == url
+assert early.process.poll() is not None and "PREFECT_API_URL" not in os.environ
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+with early_server():
+    assert not _EARLY
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+
+
 def test_flow_heartbeats_are_off_unless_the_user_sets_them(prefect_harness, monkeypatch):
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY as HEARTBEAT
     from prefect.settings import temporary_settings
