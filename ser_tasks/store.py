@@ -113,7 +113,7 @@ def group_name(config: PipelineConfig) -> str:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape the features (recorded in the store's attributes)."""
     out = {"python": platform.python_version()}
-    for dist in ("ser-pipeline", "numpy", "librosa", "soundfile", "soxr", "zarr", "scipy"):
+    for dist in ("ser-pipeline", "numpy", "librosa", "soundfile", "miniaudio", "soxr", "zarr", "scipy"):
         try:
             out[dist] = _md.version(dist)
         except _md.PackageNotFoundError:

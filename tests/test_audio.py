@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,6 +10,7 @@ from ser_tasks.audio import (
     decode_audio,
     fix_length,
     load_audio,
+    read_flac16,
     resample,
     speech,
     speech_bounds,
@@ -116,3 +119,45 @@ def test_a_mono_file_decodes_to_its_one_channel(tmp_path):
     y = (0.5 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)
     sf.write(tmp_path / "m.wav", y, 16000, subtype="FLOAT")
     np.testing.assert_array_equal(load_audio(str(tmp_path / "m.wav"), 16000), y)
+
+
+@pytest.mark.parametrize(("channels", "n"), [(1, 48_001), (2, 30_000), (3, 4_097)])
+def test_16_bit_flac_decodes_through_dr_flac_to_soundfiles_values(tmp_path, channels, n):
+    """read_flac16 (miniaudio) must give libsndfile's float32 read exactly: full scale both ways,
+    odd lengths, several channels; by path and from memory; load_audio's result unchanged."""
+    rng = np.random.default_rng(n)
+    pcm = rng.integers(-32768, 32768, size=(n, channels), dtype=np.int16)
+    pcm[:4] = [[-32768], [32767], [0], [-1]]
+    path = tmp_path / "x.flac"
+    sf.write(path, pcm, 48_000, subtype="PCM_16")
+    ref, rate = sf.read(path, dtype="float32", always_2d=True)
+    for src in (str(path), io.BytesIO(path.read_bytes())):
+        ours, ours_rate = read_flac16(src)
+        assert ours_rate == rate == 48_000 and ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, ref)
+    mono = ref.mean(axis=1)
+    np.testing.assert_array_equal(load_audio(str(path), 48_000), mono)
+    np.testing.assert_array_equal(decode_audio(path.read_bytes(), 16_000), resample(mono, 48_000, 16_000))
+
+
+def test_flac_that_dr_flac_should_not_decode_goes_to_soundfile(tmp_path):
+    """24-bit FLAC, other formats and a truncated stream are left to libsndfile (None), whose read
+    then gives the values, or the error naming the file, that it gave before."""
+    y = sine(440, 0.5, sr=48_000)
+    deep = tmp_path / "deep.flac"
+    sf.write(deep, y, 48_000, subtype="PCM_24")
+    assert read_flac16(str(deep)) is None
+    np.testing.assert_array_equal(load_audio(str(deep), 48_000), sf.read(deep, dtype="float32")[0])
+    assert read_flac16(str(write_wav(tmp_path / "a.wav", y, sr=48_000))) is None
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, (y * 20000).astype(np.int16), 48_000, subtype="PCM_16")
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert read_flac16(str(cut)) is None  # fewer frames than its header says
+    try:
+        expected = sf.read(cut, dtype="float32", always_2d=True)[0].mean(axis=1)
+    except sf.LibsndfileError:
+        with pytest.raises(AudioError, match="cut.flac: cannot decode audio"):
+            load_audio(str(cut), 48_000)
+    else:
+        np.testing.assert_array_equal(load_audio(str(cut), 48_000), expected)
