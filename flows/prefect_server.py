@@ -103,7 +103,7 @@ def early_server() -> Iterator[None]:
     """Spawn the temporary server at once, for a :func:`prefect_api` block that may follow inside.
 
     For a command that decides only after some work whether it runs a flow at all (``ser extract``
-    first checks whether the store is already complete): the server's start (4.5 s of its own
+    first checks whether the store is already complete): the server's start (mostly its own
     imports, on the critical path of a command that runs a flow) then overlaps that work too. The
     first ``prefect_api`` block inside takes the server; one nobody took is stopped on exit, before
     it has answered (a no-op command pays its spawn and a signal, not its start). Nothing is

@@ -74,8 +74,9 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
     """Decode a 16-bit FLAC stream with miniaudio (dr_flac), exactly as ``soundfile.read`` gives it.
 
     FLAC is lossless, so both decoders give the same integer samples; libsndfile's float32 read
-    scales them by ``1 / 32768``, exact in float32, as this does. dr_flac decodes about 1.7 times
-    faster (docs/benchmarks.md), and FLAC decoding was the largest single cost of a RAVDESS row.
+    scales them by ``1 / 32768``, exact in float32, as this does. dr_flac decodes faster, and FLAC
+    decoding was the largest single cost of a RAVDESS row (docs/benchmarks.md, "The server from the
+    first second, and FLAC through dr_flac"; ``benchmarks/decode_speed.py``).
 
     Args:
         src: a local path, or the whole file in memory.
