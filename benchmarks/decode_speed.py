@@ -20,12 +20,8 @@ Writes ``--out`` (``date``, ``commit``, ``clips``, ``repeats``, ``old_ms``, ``ne
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -37,7 +33,7 @@ import soundfile as sf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yin_speed import clip_arguments  # noqa: E402  (this folder is the script's)
+from yin_speed import clip_arguments, interleaved_ms, write_result  # noqa: E402  (this folder is the script's)
 
 from ser_tasks.audio import read_flac16  # noqa: E402
 
@@ -55,22 +51,8 @@ def main() -> None:
         (a, ra), new = old(p), read_flac16(p)
         if new is None or new[1] != ra or new[0].dtype != a.dtype or not np.array_equal(new[0], a):
             raise SystemExit(f"{p}: read_flac16 does not give soundfile's samples")
-    total = {"old": 0.0, "new": 0.0}
-    for rep in range(args.repeats):
-        order = (("old", old), ("new", read_flac16)) if rep % 2 == 0 else (("new", read_flac16), ("old", old))
-        for p in paths:
-            for side, fn in order:
-                t0 = time.perf_counter()
-                fn(p)
-                total[side] += time.perf_counter() - t0
-    ms = {side: round(t / (args.repeats * len(paths)) * 1e3, 3) for side, t in total.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    out = {"date": datetime.date.today().isoformat(), "commit": commit, "clips": len(paths), "repeats": args.repeats,
-           "equal_on_every_clip": True, "old_ms": ms["old"], "new_ms": ms["new"],
-           "new_over_old": round(ms["new"] / ms["old"], 3)}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out, indent=1))
+    write_result(args.out, {"clips": len(paths), "repeats": args.repeats, "equal_on_every_clip": True,
+                            **interleaved_ms(old, read_flac16, paths, args.repeats)})
 
 
 if __name__ == "__main__":

@@ -30,12 +30,8 @@ tens of percent within minutes, and interleaving per clip lets both sides share 
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -48,7 +44,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yin_speed import clip_arguments  # noqa: E402  (this folder is the script's)
+from yin_speed import clip_arguments, interleaved_ms, write_result  # noqa: E402  (this folder is the script's)
 
 from ser_tasks import audio, augment, extract, features  # noqa: E402
 from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
@@ -102,22 +98,8 @@ def main() -> None:
         for f, y in zip(files, clips, strict=True):
             if not same(old(y), new(y)):
                 raise SystemExit(f"{f}: {name} differs between librosa's call and the pipeline's")
-        total = {"old": 0.0, "new": 0.0}
-        for rep in range(args.repeats):
-            order = (("old", old), ("new", new)) if rep % 2 == 0 else (("new", new), ("old", old))
-            for y in clips:
-                for side, fn in order:
-                    t0 = time.perf_counter()
-                    fn(y)
-                    total[side] += time.perf_counter() - t0
-        ms = {side: round(t / (args.repeats * len(clips)) * 1e3, 3) for side, t in total.items()}
-        results[name] = {"old_ms": ms["old"], "new_ms": ms["new"], "new_over_old": round(ms["new"] / ms["old"], 3)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    out = {"date": datetime.date.today().isoformat(), "commit": commit, "clips": len(files), "repeats": args.repeats,
-           "equal_on_every_clip": True, **results}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out, indent=1))
+        results[name] = interleaved_ms(old, new, clips, args.repeats)
+    write_result(args.out, {"clips": len(files), "repeats": args.repeats, "equal_on_every_clip": True, **results})
 
 
 if __name__ == "__main__":

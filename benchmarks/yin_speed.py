@@ -69,6 +69,33 @@ def alternate(fns: dict, clips: list[np.ndarray], repeats: int, call) -> dict:
     return {"runs": runs, "median": med, "new_over_old": round(med["new"] / med["old"], 3)}
 
 
+def interleaved_ms(old, new, inputs: list, repeats: int) -> dict[str, float]:
+    """Wall ms per call of ``old`` and ``new``, called back to back on each input, their order swapped every repeat.
+
+    Interleaving per input lets both sides share this machine's drift (tens of percent within
+    minutes). Returns ``{"old_ms", "new_ms", "new_over_old"}``, each rounded to 3 decimals.
+    """
+    total = {"old": 0.0, "new": 0.0}
+    for rep in range(repeats):
+        order = (("old", old), ("new", new)) if rep % 2 == 0 else (("new", new), ("old", old))
+        for x in inputs:
+            for side, fn in order:
+                t0 = time.perf_counter()
+                fn(x)
+                total[side] += time.perf_counter() - t0
+    ms = {side: round(t / (repeats * len(inputs)) * 1e3, 3) for side, t in total.items()}
+    return {"old_ms": ms["old"], "new_ms": ms["new"], "new_over_old": round(ms["new"] / ms["old"], 3)}
+
+
+def write_result(path: str, fields: dict) -> None:
+    """Write ``{"date", "commit", **fields}`` as indented JSON to ``path`` and print it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    out = {"date": datetime.date.today().isoformat(), "commit": commit, **fields}
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
 def clip_arguments(doc: str, repeats: int, out: str) -> tuple[argparse.Namespace, list[Path]]:
     """``--data``, ``--clips``, ``--repeats``, ``--out`` parsed, and ``--clips`` RAVDESS files spread evenly.
 
@@ -120,13 +147,8 @@ def main() -> None:
             features.yin = new
 
     row_ms = alternate(yin_fns, clips, args.repeats, row)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    out = {"date": datetime.date.today().isoformat(), "commit": commit, "clips": len(clips),
-           "repeats": args.repeats, "equal_on_every_clip": True, "yin_ms_per_clip": yin_ms,
-           "row_ms_per_clip": row_ms}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out, indent=1))
+    write_result(args.out, {"clips": len(clips), "repeats": args.repeats, "equal_on_every_clip": True,
+                            "yin_ms_per_clip": yin_ms, "row_ms_per_clip": row_ms})
 
 
 if __name__ == "__main__":
