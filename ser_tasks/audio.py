@@ -39,9 +39,8 @@ def load_audio(path: str, sample_rate: int, storage_options: dict | None = None)
     """
     try:
         if not is_remote(path):  # libsndfile reads the file itself: no Python callback per block
-            local = path.removeprefix("file://")
-            open(local, "rb").close()  # missing or unreadable: an OSError with its reason, as fsspec gives
-            return _decode(local, path, sample_rate)
+            # read_flac16 opens it first: missing or unreadable is an OSError with its reason, as fsspec gives
+            return _decode(path.removeprefix("file://"), path, sample_rate)
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
             data = fh.read()  # one request for the whole object, not one per block libsndfile asks for
         return _decode(io.BytesIO(data), path, sample_rate)
@@ -86,6 +85,9 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
         FLAC, holds other than 16-bit samples, or does not decode to the frame count its header
         gives (dr_flac drops a frame whose checksum fails): :func:`soundfile.read` then reads it,
         or names what is wrong.
+
+    Raises:
+        OSError: a local path that cannot be opened (missing, no permission).
     """
     if isinstance(src, str):
         with open(src, "rb") as fh:
