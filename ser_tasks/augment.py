@@ -13,6 +13,7 @@ audiomentations' ``randomize_parameters`` design.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 import librosa
 import numpy as np
 
-from . import features
+from . import features, kernels
 from .audio import resample
 from .config import AugmentConfig
 from .errors import InputError
@@ -132,26 +133,102 @@ def add_noise(y: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
 VOCODER_N_FFT, VOCODER_HOP = 2048, 512
 
 
-def _vocoder_stretch(y: np.ndarray, rate: float) -> np.ndarray:
-    """``librosa.effects.time_stretch(y, rate=rate)``, bit for bit, in less time.
+def phase_vocoder(spec: np.ndarray, rate: float) -> np.ndarray:
+    """``librosa.phase_vocoder(spec.T, rate=rate).T``, bit for bit, on frames laid out as rows.
 
-    The same three steps (STFT, ``librosa.phase_vocoder``, ``librosa.istft`` cut to
-    ``round(len(y) / rate)``), with the STFT of :func:`ser_tasks.features.stft` (librosa's values,
-    frames as rows) and the Hann window built once instead of by ``scipy.signal`` three times a
-    call (the STFT, the inverse and its window normalisation). ``tests/test_augment.py`` holds it
-    to ``array_equal`` against librosa.
+    librosa 1.0's vocoder (Ellis, "A phase vocoder in Matlab", 2002, as librosa implements it):
+    output frame ``k`` reads input time ``t = k * rate``; its magnitude is ``|spec|`` interpolated
+    linearly at ``t`` and its phase is the first frame's plus the accumulated phase differences of
+    the frame pairs ``(floor(t), floor(t) + 1)``. The same operations in the same dtypes and order;
+    what changes is the layout (each frame a contiguous row), the phase accumulation, summed by
+    :func:`ser_tasks.kernels.cumsum` across bins at once instead of by ``np.cumsum`` along each bin,
+    and the phasor, built in one pass (:func:`ser_tasks.kernels.phasor`). ``tests/test_augment.py`` holds the stretch it
+    serves to ``array_equal`` against ``librosa.effects.time_stretch``.
 
     Args:
-        y: ``(samples,)`` float32 waveform.
+        spec: ``(frames, bins)`` complex STFT, one frame per row.
         rate: tempo factor, > 0 (2 is twice as fast).
 
     Returns:
-        ``(round(samples / rate),)`` of ``y``'s dtype.
+        ``(ceil(frames / rate), bins)`` complex, ``spec``'s dtype, C order.
     """
-    spec = features.stft(y, VOCODER_N_FFT, VOCODER_HOP)
-    stretched = librosa.phase_vocoder(spec, rate=rate)
-    return librosa.istft(stretched, hop_length=VOCODER_HOP, window=features.hann_window(VOCODER_N_FFT),
-                         dtype=y.dtype, length=round(y.shape[-1] / rate))
+    import scipy.interpolate  # as librosa does: only augmentation needs it
+
+    n_frames = spec.shape[0]
+    t_out = np.arange(0.0, n_frames, rate)
+    i0 = np.floor(t_out).astype(int)
+    i1 = np.minimum(i0 + 1, n_frames - 1)
+    ph = np.angle(spec)
+    phase = np.empty((t_out.size, spec.shape[1]), dtype=ph.dtype)
+    phase[0] = ph[i0[0]]
+    phase[1:] = ph[i1[:-1]] - ph[i0[:-1]]  # librosa's differences, shifted one frame on
+    phase = kernels.cumsum(phase, axis=0)
+    mag = scipy.interpolate.interp1d(np.arange(n_frames), np.abs(spec), kind="linear", axis=0,
+                                     fill_value="extrapolate", assume_sorted=True, copy=False)(t_out)
+    if phase.dtype == np.float32 and mag.dtype == np.float64:  # a float32 clip's: all the pipeline computes
+        return kernels.phasor(phase, mag)
+    return librosa.util.phasor(phase, mag=mag)
+
+
+def _vocoder_stretch(y: np.ndarray, rate: float) -> np.ndarray:
+    """``librosa.effects.time_stretch(y, rate=rate)``, bit for bit, in less time.
+
+    The same three steps (STFT, phase vocoder, inverse STFT cut to ``round(len(y) / rate)``), each
+    librosa's values on frames laid out as rows: :func:`ser_tasks.features.stft`,
+    :func:`phase_vocoder` and :func:`istft`, with the Hann window built once instead of by
+    ``scipy.signal`` three times a call (the STFT, the inverse and its window normalisation).
+    ``tests/test_augment.py`` holds it to ``array_equal`` against librosa.
+
+    Args:
+        y: ``(samples,)`` float32 waveform (another float dtype is cast to float32 first).
+        rate: tempo factor, > 0 (2 is twice as fast).
+
+    Returns:
+        ``(round(samples / rate),)`` float32.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    spec = features.stft(y, VOCODER_N_FFT, VOCODER_HOP).T  # (frames, bins), C order: no copy
+    return istft(phase_vocoder(spec, rate), round(y.shape[-1] / rate))
+
+
+@functools.lru_cache(maxsize=256)
+def _window_sumsquare(n_frames: int) -> np.ndarray:
+    """``librosa.filters.window_sumsquare`` of the vocoder's Hann window over ``n_frames`` frames, float32, read-only.
+
+    librosa rebuilds it on every inverse; it depends only on the frame count.
+    """
+    win_sq = features.hann_window(VOCODER_N_FFT) ** 2
+    wss = kernels.overlap_add(np.ones((n_frames, VOCODER_N_FFT), dtype=np.float32), win_sq, VOCODER_HOP, 0,
+                              VOCODER_N_FFT + VOCODER_HOP * (n_frames - 1))
+    wss.setflags(write=False)
+    return wss
+
+
+def istft(spec: np.ndarray, length: int) -> np.ndarray:
+    """``librosa.istft(spec.T, hop_length=512, window=hann(2048), length=length)`` as float32, bit for bit.
+
+    The vocoder's inverse (Griffin & Lim 1984's weighted overlap-add, as librosa 1.0 implements it):
+    each frame's inverse real FFT, windowed and overlap-added (:func:`ser_tasks.kernels.overlap_add`,
+    in librosa's float32 accumulation order), then divided by the summed squared window where that
+    exceeds float32's ``tiny``. Frames are rows and transformed in one call instead of librosa's
+    blocks of 31, and the squared-window sum is cached per frame count (:func:`_window_sumsquare`).
+    ``tests/test_augment.py`` holds the stretch it serves to ``array_equal`` against librosa.
+
+    Args:
+        spec: ``(frames, 1025)`` complex64 STFT at 2,048 points and hop 512, one frame per row.
+        length: output samples.
+
+    Returns:
+        ``(length,)`` float32.
+    """
+    import scipy.fft  # as features.stft: only computing needs it
+
+    n_frames = min(spec.shape[0], math.ceil((length + 2 * (VOCODER_N_FFT // 2)) / VOCODER_HOP))
+    frames = scipy.fft.irfft(spec[:n_frames], n=VOCODER_N_FFT, axis=-1)
+    y = kernels.overlap_add(frames, features.hann_window(VOCODER_N_FFT), VOCODER_HOP, VOCODER_N_FFT // 2, length)
+    wss = librosa.util.fix_length(_window_sumsquare(n_frames)[VOCODER_N_FFT // 2:], size=length)
+    np.divide(y, wss, out=y, where=wss > np.finfo(np.float32).tiny)
+    return y
 
 
 def pitch_shift(y: np.ndarray, sr: int, semitones: float) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import librosa
 import numpy as np
 
+from . import kernels
 from .config import AudioConfig, FeatureConfig
 
 FEATURES = ("log_mel", "mfcc", "zcr", "rms")
@@ -262,7 +263,7 @@ def rms_energy(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         ``(T,)`` float32, ``T = 1 + samples // hop_length``.
     """
     padded = np.pad(y.astype(np.float64), cfg.n_fft // 2)
-    running = np.concatenate(([0.0], np.cumsum(padded * padded)))
+    running = np.concatenate(([0.0], kernels.cumsum(padded * padded)))
     starts = _frame_starts(padded.size, cfg.n_fft, cfg.hop_length)
     # max(0, .): a difference of two large running sums can round just below zero
     power = np.maximum(running[starts + cfg.n_fft] - running[starts], 0.0) / cfg.n_fft
@@ -319,26 +320,7 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
 
     n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
     acf = scipy.fft.irfft(librosa.util.abs2(scipy.fft.rfft(frames, n=n_pad, axis=-1)), n=n_pad, axis=-1)
-    energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)  # a prefix of librosa's: equal values
-    energy[:, 0] = 0  # librosa's order: it zeroes lag 0 of the same buffer before subtracting it
-    diff = 2 * (acf[:, :1] - acf[:, 1:max_period + 1]) - energy  # (T', max_period): lags 1..
-    mean = np.cumsum(diff, axis=-1) / np.arange(1, max_period + 1)  # float64, as librosa's int divisor gives
-    den = mean[:, min_period - 1:max_period]
-    cmnd = diff[:, min_period - 1:max_period] / (den + np.finfo(den.dtype).tiny)  # (T', L): lags min..max
-    inner = (cmnd[:, 1:-1] < cmnd[:, :-2]) & (cmnd[:, 1:-1] <= cmnd[:, 2:])
-    trough = np.concatenate((cmnd[:, :1] < cmnd[:, 1:2], inner, cmnd[:, -1:] < cmnd[:, -2:-1]), axis=-1)
-    trough &= cmnd < trough_threshold
-    rows = np.arange(cmnd.shape[0])
-    lag = np.where(trough.any(axis=-1), trough.argmax(axis=-1), cmnd.argmin(axis=-1))
-    # parabolic refinement at the chosen lag only; 0 at either end and where the vertex is > 1 lag away
-    inside = (lag > 0) & (lag < cmnd.shape[1] - 1)
-    at = np.clip(lag, 1, cmnd.shape[1] - 2)
-    left, mid, right = cmnd[rows, at - 1], cmnd[rows, at], cmnd[rows, at + 1]
-    a = right + left - 2 * mid
-    b = (right - left) / 2
-    ok = inside & (np.abs(b) < np.abs(a))
-    shift = np.zeros_like(a)
-    shift[ok] = -b[ok] / a[ok]
+    lag, shift = kernels.yin_lags(frames, acf, min_period, max_period, trough_threshold)
     f0[live] = sr / (min_period + lag + shift)
     return f0
 

@@ -164,3 +164,17 @@ def test_vocoder_warnings_are_filtered_in_any_thread():
             "t.start(); t.join()\n")
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("frames, length", [(40, 40 * 512), (40, 15_000), (40, 1_000), (3, 700), (60, 40_000)])
+def test_istft_is_librosas_bit_for_bit(frames, length):
+    """Every frame count and length, including ones that drop frames and ones shorter than the head block."""
+    import librosa
+
+    from ser_tasks.augment import istft
+    from ser_tasks.features import hann_window
+
+    rng = np.random.default_rng(frames + length)
+    spec = (rng.standard_normal((frames, 1025)) + 1j * rng.standard_normal((frames, 1025))).astype(np.complex64)
+    expected = librosa.istft(spec.T, hop_length=512, window=hann_window(2048), dtype=np.float32, length=length)
+    np.testing.assert_array_equal(istft(spec, length), expected)

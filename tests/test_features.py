@@ -79,6 +79,9 @@ def test_yin_is_librosas_yin_bit_for_bit(samples, hop, seed, padded):
         assert (y[:samples // 5] == 0).all() and y.shape == (samples,)
     expected = librosa.yin(y, fmin=65.0, fmax=600.0, sr=SR, frame_length=512, hop_length=hop, center=True)
     np.testing.assert_array_equal(yin(y, SR, 512, hop), expected)
+    wide = y.astype(np.float64)  # the float64 path keeps librosa's float64 difference function
+    np.testing.assert_array_equal(yin(wide, SR, 512, hop), librosa.yin(wide, fmin=65.0, fmax=600.0, sr=SR,
+                                                                       frame_length=512, hop_length=hop))
     silent = np.zeros(samples, np.float32)
     noise = 0.1 * np.random.default_rng(seed).standard_normal(samples).astype(np.float32)
     for z in (silent, noise):  # no trough below the threshold: the global minimum
