@@ -142,8 +142,8 @@ def phase_vocoder(spec: np.ndarray, rate: float) -> np.ndarray:
     the frame pairs ``(floor(t), floor(t) + 1)``. The same operations in the same dtypes and order;
     what changes is the layout (each frame a contiguous row), the phase accumulation, summed by
     :func:`ser_tasks.kernels.cumsum` across bins at once instead of by ``np.cumsum`` along each bin,
-    and the phasor, built in one pass (:func:`ser_tasks.kernels.phasor`). ``tests/test_augment.py`` holds the stretch it
-    serves to ``array_equal`` against ``librosa.effects.time_stretch``.
+    and the phasor, built in one pass (:func:`ser_tasks.kernels.phasor`). ``tests/test_augment.py``
+    holds the stretch it serves to ``array_equal`` against ``librosa.effects.time_stretch``.
 
     Args:
         spec: ``(frames, bins)`` complex STFT, one frame per row.

@@ -278,10 +278,11 @@ def yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float 
     hop_length=hop_length, center=True)`` (librosa 1.0; zero padding), in the same dtypes and order,
     so the result is equal, not close (``tests/test_features.py`` holds it to ``array_equal``). What
     changes is the layout and the work, not the values: frames are rows, so the autocorrelation's
-    FFTs and every cumulative sum run along contiguous memory, the parabolic refinement is computed
-    at the chosen lag of each frame instead of at all ``max_period - min_period + 1`` lags, and
-    all-zero frames (the store's zero padding) get librosa's answer for them, ``sr / min_period``,
-    without the arithmetic.
+    FFTs run along contiguous memory; the difference function, its normalisation and the period
+    choice run one frame at a time in a compiled loop (:func:`ser_tasks.kernels.yin_lags`), with the
+    parabolic refinement at the chosen lag of each frame instead of at all
+    ``max_period - min_period + 1`` lags; and all-zero frames (the store's zero padding) get
+    librosa's answer for them, ``sr / min_period``, without the arithmetic.
     librosa's quirks are kept on purpose: the energy term of lag 1 is 0 (librosa zeroes the first
     cumulative energy before it subtracts it), the difference function's mean is divided in float64.
 
