@@ -191,17 +191,35 @@ def _vocoder_stretch(y: np.ndarray, rate: float) -> np.ndarray:
     return istft(phase_vocoder(spec, rate), round(y.shape[-1] / rate))
 
 
-@functools.lru_cache(maxsize=256)
-def _window_sumsquare(n_frames: int) -> np.ndarray:
-    """``librosa.filters.window_sumsquare`` of the vocoder's Hann window over ``n_frames`` frames, float32, read-only.
+@functools.cache
+def _window_sumsquare_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vocoder window's squared sum over 4 frames, cut into its head, one period and its tail (float32)."""
+    n_fft, hop = VOCODER_N_FFT, VOCODER_HOP
+    wss = kernels.overlap_add(np.ones((4, n_fft), dtype=np.float32), features.hann_window(n_fft) ** 2, hop, 0,
+                              n_fft + hop * 3)
+    wss.setflags(write=False)  # shared between calls
+    edge = n_fft - hop  # samples covered by fewer than n_fft // hop frames, at either end
+    return wss[:edge], wss[edge:edge + hop], wss[edge + hop:]
 
-    librosa rebuilds it on every inverse; it depends only on the frame count.
+
+def _window_sumsquare(n_frames: int) -> np.ndarray:
+    """``librosa.filters.window_sumsquare`` of the vocoder's Hann window over ``n_frames`` frames, float32.
+
+    librosa adds the squared window once per frame on every inverse. With a hop of a quarter of the
+    window, a sample past the first three hops and before the last three sums the same four window
+    values in the same order, so the result is a head, one 512-sample period repeated and a tail,
+    the same for every frame count from 4 on: built from one 4-frame sum, equal to librosa's
+    (``tests/test_augment.py``), with nothing cached per frame count.
+
+    Returns:
+        ``(2048 + 512 (n_frames - 1),)`` float32.
     """
-    win_sq = features.hann_window(VOCODER_N_FFT) ** 2
-    wss = kernels.overlap_add(np.ones((n_frames, VOCODER_N_FFT), dtype=np.float32), win_sq, VOCODER_HOP, 0,
-                              VOCODER_N_FFT + VOCODER_HOP * (n_frames - 1))
-    wss.setflags(write=False)
-    return wss
+    if n_frames < 4:
+        return kernels.overlap_add(np.ones((n_frames, VOCODER_N_FFT), dtype=np.float32),
+                                   features.hann_window(VOCODER_N_FFT) ** 2, VOCODER_HOP, 0,
+                                   VOCODER_N_FFT + VOCODER_HOP * (n_frames - 1))
+    head, period, tail = _window_sumsquare_parts()
+    return np.concatenate((head, np.tile(period, n_frames - 3), tail))
 
 
 def istft(spec: np.ndarray, length: int) -> np.ndarray:
@@ -211,7 +229,8 @@ def istft(spec: np.ndarray, length: int) -> np.ndarray:
     each frame's inverse real FFT, windowed and overlap-added (:func:`ser_tasks.kernels.overlap_add`,
     in librosa's float32 accumulation order), then divided by the summed squared window where that
     exceeds float32's ``tiny``. Frames are rows and transformed in one call instead of librosa's
-    blocks of 31, and the squared-window sum is cached per frame count (:func:`_window_sumsquare`).
+    blocks of 31, and the squared-window sum is built from one precomputed 4-frame sum
+    (:func:`_window_sumsquare`).
     ``tests/test_augment.py`` holds the stretch it serves to ``array_equal`` against librosa.
 
     Args:

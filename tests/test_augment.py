@@ -178,3 +178,18 @@ def test_istft_is_librosas_bit_for_bit(frames, length):
     spec = (rng.standard_normal((frames, 1025)) + 1j * rng.standard_normal((frames, 1025))).astype(np.complex64)
     expected = librosa.istft(spec.T, hop_length=512, window=hann_window(2048), dtype=np.float32, length=length)
     np.testing.assert_array_equal(istft(spec, length), expected)
+
+
+def test_the_squared_window_sum_is_librosas_at_every_frame_count():
+    """Built from a head, one repeated hop and a tail; librosa sums every frame's window."""
+    import librosa
+
+    from ser_tasks.augment import _window_sumsquare
+    from ser_tasks.features import hann_window
+
+    for n_frames in [*range(1, 12), 97, 1000]:
+        expected = librosa.filters.window_sumsquare(window=hann_window(2048), n_frames=n_frames, hop_length=512,
+                                                    n_fft=2048, dtype=np.float32)
+        got = _window_sumsquare(n_frames)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
