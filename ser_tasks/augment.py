@@ -191,15 +191,19 @@ def _vocoder_stretch(y: np.ndarray, rate: float) -> np.ndarray:
     return istft(phase_vocoder(spec, rate), round(y.shape[-1] / rate))
 
 
+def _summed_squares(n_frames: int) -> np.ndarray:
+    """The vocoder's squared Hann window added at every hop of ``n_frames`` frames, as librosa adds it (float32)."""
+    return kernels.overlap_add(np.ones((n_frames, VOCODER_N_FFT), dtype=np.float32),
+                               features.hann_window(VOCODER_N_FFT) ** 2, VOCODER_HOP, 0,
+                               VOCODER_N_FFT + VOCODER_HOP * (n_frames - 1))
+
+
 @functools.cache
-def _window_sumsquare_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The vocoder window's squared sum over 4 frames, cut into its head, one period and its tail (float32)."""
-    n_fft, hop = VOCODER_N_FFT, VOCODER_HOP
-    wss = kernels.overlap_add(np.ones((4, n_fft), dtype=np.float32), features.hann_window(n_fft) ** 2, hop, 0,
-                              n_fft + hop * 3)
-    wss.setflags(write=False)  # shared between calls
-    edge = n_fft - hop  # samples covered by fewer than n_fft // hop frames, at either end
-    return wss[:edge], wss[edge:edge + hop], wss[edge + hop:]
+def _four_frames() -> np.ndarray:
+    """:func:`_summed_squares` of 4 frames, read-only (shared between calls)."""
+    wss = _summed_squares(4)
+    wss.setflags(write=False)
+    return wss
 
 
 def _window_sumsquare(n_frames: int) -> np.ndarray:
@@ -214,12 +218,11 @@ def _window_sumsquare(n_frames: int) -> np.ndarray:
     Returns:
         ``(2048 + 512 (n_frames - 1),)`` float32.
     """
-    if n_frames < 4:
-        return kernels.overlap_add(np.ones((n_frames, VOCODER_N_FFT), dtype=np.float32),
-                                   features.hann_window(VOCODER_N_FFT) ** 2, VOCODER_HOP, 0,
-                                   VOCODER_N_FFT + VOCODER_HOP * (n_frames - 1))
-    head, period, tail = _window_sumsquare_parts()
-    return np.concatenate((head, np.tile(period, n_frames - 3), tail))
+    if n_frames <= 4:
+        return _summed_squares(n_frames)
+    four, edge = _four_frames(), VOCODER_N_FFT - VOCODER_HOP  # edge: samples under fewer than 4 frames
+    period = four[edge:edge + VOCODER_HOP]
+    return np.concatenate((four[:edge], np.tile(period, n_frames - 3), four[edge + VOCODER_HOP:]))
 
 
 def istft(spec: np.ndarray, length: int) -> np.ndarray:
