@@ -163,8 +163,8 @@ class FeatureConfig(_Section):
 
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
-#: Models whose convolution width, dropout rate, pooling and frame rate are settings
-#: (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``).
+#: Models whose convolution width, dropout rate, pooling, frame rate and per-clip band centring are
+#: settings (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``, ``train.clip_norm``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
@@ -290,6 +290,10 @@ class TrainConfig(_Section):
         frame_pool: input frames ``tdnn`` / ``tdnn_prosody`` average into one before the first
             convolution (``None``: 4, i.e. 40 ms steps at the 10 ms hop, the measured default);
             8 halves the frames the convolutions see. Any other model refuses it.
+        clip_norm: centre every log-mel band of ``tdnn`` / ``tdnn_prosody`` on its mean over the
+            clip's frames after the training-set normalisation (cepstral mean normalisation on
+            log-mel; :class:`ser_tasks.models.ClipMeanNorm`); F0 and energy rows keep the
+            training-set scale. Off by default. Any other model refuses it.
         speaker_norm: normalise the model input per speaker before the model (speaker-level mean
             and variance normalisation of every log-mel band, F0 and energy row over the
             speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
@@ -334,6 +338,7 @@ class TrainConfig(_Section):
     dropout: float | None = Field(None, ge=0, lt=1)
     pooling: Literal["stats", "attentive"] | None = None
     frame_pool: int | None = Field(None, ge=1)
+    clip_norm: bool = False
     speaker_norm: bool = False
     seed: int = 0
     ensemble: int = Field(3, ge=1)
@@ -343,8 +348,9 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _wide_only(self) -> TrainConfig:
-        for key in ("width", "dropout", "pooling", "frame_pool"):
-            if getattr(self, key) is not None and self.model not in WIDE_MODELS:
+        for key in ("width", "dropout", "pooling", "frame_pool", "clip_norm"):
+            value = getattr(self, key)  # unset: None, or False for the flag (dropout 0.0 is a setting)
+            if value is not None and value is not False and self.model not in WIDE_MODELS:
                 raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
         return self
 

@@ -158,6 +158,57 @@ POOLINGS = {"stats": StatisticsPooling, "attentive": AttentiveStatisticsPooling}
 
 
 @keras.saving.register_keras_serializable(package="ser")
+class ClipMeanNorm(layers.Layer):
+    """Per-clip mean normalisation of the log-mel bands: each band minus its mean over the clip's frames.
+
+    The log-mel counterpart of cepstral mean normalisation (Atal 1974; Furui 1981): a clip's average
+    spectral envelope holds the voice's timbre and the channel, which :class:`Normalization`'s
+    training-set statistics leave in, while the contours the bands draw over time remain. Only
+    the first ``bands`` rows are normalised; the rows after them (``log_mel_prosody``'s F0 and
+    energy contours) keep the training-set scale, so pitch and level still reach the model.
+    The store's zero padding (frames whose log-mel is the same floor in every band) is left out of
+    the mean and set to 0 in the normalised bands, so a clip's length does not move its mean.
+
+    Called on ``[raw, x]``: ``raw`` the model input and ``x`` the same after ``Normalization``,
+    both ``(batch, rows, T, 1)`` float32; returns ``x``'s shape and dtype. Applied in training and
+    prediction alike (``train.clip_norm``).
+
+    Args:
+        bands: leading rows that are log-mel bands (>= 1).
+
+    Raises:
+        InputError: ``bands`` below 1 (at construction).
+    """
+
+    def __init__(self, bands: int, **kwargs):
+        """Store how many leading rows are log-mel bands (see the class docstring)."""
+        super().__init__(**kwargs)
+        if bands < 1:
+            raise InputError(f"clip mean normalisation needs bands >= 1, got {bands}")
+        self.bands = int(bands)
+
+    def call(self, inputs):
+        """``[raw, x]`` -> ``x`` with its first ``bands`` rows centred per clip over live frames."""
+        raw, x = inputs
+        raw_bands = raw[:, : self.bands, :, 0]
+        # padding frames hold one floor value in every band; a spoken frame never does
+        live = keras.ops.cast(keras.ops.max(raw_bands, axis=1) > keras.ops.min(raw_bands, axis=1), x.dtype)
+        live = live[:, None, :, None]  # (batch, 1, T, 1)
+        count = keras.ops.maximum(keras.ops.sum(live, axis=2, keepdims=True), 1.0)
+        bands = x[:, : self.bands]
+        mean = keras.ops.sum(bands * live, axis=2, keepdims=True) / count
+        return keras.ops.concatenate([(bands - mean) * live, x[:, self.bands:]], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        """The normalised input's shape, unchanged."""
+        return input_shape[1]
+
+    def get_config(self) -> dict:
+        """Keras config (for saving)."""
+        return {**super().get_config(), "bands": self.bands}
+
+
+@keras.saving.register_keras_serializable(package="ser")
 class SpecAugment(layers.Layer):
     """Frequency and time masking of a normalised spectrogram, in training only (no time warping).
 
@@ -343,8 +394,11 @@ _WIDE_OPTIONS = {"width": ("take a width (>= 1)", lambda v: v >= 1),
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
                 spec_augment: SpecAugment | None = None, width: int | None = None,
-                dropout: float | None = None, pooling: str | None = None, pool: int | None = None) -> keras.Model:
-    """Build a zoo model: ``Input(input_shape)`` -> fitted ``Normalization`` -> [``SpecAugment``] -> body -> softmax.
+                dropout: float | None = None, pooling: str | None = None, pool: int | None = None,
+                clip_norm: bool = False) -> keras.Model:
+    """Build a zoo model: input -> fitted ``Normalization`` -> [``ClipMeanNorm``] -> [``SpecAugment``] -> body.
+
+    The body ends in a softmax over the classes.
 
     Args:
         name: a key of :data:`MODELS`.
@@ -360,6 +414,9 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             (``"stats"`` when ``None``); ``None`` for every other model.
         pool: input frames a model in :data:`WIDE_MODELS` averages into one before its first
             convolution (4 when ``None``: 40 ms at the 10 ms hop), >= 1; ``None`` for every other model.
+        clip_norm: centre the log-mel bands per clip (:class:`ClipMeanNorm`) after normalisation;
+            a model in :data:`WIDE_MODELS` only (``tdnn_prosody``'s F0 and energy rows are left as
+            they are).
 
     Returns:
         An uncompiled ``keras.Model`` whose output is ``(batch, n_classes)`` float32 probabilities.
@@ -369,7 +426,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             model whose input is not a spectrogram (``log_mel``, ``mfcc``), or ``width`` for a
             model without one or below 1, or ``dropout`` for a model without it or outside ``[0, 1)``,
             or ``pooling`` for a model without it or not a key of :data:`POOLINGS`, or ``pool`` for
-            a model without it or below 1.
+            a model without it or below 1, or ``clip_norm`` for a model not in :data:`WIDE_MODELS`.
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -385,8 +442,13 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             raise InputError(f"{key} {value!r}: only {', '.join(WIDE_MODELS)} {takes}, not {name}")
     if dropout is not None and not 0 <= dropout < 1:
         raise InputError(f"dropout {dropout}: a dropout rate in [0, 1) is needed")
+    if clip_norm and name not in WIDE_MODELS:
+        raise InputError(f"clip_norm: only {', '.join(WIDE_MODELS)} centre their log-mel bands per clip, not {name}")
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
+    if clip_norm:
+        prosody_rows = 2 if MODEL_INPUTS[name] == "log_mel_prosody" else 0
+        x = ClipMeanNorm(input_shape[0] - prosody_rows, name="clip_mean_norm")([inputs, x])
     if spec_augment is not None:
         x = spec_augment(x)
     body = MODELS[name](x, n_classes, **options)

@@ -275,7 +275,7 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
     model = build_model(cfg.model, input_shape(view, name), len(vocab), normalizer, masking, cfg.width,
-                        cfg.dropout, cfg.pooling, cfg.frame_pool)
+                        cfg.dropout, cfg.pooling, cfg.frame_pool, cfg.clip_norm)
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)

@@ -5,6 +5,7 @@ import pytest
 from ser_tasks.models import (
     MODEL_INPUTS,
     AttentiveStatisticsPooling,
+    ClipMeanNorm,
     Normalizer,
     SpecAugment,
     StatisticsPooling,
@@ -121,6 +122,37 @@ def test_attentive_tdnn_saves_and_reloads_with_identical_predictions(tmp_path):
         build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), pooling="attentive")
     with pytest.raises(ValueError, match="pooling 'max'"):
         build_model("tdnn", (16, 41, 1), 4, normalizer("log_mel", 16), pooling="max")
+
+
+def test_clip_mean_norm_centres_the_bands_over_spoken_frames_and_leaves_prosody_rows():
+    rng = np.random.default_rng(3)
+    raw = rng.normal(0, 10, (2, 6, 9, 1)).astype("float32")  # 4 bands + F0 + energy, 9 frames
+    raw[0, :4, 6:] = -80.0  # the store's padding: one floor value in every band
+    x = rng.normal(size=raw.shape).astype("float32")
+    out = keras.ops.convert_to_numpy(ClipMeanNorm(4)([raw, x]))
+    live = x[0, :4, :6]
+    np.testing.assert_allclose(out[0, :4, :6], live - live.mean(axis=1, keepdims=True), atol=1e-5)
+    assert np.all(out[0, :4, 6:] == 0)  # padding carries no spectrum
+    np.testing.assert_allclose(out[1, :4], x[1, :4] - x[1, :4].mean(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_array_equal(out[:, 4:], x[:, 4:])  # F0 and energy keep their scale
+    with pytest.raises(ValueError, match="bands >= 1"):
+        ClipMeanNorm(0)
+
+
+def test_clip_norm_tdnn_is_blind_to_a_clip_wide_band_offset_and_saves(tmp_path):
+    model = build_model("tdnn_prosody", (18, 41, 1), 4, normalizer("log_mel_prosody", 18), clip_norm=True)
+    x = np.random.default_rng(4).normal(5, 2, (2, 18, 41, 1)).astype("float32")
+    tilted = x.copy()
+    tilted[:, :16] += np.linspace(-6, 6, 16, dtype="float32")[None, :, None, None]  # another timbre or channel
+    np.testing.assert_allclose(model.predict_on_batch(tilted), model.predict_on_batch(x), atol=1e-5)
+    louder = x.copy()
+    louder[:, 17] += 3.0  # the energy row is not centred: level still reaches the model
+    assert not np.allclose(model.predict_on_batch(louder), model.predict_on_batch(x), atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict_on_batch(x),
+                               model.predict_on_batch(x), atol=1e-6)
+    with pytest.raises(ValueError, match="clip_norm: only tdnn, tdnn_prosody"):
+        build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16), clip_norm=True)
 
 
 def test_spec_augment_masks_whole_bands_and_frames_in_training_only():

@@ -86,12 +86,14 @@ def test_spec_augment_width_and_pooling_settings_reach_the_saved_model(tone_stor
         {"freq_masks": 2, "freq_width": 8, "time_masks": 1, "time_width": 7}
     plain = keras.models.load_model(fit(view, masked.model_copy(update={"spec_freq_masks": 0, "spec_time_masks": 0,
                                                                         "width": 16, "pooling": "attentive",
-                                                                        "frame_pool": 2}),
+                                                                        "frame_pool": 2, "clip_norm": True}),
                                         tmp / "plain", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in plain.layers]
     assert plain.get_layer("stats_pool").output.shape[-1] == 4 * 16
     assert type(plain.get_layer("stats_pool")).__name__ == "AttentiveStatisticsPooling"
     assert [layer.pool_size for layer in plain.layers if isinstance(layer, keras.layers.AveragePooling1D)] == [(2,)]
+    assert plain.get_layer("clip_mean_norm").bands == plain.input_shape[1]  # tdnn: every row is a band
+    assert "clip_mean_norm" not in [layer.name for layer in masked_model.layers]  # off by default
     # the default masks are on; a model that reads no spectrogram trains without them
     assert cfg.train.spec_augment
     cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1,
