@@ -294,6 +294,10 @@ class TrainConfig(_Section):
             clip's frames after the training-set normalisation (cepstral mean normalisation on
             log-mel; :class:`ser_tasks.models.ClipMeanNorm`); F0 and energy rows keep the
             training-set scale. Off by default. Any other model refuses it.
+        voice_swap: probability that a training row is re-voiced: its speaker's per-band mean and
+            sd exchanged for another training speaker's (:class:`ser_tasks.data.VoiceSwap`; the
+            speaker-level analogue of MixStyle, Zhou et al. ICLR 2021). Training only: the model
+            still predicts from the clip alone. 0 (off) by default; not with ``speaker_norm``.
         speaker_norm: normalise the model input per speaker before the model (speaker-level mean
             and variance normalisation of every log-mel band, F0 and energy row over the
             speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
@@ -339,6 +343,7 @@ class TrainConfig(_Section):
     pooling: Literal["stats", "attentive"] | None = None
     frame_pool: int | None = Field(None, ge=1)
     clip_norm: bool = False
+    voice_swap: float = Field(0.0, ge=0, le=1)
     speaker_norm: bool = False
     seed: int = 0
     ensemble: int = Field(3, ge=1)
@@ -352,6 +357,9 @@ class TrainConfig(_Section):
             value = getattr(self, key)  # unset: None, or False for the flag (dropout 0.0 is a setting)
             if value is not None and value is not False and self.model not in WIDE_MODELS:
                 raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
+        if self.voice_swap > 0 and self.speaker_norm:
+            raise ValueError("train.voice_swap re-voices rows that train.speaker_norm would normalise the voice "
+                             "out of; choose one")
         return self
 
     @property

@@ -215,6 +215,66 @@ class SpeakerNorm:
         return out
 
 
+class VoiceSwap:
+    """Training rows re-voiced: a row's speaker statistics exchanged for another training speaker's.
+
+    Each training row is drawn once (probability ``p``, seeded) for re-voicing; a drawn row of
+    speaker A gets a speaker B drawn uniformly among the other speakers of the training rows, and
+    every log-mel band, F0 and energy row (or channel) ``c`` becomes
+    ``(x - mean_A[c]) / sd_A[c] * sd_B[c] + mean_B[c]`` (:class:`SpeakerNorm`'s statistics, over
+    every frame of each speaker's originals). What the clip does relative to its own voice (the
+    emotion, by the speaker-normalisation argument) stays; the voice it is heard in changes, so the
+    model learns to read the first without the second, and needs nothing but the clip at
+    prediction. The speaker-level analogue of MixStyle's exchange of instance statistics (Zhou,
+    Yang, Qiao & Xiang, "Domain generalization with MixStyle", ICLR 2021). Training only: nothing is
+    read from validation or test speakers.
+
+    Args:
+        speakers: the store's per-speaker statistics (read once, labels never).
+        rows: ``(n,)`` int store row indices of the training rows; the speakers to draw B from are theirs.
+        p: probability a training row is re-voiced, in ``[0, 1]``.
+        seed: seed of the draws (the same rows, ``p`` and seed give the same swaps).
+
+    Attributes:
+        target: ``(store rows,)`` int, the group each row is re-voiced as (-1: left as it is).
+
+    Raises:
+        InputError: ``p`` outside ``[0, 1]``.
+    """
+
+    def __init__(self, speakers: SpeakerNorm, rows: np.ndarray, p: float, seed: int = 0):
+        """Draw which training rows are re-voiced, and as whom (arguments in the class docstring)."""
+        if not 0 <= p <= 1:
+            raise InputError(f"voice swap probability must be in [0, 1], got {p}")
+        self.speakers = speakers
+        self.target = np.full(speakers.codes.size, -1)
+        rows = np.sort(np.asarray(rows))
+        own = speakers.codes[rows]
+        pool = np.unique(own[own >= 0])
+        if pool.size < 2:  # one voice: nobody to swap with
+            return
+        rng = np.random.default_rng([seed, 2])
+        drawn = rows[(own >= 0) & (rng.random(rows.size) < p)]
+        k = rng.integers(0, pool.size - 1, drawn.size)  # among the others: skip the row's own speaker
+        k += k >= np.searchsorted(pool, speakers.codes[drawn])
+        self.target[drawn] = pool[k]
+
+    def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) with the drawn rows re-voiced, float32."""
+        target = self.target[rows]
+        keep = target >= 0
+        if not keep.any():
+            return x
+        own = self.speakers.codes[rows][keep]
+        shape = [1] * x.ndim
+        shape[0], shape[self.speakers.axis] = -1, self.speakers.mean.shape[1]
+        mean, sd = self.speakers.mean, self.speakers.sd
+        out = x.astype(np.float32, copy=True)
+        out[keep] = ((x[keep] - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[target[keep]].reshape(shape)
+                     + mean[target[keep]].reshape(shape))
+        return out
+
+
 class ZarrSequence(keras.utils.PyDataset):
     """Mini-batches ``(x, y)`` of store rows, read chunk by chunk.
 
@@ -244,6 +304,7 @@ class ZarrSequence(keras.utils.PyDataset):
         n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
         speaker_norm: when given, every row is served normalised by its speaker's statistics
             (:class:`SpeakerNorm`).
+        voice_swap: when given, the rows it drew are served re-voiced (:class:`VoiceSwap`; training).
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
@@ -259,7 +320,8 @@ class ZarrSequence(keras.utils.PyDataset):
     def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
                  one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
-                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None, **kwargs):
+                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None,
+                 voice_swap: VoiceSwap | None = None, **kwargs):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
@@ -268,6 +330,7 @@ class ZarrSequence(keras.utils.PyDataset):
         self.view, self.input_name, self.batch_size = view, input_name, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.speaker_norm = speaker_norm
+        self.voice_swap = voice_swap
         self.chunk = view.chunk_rows
         self.indices = np.sort(indices)
         self.labels_all = view.labels()
@@ -367,8 +430,11 @@ class ZarrSequence(keras.utils.PyDataset):
     def _chunk_input_locked(self, c: int) -> np.ndarray:
         if c not in self._cache:
             x = read_chunk(self.view, self.input_name, c)
+            rows = np.arange(c * self.chunk, c * self.chunk + x.shape[0])
             if self.speaker_norm is not None:
-                x = self.speaker_norm.apply(x, np.arange(c * self.chunk, c * self.chunk + x.shape[0]))
+                x = self.speaker_norm.apply(x, rows)
+            if self.voice_swap is not None:
+                x = self.voice_swap.apply(x, rows)
             self._cache[c] = x
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)

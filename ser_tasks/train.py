@@ -17,7 +17,7 @@ import numpy as np
 
 from . import metrics
 from .config import TrainConfig
-from .data import SpeakerNorm, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
+from .data import SpeakerNorm, VoiceSwap, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
 from .errors import InputError
 from .models import MODEL_INPUTS, SPECTROGRAMS, Normalizer, SpecAugment, build_model, norm_axis
 from .store import StoreView
@@ -244,16 +244,22 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     if train_idx.size == 0:
         raise InputError("no training rows")
     # the speakers' statistics are read from the store once, however many members train on them
-    speakers = SpeakerNorm(view, MODEL_INPUTS[cfg.model]) if cfg.speaker_norm else None
+    stats = SpeakerNorm(view, MODEL_INPUTS[cfg.model]) if cfg.speaker_norm or cfg.voice_swap > 0 else None
     if cfg.ensemble > 1:
-        return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, speakers)
-    return _train_one(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, speakers)
+        return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
+    return _train_one(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
 
 
 def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
                val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int,
-               speakers: SpeakerNorm | None) -> FitResult:
-    """:func:`train_rows` for one model, on rows normalised by ``speakers`` when given."""
+               stats: SpeakerNorm | None) -> FitResult:
+    """:func:`train_rows` for one model; ``stats``: the speakers' statistics, read when a setting needs them.
+
+    ``train.speaker_norm`` normalises every row by them; ``train.voice_swap`` re-voices training
+    rows with them (:class:`VoiceSwap`, drawn with the member's seed).
+    """
+    speakers = stats if cfg.speaker_norm else None
+    swap = VoiceSwap(stats, train_idx, cfg.voice_swap, cfg.seed) if cfg.voice_swap > 0 else None
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -270,7 +276,7 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     train_seq = ZarrSequence(view, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
                              mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), speaker_norm=speakers,
-                             workers=2, max_queue_size=8)
+                             voice_swap=swap, workers=2, max_queue_size=8)
     # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
@@ -337,7 +343,7 @@ class _Prefixed(keras.callbacks.Callback):
 
 def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
                     val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int,
-                    speakers: SpeakerNorm | None) -> FitResult:
+                    stats: SpeakerNorm | None) -> FitResult:
     """:func:`train_rows` for ``cfg.ensemble`` > 1: train the members, save the model averaging them.
 
     Member ``i`` trains with seed ``cfg.seed + i`` in ``out_dir/member<i>``; the saved model feeds
@@ -355,7 +361,7 @@ def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, ou
         member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
         callbacks = [cb if i == 0 else _Prefixed(cb, f"member{i}_") for cb in extra_callbacks or []]
         fits.append(_train_one(view, train_idx, member, out_dir / f"member{i}", val_idx, callbacks, verbose,
-                               speakers))
+                               stats))
     members = [keras.models.load_model(f.model_path, compile=False) for f in fits]
     for i, m in enumerate(members):
         m.name = f"{cfg.model}_member{i}"  # layer names in one model must differ

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import SpeakerNorm, ZarrSequence, assemble, input_shape, iter_chunks, resident_tf_dataset
+from ser_tasks.data import SpeakerNorm, VoiceSwap, ZarrSequence, assemble, input_shape, iter_chunks, resident_tf_dataset
 from ser_tasks.store import StoreView
 from ser_tasks.train import fit_normalizer
 
@@ -241,3 +241,35 @@ def test_speaker_normalised_rows_reach_the_sequence_and_the_normalizer(group):
     assert fitted.speaker_norm and fitted.to_dict()["speaker_norm"] is True
     np.testing.assert_allclose(fitted.mean, expected.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
     assert not fit_normalizer(view, idx, "log_mel").speaker_norm
+
+
+def test_voice_swap_gives_a_drawn_training_row_another_training_speakers_statistics(group):
+    # four speakers of 10 rows; the training rows (0-29, row 5 failed) hold speakers 0-2, never 3
+    n = group["log_mel"].shape[0]
+    view = _with_speakers(group, [f"corpus:{r // 10}" for r in range(n)], [f"c{r // 2}" for r in range(n)])
+    norm = SpeakerNorm(view, "log_mel")
+    idx = rows(group, "train")
+    swap = VoiceSwap(norm, idx, 0.5, seed=3)
+    drawn = np.flatnonzero(swap.target >= 0)
+    assert 0 < drawn.size < idx.size and set(drawn) <= set(idx.tolist())  # some training rows, nothing held out
+    own = norm.codes[drawn]
+    assert (swap.target[drawn] != own).all() and set(swap.target[drawn]) <= set(norm.codes[idx].tolist())
+    raw = np.concatenate(list(iter_chunks(view, np.arange(n), "log_mel")))
+    out = swap.apply(raw, np.arange(n))
+    kept = np.setdiff1d(np.arange(n), drawn)
+    np.testing.assert_array_equal(out[kept], raw[kept])
+    for r in drawn:  # the same offset from its own voice, measured in the other voice's units
+        a, b = norm.codes[r], swap.target[r]
+        np.testing.assert_allclose((out[r, :, :, 0] - norm.mean[b][:, None]) / norm.sd[b][:, None],
+                                   (raw[r, :, :, 0] - norm.mean[a][:, None]) / norm.sd[a][:, None],
+                                   rtol=1e-4, atol=1e-4)
+    # seeded: the same draw again, another with another seed; none at p = 0 or with one speaker
+    np.testing.assert_array_equal(VoiceSwap(norm, idx, 0.5, seed=3).target, swap.target)
+    assert not np.array_equal(VoiceSwap(norm, idx, 0.5, seed=4).target, swap.target)
+    assert (VoiceSwap(norm, idx, 0.0).target == -1).all()
+    assert (VoiceSwap(norm, np.arange(10), 1.0).target == -1).all()
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        VoiceSwap(norm, idx, 1.5)
+    for memory in (0, 64):  # streamed and resident, the training sequence serves the re-voiced rows
+        seq = ZarrSequence(view, idx, "log_mel", batch_size=64, memory_limit_mib=memory, voice_swap=swap)
+        np.testing.assert_array_equal(seq[0][0], out[idx])

@@ -273,3 +273,28 @@ def test_a_speaker_normalised_model_is_scored_on_speaker_normalised_rows(tone_st
     assert not np.allclose(normalised, raw)
     _, pred = score_rows(view, result.model_path, test)
     np.testing.assert_array_equal(pred, expected)
+
+
+def test_voice_swap_re_voices_each_members_training_rows_and_leaves_scoring_alone(tone_store, monkeypatch):
+    import ser_tasks.train as train_module
+    from ser_tasks.train import trained_per_speaker
+
+    store, cfg, tmp = tone_store
+    view = store.view()
+    made = []
+
+    class Recording(train_module.VoiceSwap):
+        def __init__(self, speakers, rows, p, seed=0):
+            super().__init__(speakers, rows, p, seed)
+            made.append((rows, p, seed, int((self.target >= 0).sum())))
+
+    monkeypatch.setattr(train_module, "VoiceSwap", Recording)
+    swapped = cfg.train.model_copy(update={"epochs": 1, "ensemble": 2, "voice_swap": 0.5, "seed": 7})
+    result = fit(view, swapped, tmp / "swap", verbose=0)
+    assert [(p, seed) for _, p, seed, _ in made] == [(0.5, 7), (0.5, 8)]  # one draw per member, its own seed
+    train = view.rows("train")
+    assert all(np.array_equal(rows, train) for rows, *_ in made) and all(n > 0 for *_, n in made)
+    assert not trained_per_speaker(result.model_path)  # predicts from the clip alone
+    made.clear()
+    fit(view, swapped.model_copy(update={"voice_swap": 0.0, "ensemble": 1}), tmp / "noswap", verbose=0)
+    assert made == []
