@@ -181,6 +181,7 @@ class SpeakerNorm:
         names, codes = np.unique(key, return_inverse=True)
         originals = np.flatnonzero(view.done() & (view.column("variant") == 0))
         self.axis = norm_axis(input_name)
+        self.input_name = input_name
         total = sq = None
         count = np.zeros(names.size)
         for rows, x in zip(_by_chunk(originals, view.chunk_rows).values(),
@@ -222,7 +223,9 @@ class VoiceSwap:
     speaker A gets a speaker B drawn uniformly among the other speakers of the training rows, and
     every log-mel band, F0 and energy row (or channel) ``c`` becomes
     ``(x - mean_A[c]) / sd_A[c] * sd_B[c] + mean_B[c]`` (:class:`SpeakerNorm`'s statistics, over
-    every frame of each speaker's originals). What the clip does relative to its own voice (the
+    every frame of each speaker's originals). On ``log_mel`` and ``log_mel_prosody`` the store's
+    zero padding (frames whose log-mel is one floor value in every band) is left as it is, as a
+    held-out clip's padding is. What the clip does relative to its own voice (the
     emotion, by the speaker-normalisation argument) stays; the voice it is heard in changes, so the
     model learns to read the first without the second, and needs nothing but the clip at
     prediction. The speaker-level analogue of MixStyle's exchange of instance statistics (Zhou,
@@ -265,13 +268,18 @@ class VoiceSwap:
         keep = target >= 0
         if not keep.any():
             return x
-        own = self.speakers.codes[rows][keep]
+        own, to, picked = self.speakers.codes[rows][keep], target[keep], x[keep]
         shape = [1] * x.ndim
         shape[0], shape[self.speakers.axis] = -1, self.speakers.mean.shape[1]
         mean, sd = self.speakers.mean, self.speakers.sd
+        voiced = (picked - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[to].reshape(shape) \
+            + mean[to].reshape(shape)
+        if self.speakers.input_name in ("log_mel", "log_mel_prosody"):  # (n, rows, T, 1)
+            bands = picked[:, : picked.shape[1] - (2 if self.speakers.input_name == "log_mel_prosody" else 0), :, 0]
+            live = bands.max(axis=1) > bands.min(axis=1)  # (n, T): padding is flat across the bands
+            voiced = np.where(live[:, None, :, None], voiced, picked)
         out = x.astype(np.float32, copy=True)
-        out[keep] = ((x[keep] - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[target[keep]].reshape(shape)
-                     + mean[target[keep]].reshape(shape))
+        out[keep] = voiced
         return out
 
 
