@@ -33,6 +33,14 @@ from .store import StoreView
 INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody")
 FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 PROSODY_ARRAYS = ("log_mel", "f0", "rms")
+
+
+def log_mel_rows(input_name: str, rows: int) -> int:
+    """How many leading rows of a ``(rows, T, 1)`` input are log-mel bands.
+
+    Every row of ``log_mel``; all but the last two (F0, energy) of ``log_mel_prosody``; 0 for any other input.
+    """
+    return {"log_mel": rows, "log_mel_prosody": rows - 2}.get(input_name, 0)
 #: RMS below this (-100 dB re full scale) counts as silence in the energy row.
 RMS_FLOOR = 1e-5
 #: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
@@ -274,8 +282,9 @@ class VoiceSwap:
         mean, sd = self.speakers.mean, self.speakers.sd
         voiced = (picked - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[to].reshape(shape) \
             + mean[to].reshape(shape)
-        if self.speakers.input_name in ("log_mel", "log_mel_prosody"):  # (n, rows, T, 1)
-            bands = picked[:, : picked.shape[1] - (2 if self.speakers.input_name == "log_mel_prosody" else 0), :, 0]
+        n_bands = log_mel_rows(self.speakers.input_name, picked.shape[1])
+        if n_bands:  # (n, rows, T, 1); the same rule as models.ClipMeanNorm
+            bands = picked[:, :n_bands, :, 0]
             live = bands.max(axis=1) > bands.min(axis=1)  # (n, T): padding is flat across the bands
             voiced = np.where(live[:, None, :, None], voiced, picked)
         out = x.astype(np.float32, copy=True)

@@ -447,8 +447,9 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if clip_norm:
-        prosody_rows = 2 if MODEL_INPUTS[name] == "log_mel_prosody" else 0
-        x = ClipMeanNorm(input_shape[0] - prosody_rows, name="clip_mean_norm")([inputs, x])
+        from .data import log_mel_rows  # data imports this module lazily too
+
+        x = ClipMeanNorm(log_mel_rows(MODEL_INPUTS[name], input_shape[0]), name="clip_mean_norm")([inputs, x])
     if spec_augment is not None:
         x = spec_augment(x)
     body = MODELS[name](x, n_classes, **options)
