@@ -33,6 +33,10 @@ from .store import StoreView
 INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody")
 FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 PROSODY_ARRAYS = ("log_mel", "f0", "rms")
+#: RMS below this (-100 dB re full scale) counts as silence in the energy row.
+RMS_FLOOR = 1e-5
+#: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
+VAR_FLOOR = 1e-6
 
 
 def log_mel_rows(input_name: str, rows: int) -> int:
@@ -41,10 +45,6 @@ def log_mel_rows(input_name: str, rows: int) -> int:
     Every row of ``log_mel``; all but the last two (F0, energy) of ``log_mel_prosody``; 0 for any other input.
     """
     return {"log_mel": rows, "log_mel_prosody": rows - 2}.get(input_name, 0)
-#: RMS below this (-100 dB re full scale) counts as silence in the energy row.
-RMS_FLOOR = 1e-5
-#: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
-VAR_FLOOR = 1e-6
 
 
 def arrays_for(input_name: str) -> tuple[str, ...]:
