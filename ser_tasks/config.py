@@ -298,6 +298,12 @@ class TrainConfig(_Section):
             sd exchanged for another training speaker's (:class:`ser_tasks.data.VoiceSwap`; the
             speaker-level analogue of MixStyle, Zhou et al. ICLR 2021). Training only: the model
             still predicts from the clip alone. 0 (off) by default; not with ``speaker_norm``.
+        speaker_adversary: adversarial training against the speaker: a speaker classifier on the
+            pooled statistics of ``tdnn`` / ``tdnn_prosody`` behind gradient reversal, whose
+            reversed gradient reaches this scale by the last epoch (Ganin & Lempitsky, ICML 2015;
+            :func:`ser_tasks.models.speaker_adversary`). Training only: the saved model is the
+            emotion model alone. 0 (off) by default; any other model refuses it, and so does mixup
+            (a mixed row has no one speaker).
         speaker_norm: normalise the model input per speaker before the model (speaker-level mean
             and variance normalisation of every log-mel band, F0 and energy row over the
             speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
@@ -344,6 +350,7 @@ class TrainConfig(_Section):
     frame_pool: int | None = Field(None, ge=1)
     clip_norm: bool = False
     voice_swap: float = Field(0.0, ge=0, le=1)
+    speaker_adversary: float = Field(0.0, ge=0)
     speaker_norm: bool = False
     seed: int = 0
     ensemble: int = Field(3, ge=1)
@@ -357,6 +364,11 @@ class TrainConfig(_Section):
             value = getattr(self, key)  # unset: None, or False for the flag (dropout 0.0 is a setting)
             if value is not None and value is not False and self.model not in WIDE_MODELS:
                 raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
+        if self.speaker_adversary > 0 and self.model not in WIDE_MODELS:
+            raise ValueError(f"train.speaker_adversary is a setting of {', '.join(WIDE_MODELS)} only, "
+                             f"not {self.model}")
+        if self.speaker_adversary > 0 and self.mixup_alpha > 0:
+            raise ValueError("train.speaker_adversary needs one speaker per row; train.mixup_alpha mixes two")
         if self.voice_swap > 0 and self.speaker_norm:
             raise ValueError("train.voice_swap re-voices rows that train.speaker_norm would normalise the voice "
                              "out of; choose one")

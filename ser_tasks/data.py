@@ -322,23 +322,27 @@ class ZarrSequence(keras.utils.PyDataset):
         speaker_norm: when given, every row is served normalised by its speaker's statistics
             (:class:`SpeakerNorm`).
         voice_swap: when given, the rows it drew are served re-voiced (:class:`VoiceSwap`; training).
+        speaker_targets: ``(store rows,)`` int, each row's speaker class for a speaker adversary
+            (:func:`ser_tasks.models.speaker_adversary`); when given, ``y`` is the pair
+            ``(class indices, speaker classes)``, both int32 ``(batch,)``. Not with mixup.
         **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
 
     ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
     (under mixup, float32 soft labels ``(batch, n_classes)``, for a categorical cross-entropy);
-    with ``class_weights``, a third item ``w`` float32 ``(batch,)``.
+    with ``class_weights``, a third item ``w`` float32 ``(batch,)``. With ``speaker_targets``, ``y`` is
+    ``(y, speaker)``.
     Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each) are held in the
     cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
 
     Raises:
-        InputError: no rows, or an unknown ``input_name``.
+        InputError: no rows, an unknown ``input_name``, or ``speaker_targets`` with mixup.
     """
 
     def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
                  one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
                  n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None,
-                 voice_swap: VoiceSwap | None = None, **kwargs):
+                 voice_swap: VoiceSwap | None = None, speaker_targets: np.ndarray | None = None, **kwargs):
         """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
         super().__init__(**kwargs)
         if indices.size == 0:
@@ -354,6 +358,9 @@ class ZarrSequence(keras.utils.PyDataset):
         if mixup_alpha < 0:
             raise InputError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
         self.mixup_alpha = float(mixup_alpha)
+        if speaker_targets is not None and self.mixup_alpha > 0:
+            raise InputError("a speaker adversary needs one speaker per row; mixup mixes two")
+        self.speaker_targets = None if speaker_targets is None else np.asarray(speaker_targets, dtype=np.int32)
         self.n_classes = int(n_classes if n_classes is not None else self.labels_all.max() + 1)
         self.weights = None
         if class_weights is not None:
@@ -458,7 +465,10 @@ class ZarrSequence(keras.utils.PyDataset):
         return self._cache[c]
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
-        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights."""
+        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights.
+
+        With ``speaker_targets``, ``y`` is ``(y, speaker)``.
+        """
         part = slice(idx * self.batch_size, (idx + 1) * self.batch_size)
         rows = self._order[part]
         x, y = self._inputs(rows), self.labels_all[rows]
@@ -470,6 +480,8 @@ class ZarrSequence(keras.utils.PyDataset):
             y = self.soft_labels(rows, partners, lam)
             if w is not None:
                 w = lam * w + (1 - lam) * self.weights[partners]
+        if self.speaker_targets is not None:
+            y = (y, self.speaker_targets[rows])
         return (x, y) if w is None else (x, y, w)
 
     def _inputs(self, rows: np.ndarray) -> np.ndarray:
@@ -514,8 +526,8 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
 
     Returns:
         Batches as ``seq[i]`` gives them: ``x`` float32 ``(batch, *input_shape)``, ``y`` int32
-        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup) and, with class weights,
-        ``w`` float32 ``(batch,)``.
+        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup; ``(y, speaker)`` with
+        speaker targets) and, with class weights, ``w`` float32 ``(batch,)``.
         Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
         per epoch`` int32 positions (and as many partner positions and float32 weights under mixup).
 
@@ -535,6 +547,7 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
         x_all = tf.Variable(seq._resident, trainable=False, name="resident_rows")
     y_all = tf.constant(seq.labels_all[seq.indices])
     w_all = None if seq.weights is None else tf.constant(seq.weights[seq.indices])
+    s_all = None if seq.speaker_targets is None else tf.constant(seq.speaker_targets[seq.indices])
 
     if seq.mixup_alpha > 0:  # partners and lam drawn up front by mix_for, as the sequence draws them
         mixes = [seq.mix_for(e, o) for e, o in enumerate(orders)]
@@ -556,6 +569,8 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     else:
         def batch(pos):
             x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
+            if s_all is not None:
+                y = (y, tf.gather(s_all, pos))
             return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
 
         slices = (positions,)

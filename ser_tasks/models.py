@@ -208,6 +208,95 @@ class ClipMeanNorm(layers.Layer):
         return {**super().get_config(), "bands": self.bands}
 
 
+class GradientReversal(layers.Layer):
+    """Identity forward; the gradient flowing back is multiplied by ``-scale``.
+
+    The gradient reversal layer of domain-adversarial training (Ganin & Lempitsky, "Unsupervised
+    domain adaptation by backpropagation", ICML 2015): a speaker classifier after it learns to name
+    the speaker from the embedding, while the layers before it are pushed to make that impossible.
+    ``scale`` is a non-trainable variable (0 at the start) that :class:`AdversaryRamp` raises over
+    training. Written as ``stop_gradient(x * (1 + scale)) - scale * x`` so that every Keras backend
+    runs it: the forward value is ``x`` (to float32 rounding), the gradient ``-scale``.
+
+    Called on any float32 tensor; returns the same shape and dtype. Used only by the training
+    model of :func:`speaker_adversary`; the saved emotion model does not contain it.
+    """
+
+    def build(self, input_shape):
+        """Create the reversal scale, 0 until :class:`AdversaryRamp` sets it."""
+        self.scale = self.add_weight(shape=(), initializer="zeros", trainable=False, name="scale")
+
+    def call(self, x):
+        """``x`` unchanged; its gradient reversed and scaled."""
+        s = keras.ops.cast(self.scale, x.dtype)
+        return keras.ops.stop_gradient(x * (1.0 + s)) - s * x
+
+    def compute_output_shape(self, input_shape):
+        """The input's shape."""
+        return input_shape
+
+
+class AdversaryRamp(keras.callbacks.Callback):
+    """Sets a :class:`GradientReversal`'s scale before each epoch: ``lam * (2 / (1 + exp(-10 p)) - 1)``.
+
+    ``p`` is the fraction of training done (epoch / epochs), the schedule of Ganin & Lempitsky
+    (ICML 2015, section 5.2.2): the speaker classifier learns before it pushes back on the encoder.
+
+    Args:
+        layer: the reversal layer of the training model.
+        lam: the scale reached at the end of training (> 0).
+        epochs: the training's epochs (>= 1).
+    """
+
+    def __init__(self, layer: GradientReversal, lam: float, epochs: int):
+        """Keep the layer and the schedule's end point (arguments in the class docstring)."""
+        super().__init__()
+        self.layer, self.lam, self.epochs = layer, float(lam), max(int(epochs), 1)
+
+    def scale_at(self, epoch: int) -> float:
+        """The reversal scale of epoch ``epoch`` (numbered from 0)."""
+        return self.lam * (2.0 / (1.0 + float(np.exp(-10.0 * epoch / self.epochs))) - 1.0)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Set the layer's scale for this epoch."""
+        self.layer.scale.assign(self.scale_at(epoch))
+
+
+def speaker_adversary(model: keras.Model, n_speakers: int) -> tuple[keras.Model, GradientReversal]:
+    """A training model: ``model``'s emotion output plus a speaker classifier behind gradient reversal.
+
+    Domain-adversarial training with the training speakers as domains (Ganin & Lempitsky, ICML
+    2015; applied to speech emotion with speakers as domains by e.g. Li, Tu, Chen & Zhao,
+    "Speaker-invariant affective representation learning via adversarial training", ICASSP 2020).
+    The speaker head reads the pooled statistics (the ``stats_pool`` layer of ``tdnn`` /
+    ``tdnn_prosody``, ``(batch, 4 width)``): :class:`GradientReversal` -> Dense 128 ReLU -> Dense
+    ``n_speakers`` softmax. The returned model shares ``model``'s layers, so training it trains
+    ``model``, which is what gets saved: prediction needs the clip alone.
+
+    Args:
+        model: a ``tdnn`` or ``tdnn_prosody`` built by :func:`build_model`.
+        n_speakers: training speakers (>= 2), the speaker head's classes.
+
+    Returns:
+        ``(trainer, reversal)``: ``trainer`` maps the input to ``[emotion (batch, n_classes),
+        speaker (batch, n_speakers)]`` float32 probabilities; ``reversal`` is its
+        :class:`GradientReversal` (for :class:`AdversaryRamp`).
+
+    Raises:
+        InputError: ``model`` is another zoo model, or fewer than 2 speakers.
+    """
+    if n_speakers < 2:
+        raise InputError(f"adversarial training against the speaker needs at least 2 training speakers, "
+                         f"got {n_speakers}")
+    if model.name not in WIDE_MODELS:  # the others' pooled statistics are not the embedding the classifier reads
+        raise InputError(f"a speaker adversary is trained on {', '.join(WIDE_MODELS)} only, not {model.name}")
+    pooled = model.get_layer("stats_pool").output
+    reversal = GradientReversal(name="gradient_reversal")
+    h = layers.Dense(128, activation="relu", name="speaker_hidden")(reversal(pooled))
+    speaker = layers.Dense(n_speakers, activation="softmax", name="speaker")(h)
+    return keras.Model(model.inputs, [model.output, speaker], name=f"{model.name}_adversary"), reversal
+
+
 @keras.saving.register_keras_serializable(package="ser")
 class SpecAugment(layers.Layer):
     """Frequency and time masking of a normalised spectrogram, in training only (no time warping).

@@ -277,3 +277,30 @@ def test_voice_swap_gives_a_drawn_training_row_another_training_speakers_statist
     for memory in (0, 64):  # streamed and resident, the training sequence serves the re-voiced rows
         seq = ZarrSequence(view, idx, "log_mel", batch_size=64, memory_limit_mib=memory, voice_swap=swap)
         np.testing.assert_array_equal(seq[0][0], out[idx])
+
+
+def test_speaker_targets_travel_with_the_labels_streamed_resident_and_in_graph(group):
+    idx = rows(group, "train")
+    speakers = (np.arange(50) % 7).astype(np.int32)
+    kw = dict(batch_size=4, shuffle=True, seed=3, class_weights={0: 1.0, 1: 2.0, 2: 0.5}, speaker_targets=speakers)
+    streamed = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
+    resident = ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=1, **kw)
+    x, (y, s), w = streamed[1]
+    order = streamed.order[4:8]
+    np.testing.assert_array_equal(s, speakers[order])
+    np.testing.assert_array_equal(y, streamed.labels_all[order])
+    assert s.dtype == np.int32 and x.shape[0] == w.shape[0] == 4
+    plain = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=3)
+    np.testing.assert_array_equal(plain[1][1], y)  # the same rows in the same order: only y gains a part
+    if keras.backend.backend() == "tensorflow":
+        batches = list(resident_tf_dataset(resident, 2).as_numpy_iterator())
+        for e in range(2):
+            for i in range(len(resident)):
+                (bx, (by, bs), bw), (sx, (sy, ss), sw) = batches[e * len(resident) + i], resident[i]
+                np.testing.assert_array_equal(bs, ss)
+                np.testing.assert_array_equal(by, sy)
+                np.testing.assert_allclose(bx, sx, rtol=1e-6)
+                np.testing.assert_allclose(bw, sw, rtol=1e-6)
+            resident.on_epoch_end()
+    with pytest.raises(ValueError, match="one speaker per row"):
+        ZarrSequence(StoreView(group), idx, "log_mel", speaker_targets=speakers, mixup_alpha=0.4)

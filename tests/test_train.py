@@ -298,3 +298,46 @@ def test_voice_swap_re_voices_each_members_training_rows_and_leaves_scoring_alon
     made.clear()
     fit(view, swapped.model_copy(update={"voice_swap": 0.0, "ensemble": 1}), tmp / "noswap", verbose=0)
     assert made == []
+
+
+def test_speaker_adversary_trains_two_heads_and_saves_the_emotion_model_alone(tone_store, monkeypatch):
+    import ser_tasks.train as train_module
+    from ser_tasks.train import speaker_classes
+
+    store, cfg, tmp = tone_store
+    view = store.view()
+    set_scales = []
+
+    class Recording(train_module.AdversaryRamp):
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch, logs)
+            set_scales.append(float(self.layer.scale.numpy()))
+
+    monkeypatch.setattr(train_module, "AdversaryRamp", Recording)
+    n, targets = speaker_classes(view, view.rows("train"))
+    train_speakers = np.unique(np.asarray(view.column("speaker")).astype(str)[view.rows("train")])
+    assert n == train_speakers.size >= 2  # the training actors, and only those
+    assert sorted(set(targets[view.rows("train")].tolist())) == list(range(n))
+    for schedule in ("cosine", "plateau"):  # plateau: validation UA and the checkpoint read the emotion model
+        adv = cfg.train.model_copy(update={"epochs": 3, "ensemble": 1, "speaker_adversary": 0.5,
+                                           "schedule": schedule})
+        result = fit(view, adv, tmp / f"adv-{schedule}", verbose=0)
+        assert {"emotion_loss", "speaker_loss", "speaker_accuracy"} <= set(result.history)
+        model = keras.models.load_model(result.model_path, compile=False)
+        assert len(model.outputs) == 1 and model.output.shape[-1] == 3
+        assert not any(layer.name in ("speaker", "gradient_reversal") for layer in model.layers)
+        assert score_split(view, result.model_path, tmp / f"adv-{schedule}")["n"] == 24
+    assert "val_ua" in result.history
+    assert set_scales[:3] == pytest.approx([0.0, 0.5 * (2 / (1 + np.exp(-10 / 3)) - 1),
+                                            0.5 * (2 / (1 + np.exp(-20 / 3)) - 1)])
+
+
+def test_speaker_adversary_needs_every_training_speaker(tone_store):
+    from ser_tasks.train import speaker_classes
+
+    store, _, _ = tone_store
+    view = store.view()
+    one = view.rows("train")[np.asarray(view.column("speaker")).astype(str)[view.rows("train")]
+                             == str(view.column("speaker")[view.rows("train")[0]])]
+    with pytest.raises(ValueError, match="at least 2 training speakers"):
+        speaker_classes(view, one)
