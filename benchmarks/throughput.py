@@ -17,7 +17,8 @@ Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes
   same work with nothing shared but the machine, for the most two workers can gain on it
   (``two_process_ceiling``) and how much CPU per row contention costs (``two_process_cpu_inflation``).
 * **pipeline, 1 and 2 workers**: the ``extract_features`` flow (Prefect + Dask), same corpus, same
-  config (2 augmented copies per training clip, log-mel + MFCC + ZCR + RMS).
+  config (2 augmented copies per training clip; the default features: log-mel, MFCC, ZCR, RMS and
+  the F0 contour, which the seed loop never computes; the JSON's ``features`` names them).
 * **no-op rerun**: the flow again on the 2-worker store: nothing new to compute.
 * **cold start, 1 and 2 workers**: the flow as ``ser extract --workers N`` runs it, starting and
   stopping its own LocalCluster inside the clock (``two_worker_speedup_cold``).
