@@ -302,8 +302,9 @@ class TrainConfig(_Section):
             pooled statistics of ``tdnn`` / ``tdnn_prosody`` behind gradient reversal, whose
             reversed gradient reaches this scale by the last epoch (Ganin & Lempitsky, ICML 2015;
             :func:`ser_tasks.models.speaker_adversary`). Training only: the saved model is the
-            emotion model alone. 0 (off) by default; any other model refuses it, and so does mixup
-            (a mixed row has no one speaker).
+            emotion model alone. 0 (off) by default: at 0.3 and 0.1 it lost 2.5 and 1.5 points UA
+            on CREMA-D's folds (docs/benchmarks.md, "Adversarial training against the speaker").
+            Any other model refuses it, and so does mixup (a mixed row has no one speaker).
         speaker_norm: normalise the model input per speaker before the model (speaker-level mean
             and variance normalisation of every log-mel band, F0 and energy row over the
             speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
