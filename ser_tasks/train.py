@@ -298,14 +298,12 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
     loss = training_loss(len(vocab), cfg.label_smoothing, soft_labels=cfg.mixup_alpha > 0)
-    trainer, ramp = model, []
-    if n_speakers:
+    trainer, losses, scores, ramp = model, loss, ["accuracy"], []
+    if n_speakers:  # the same model inside a two-headed trainer; the speaker head gets its own loss
         trainer, reversal = speaker_adversary(model, n_speakers)
+        losses, scores = [loss, "sparse_categorical_crossentropy"], [["accuracy"], ["accuracy"]]
         ramp = [AdversaryRamp(reversal, cfg.speaker_adversary, cfg.epochs)]
-        trainer.compile(optimizer=keras.optimizers.Adam(rate), loss=[loss, "sparse_categorical_crossentropy"],
-                        metrics=[["accuracy"], ["accuracy"]])
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
+    trainer.compile(optimizer=keras.optimizers.Adam(rate), loss=losses, metrics=scores)
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"
