@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make .venv (Python >= 3.12) with this project installed; reinstall only when pyproject.toml changes.
+# Make .venv (Python >= 3.12) with this project installed; reinstall only when pyproject.toml or
+# infra/keras-hub.txt changes.
 # Sourced by ./ser and ./run-tests. Set SER_PYTHON to choose the interpreter.
 set -euo pipefail
 SER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +24,7 @@ find_python() {
 }
 
 stamp="$VENV/.ser-install-stamp"
-want="$(cat "$SER_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$SER_ROOT/pyproject.toml" "$SER_ROOT/infra/keras-hub.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
   py="$(find_python)"
   echo "bootstrap: creating $VENV with $py" >&2
@@ -33,6 +34,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing the project and its dependencies (a few minutes the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
   "$VENV/bin/python" -m pip install --quiet -e "$SER_ROOT[test]" >&2
+  # keras-hub without its dependencies: see infra/keras-hub.txt
+  "$VENV/bin/python" -m pip install --quiet --no-deps -r "$SER_ROOT/infra/keras-hub.txt" >&2
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

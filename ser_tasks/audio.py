@@ -226,6 +226,17 @@ def speech(y: np.ndarray, cfg: AudioConfig, name: str) -> np.ndarray:
     return y[start:stop]
 
 
+def speech_span(n: int, n_samples: int) -> tuple[int, int]:
+    """Where a clip of ``n`` samples lies in its :func:`fix_length` output: ``(start, stop)`` samples.
+
+    A shorter clip sits in the middle of the padding; a longer one is cropped, so it fills all of it.
+    """
+    if n >= n_samples:
+        return 0, n_samples
+    left = (n_samples - n) // 2
+    return left, left + n
+
+
 def fix_length(y: np.ndarray, n_samples: int) -> np.ndarray:
     """Zero-pad on both sides, or crop around the centre, to exactly ``n_samples``.
 

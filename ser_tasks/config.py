@@ -115,6 +115,13 @@ class FeatureConfig(_Section):
     the costliest part of a stored row. 1, every frame, is the default: 4 lost 0.54 point of UA on
     CREMA-D's folds, over the 0.5 a speed change was allowed (docs/benchmarks.md, "YIN on every
     fourth frame").
+
+    ``encoder``: also store a pretrained speech encoder's pooled hidden states (``encoder``,
+    ``(layers + 1, 2 * d_model)`` per row; :mod:`ser_tasks.encoder`): a packaged name
+    (``whisper-base``, ``whisper-tiny.en``), a local Hugging Face or CTranslate2 folder, or a hub
+    id (``openai/whisper-base``). ``None`` (the default of stores made before it) stores none.
+    The encoder reads the row's speech without the padding to ``audio.duration``; it needs
+    ``audio.sample_rate`` 16,000.
     """
 
     n_fft: int = Field(512, ge=64)
@@ -127,6 +134,7 @@ class FeatureConfig(_Section):
     top_db: float | None = Field(80.0, gt=0)
     f0: bool = True
     f0_stride: int = Field(1, ge=1, le=16)
+    encoder: str | None = None
 
     @classmethod
     def stored(cls, data: dict) -> FeatureConfig:
@@ -140,7 +148,7 @@ class FeatureConfig(_Section):
 
     #: Settings added after stores existed, at the value every store had before them: a store or
     #: model that recorded none of them had these, and a store at these values is named without them.
-    _BEFORE: ClassVar[dict[str, Any]] = {"f0": False, "f0_stride": 1}
+    _BEFORE: ClassVar[dict[str, Any]] = {"f0": False, "f0_stride": 1, "encoder": None}
 
     def stored_dict(self) -> dict[str, Any]:
         """The settings that name a store (JSON types): all, less those at their :attr:`_BEFORE` value.
@@ -163,6 +171,8 @@ class FeatureConfig(_Section):
 
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
+#: Models that read a pretrained encoder's pooled states, so their store needs ``features.encoder``.
+ENCODER_MODELS = ("layer_weighted",)
 #: Models whose convolution width, dropout rate, pooling, frame rate and per-clip band centring are
 #: settings (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``, ``train.clip_norm``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")
@@ -407,6 +417,12 @@ class PipelineConfig(_Section):
             raise ValueError(f"features.fmax {self.features.fmax} Hz is above Nyquist ({nyquist} Hz)")
         if self.train.model in F0_MODELS and not self.features.f0:
             raise ValueError(f"train.model {self.train.model} reads the F0 contour: set features.f0: true")
+        if self.train.model in ENCODER_MODELS and not self.features.encoder:
+            raise ValueError(f"train.model {self.train.model} reads encoder states: set features.encoder "
+                             "(e.g. whisper-base)")
+        if self.features.encoder and self.audio.sample_rate != 16_000:
+            raise ValueError(f"features.encoder {self.features.encoder} takes 16 kHz audio: set "
+                             f"audio.sample_rate: 16000, not {self.audio.sample_rate}")
         return self
 
     def extraction_dict(self) -> dict[str, Any]:

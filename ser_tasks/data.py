@@ -30,7 +30,9 @@ from .store import StoreView
 #: RMS, in that order), normalised per channel.  ``log_mel_prosody``: (n_mels + 2, T, 1), the log-mel
 #: bands, then the F0 contour (octaves) and RMS energy in dB as two more rows: pitch and energy
 #: contours beside the spectrum (issue 17), normalised per row; the store needs ``features.f0``.
-INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody")
+#: ``encoder_stats``: (layers + 1, 2 * d_model), a pretrained encoder's hidden states pooled over
+#: the clip (:mod:`ser_tasks.encoder`), normalised per channel; the store needs ``features.encoder``.
+INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody", "encoder_stats")
 FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 PROSODY_ARRAYS = ("log_mel", "f0", "rms")
 #: RMS below this (-100 dB re full scale) counts as silence in the energy row.
@@ -61,6 +63,8 @@ def arrays_for(input_name: str) -> tuple[str, ...]:
         return PROSODY_ARRAYS
     if input_name in ("log_mel", "mfcc"):
         return (input_name,)
+    if input_name == "encoder_stats":
+        return ("encoder",)
     raise InputError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
 
 
@@ -76,6 +80,8 @@ def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
         energy_db = 20.0 * np.log10(np.maximum(arrays["rms"], RMS_FLOOR))
         rows = np.concatenate([arrays["log_mel"], arrays["f0"][:, np.newaxis], energy_db[:, np.newaxis]], axis=1)
         return rows[..., np.newaxis].astype(np.float32)
+    if input_name == "encoder_stats":
+        return arrays["encoder"].astype(np.float32)
     return arrays[input_name][..., np.newaxis].astype(np.float32)
 
 
@@ -89,6 +95,8 @@ def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
         view.features("f0")  # raises, naming the store, when it was extracted without F0
         n_mels, t = view.features("log_mel").shape[1:]
         return (n_mels + 2, t, 1)
+    if input_name == "encoder_stats":
+        return tuple(view.features("encoder").shape[1:])  # raises, naming the store, without features.encoder
     return (*view.features(arrays_for(input_name)[0]).shape[1:], 1)
 
 

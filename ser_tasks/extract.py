@@ -34,9 +34,10 @@ def clip_features(y: np.ndarray, audio_cfg: AudioConfig, feat_cfg: FeatureConfig
     if trim:
         y = audio.trim_silence(y, audio_cfg.trim_top_db)
     y = augment.augment_before_length(y, sr, params)
+    speech = audio.speech_span(y.shape[0], audio_cfg.n_samples)
     y = audio.fix_length(y, audio_cfg.n_samples)
     y = augment.augment_after_length(y, sr, params, noise_rng)
-    return features.extract(y, sr, feat_cfg)
+    return features.extract(y, sr, feat_cfg, speech=speech)
 
 
 # Held while warm_up runs in a worker's background thread: a task that arrives meanwhile waits for

@@ -33,8 +33,8 @@ F0_FMIN, F0_FMAX = 65.0, 600.0
 
 
 def feature_names(cfg: FeatureConfig) -> tuple[str, ...]:
-    """The features a store of ``cfg`` holds: :data:`FEATURES`, then ``f0`` when ``cfg.f0``."""
-    return (*FEATURES, "f0") if cfg.f0 else FEATURES
+    """The features a store of ``cfg`` holds: :data:`FEATURES`, then ``f0`` and ``encoder`` when set."""
+    return (*FEATURES, *(("f0",) if cfg.f0 else ()), *(("encoder",) if cfg.encoder else ()))
 
 
 def n_frames(audio: AudioConfig, cfg: FeatureConfig) -> int:
@@ -43,10 +43,23 @@ def n_frames(audio: AudioConfig, cfg: FeatureConfig) -> int:
 
 
 def feature_shapes(audio: AudioConfig, cfg: FeatureConfig) -> dict[str, tuple[int, ...]]:
-    """Per-row shape of each feature: log-mel ``(n_mels, T)``, MFCC ``(n_mfcc, T)``, ZCR, RMS [and F0] ``(T,)``."""
+    """Per-row shape of each feature.
+
+    Log-mel ``(n_mels, T)``, MFCC ``(n_mfcc, T)``, ZCR, RMS [and F0] ``(T,)``; [encoder
+    ``(layers + 1, 2 * d_model)``, :attr:`ser_tasks.encoder.Architecture.stats_shape`].
+
+    Raises:
+        InputError: an encoder that cannot be resolved (:func:`ser_tasks.encoder.architecture`).
+    """
     t = n_frames(audio, cfg)
     shapes = {"log_mel": (cfg.n_mels, t), "mfcc": (cfg.n_mfcc, t), "zcr": (t,), "rms": (t,)}
-    return {**shapes, "f0": (t,)} if cfg.f0 else shapes
+    if cfg.f0:
+        shapes["f0"] = (t,)
+    if cfg.encoder:
+        from .encoder import architecture  # Keras is imported only by stores and models that use one
+
+        shapes["encoder"] = architecture(cfg.encoder).stats_shape
+    return shapes
 
 
 def log_mel(y: np.ndarray, sr: int, cfg: FeatureConfig, framed: Framed | None = None) -> np.ndarray:
@@ -361,7 +374,8 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig, framed: Framed | None
     return octaves.astype(np.float32)
 
 
-def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None,
+            speech: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """Features of one fixed-length clip, keyed by name (shapes as :func:`feature_shapes`).
 
     Args:
@@ -370,6 +384,11 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] |
         cfg: feature settings.
         names: the features to compute (a model's input needs only some: ``ser_tasks.data.arrays_for``);
             default: all of :func:`feature_names`, what a store row holds.
+        speech: ``(start, stop)`` samples of ``y`` that hold the clip (the rest is the padding to
+            ``audio.duration``); the encoder embeds that span only. Default: all of ``y``.
+
+    Raises:
+        InputError: the encoder cannot be loaded, or the speech span is under 20 ms.
     """
     names = feature_names(cfg) if names is None else names
     out: dict[str, np.ndarray] = {}
@@ -393,4 +412,9 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] |
         out["rms"] = rms_energy(y, cfg)
     if "f0" in names:
         out["f0"] = f0_contour(y, sr, cfg, frames_of(f0_frame_length(sr), cfg.f0_stride * cfg.hop_length))
+    if "encoder" in names:
+        from .encoder import shared
+
+        start, stop = speech or (0, y.shape[-1])
+        out["encoder"] = shared(cfg.encoder).embed(y[start:stop], sr)
     return out

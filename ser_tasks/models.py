@@ -77,7 +77,7 @@ class Normalizer:
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
                 "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
-                "tdnn_prosody": "log_mel_prosody"}
+                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats"}
 #: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 
@@ -469,9 +469,60 @@ def utterance_mlp(x, n_classes: int):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
+@keras.saving.register_keras_serializable(package="ser")
+class LayerWeightedSum(layers.Layer):
+    """Learned softmax weights over an encoder's hidden states: ``(batch, states, C)`` -> ``(batch, C)``.
+
+    SUPERB's weighted sum of layers (Yang et al., "SUPERB: Speech processing Universal PERformance
+    Benchmark", Interspeech 2021; s3prl's ``Featurizer``), as EmoBox's probes use it (Ma et al.
+    2024): each state is first layer-normalised over its channels without parameters (s3prl's
+    ``normalize``), so no layer dominates by scale, then ``sum_l softmax(w)_l h_l`` with ``w``
+    starting at zero (equal weights).
+
+    Attributes:
+        weights: the ``(states,)`` logits; :meth:`layer_weights` gives their softmax.
+    """
+
+    def build(self, input_shape):
+        """One logit per state, for ``(batch, states, C)`` input."""
+        if len(input_shape) != 3 or input_shape[1] is None:
+            raise InputError(f"layer weighting needs (batch, states, C) input, got {input_shape}")
+        self.logits = self.add_weight(shape=(input_shape[1],), initializer="zeros", name="layer_logits")
+
+    def call(self, x):
+        """``(batch, states, C)`` -> ``(batch, C)``."""
+        ops = keras.ops
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        x = (x - mean) / ops.sqrt(ops.var(x, axis=-1, keepdims=True) + 1e-5)
+        w = ops.softmax(self.logits)
+        return ops.sum(x * w[None, :, None], axis=1)
+
+    def layer_weights(self) -> np.ndarray:
+        """The softmax weights, ``(states,)`` float32 summing to 1."""
+        return np.asarray(keras.ops.softmax(self.logits))
+
+    def compute_output_shape(self, input_shape):
+        """``(batch, C)``."""
+        return (input_shape[0], input_shape[2])
+
+
+def layer_weighted(x, n_classes: int, width: int = 256, dropout: float = 0.3):
+    """Encoder probe: weighted layers -> MLP -> softmax (SUPERB / EmoBox downstream head).
+
+    ``(batch, states, 2 d)`` pooled encoder states (:data:`ser_tasks.data.INPUTS` ``encoder_stats``)
+    -> :class:`LayerWeightedSum` -> Dropout -> Dense ``width`` ReLU -> Dropout -> ``(batch, n_classes)``.
+    """
+    x = LayerWeightedSum(name="layer_weights")(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(width, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
 MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
                                "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
-                               "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn}
+                               "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn,
+                               "layer_weighted": layer_weighted}
 
 
 #: The options only :data:`WIDE_MODELS` take: what they take (for the error) and which values are valid.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -33,8 +33,9 @@ from . import audio, features
 from .config import AudioConfig, FeatureConfig
 from .errors import InputError
 
-#: Artifact keys of a logged :class:`EmotionModel`.
-KERAS_MODEL, PREPROCESSING, NORMALIZER = "keras_model", "preprocessing", "normalizer"
+#: Artifact keys of a logged :class:`EmotionModel` (``encoder``: the weight folder of an encoder
+#: given as a folder or hub id; packaged encoders come from their pinned, checksummed packages).
+KERAS_MODEL, PREPROCESSING, NORMALIZER, ENCODER = "keras_model", "preprocessing", "normalizer", "encoder"
 #: Rows per call of the Keras model; batches are padded to it, so the graph is traced once.
 BATCH = 64
 
@@ -74,17 +75,21 @@ class Preprocessing:
                    tuple(data["vocabulary"]), data["model"], bool(data.get("speaker_norm", False)))
 
     def model_input(self, y: np.ndarray) -> np.ndarray:
-        """Model input of one fixed-length clip.
+        """Model input of one clip's speech, padded or cropped to ``audio.duration`` as extraction does.
 
         Args:
-            y: ``(audio.n_samples,)`` float32 at ``audio.sample_rate``.
+            y: ``(samples,)`` float32 speech at ``audio.sample_rate`` (any length; an encoder sees
+                the speech without the padding, as in the store).
 
         Returns:
             ``(1, ...)`` float32, as :func:`ser_tasks.data.assemble` builds it from stored rows.
         """
         from .data import arrays_for, assemble
 
-        arrays = features.extract(y, self.audio.sample_rate, self.features, names=arrays_for(self.input_name))
+        speech = audio.speech_span(y.shape[0], self.audio.n_samples)
+        y = audio.fix_length(y, self.audio.n_samples)
+        arrays = features.extract(y, self.audio.sample_rate, self.features, names=arrays_for(self.input_name),
+                                  speech=speech)
         return assemble(self.input_name, {k: v[np.newaxis] for k, v in arrays.items()})
 
 
@@ -189,7 +194,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     if not {"path", "audio"} & set(frame.columns):
         raise InputError(f"input needs a 'path' or an 'audio' column, got {list(frame.columns)}")
     cfg, vocab = prep.audio, list(prep.vocabulary)
-    sr, n_samples = cfg.sample_rate, cfg.n_samples
+    sr = cfg.sample_rate
     window = int(round((window_seconds or cfg.duration) * sr))
     hop = int(round((hop_seconds or (window_seconds or cfg.duration) / 2) * sr))
     if window <= 0 or hop <= 0:
@@ -204,7 +209,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
                     if len(bounds) == 1
                     or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
-            row_inputs = [prep.model_input(audio.fix_length(y[start + s:start + e], n_samples)) for s, e in loud]
+            row_inputs = [prep.model_input(y[start + s:start + e]) for s, e in loud]
             inputs += row_inputs  # only once every window of the row is ready
             owners += [i] * len(loud)
             spans += [((start + s) / sr, (start + e) / sr) for s, e in loud]
@@ -251,9 +256,10 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
     """The registered model: raw audio in, emotions out (see the module docstring).
 
     Logged as code (:mod:`ser_tasks.model_code`), not as a pickle. Artifacts: ``keras_model`` (the
-    ``.keras`` file, normalisation included), ``preprocessing`` (:class:`Preprocessing` as JSON) and
-    ``normalizer`` (its statistics, for reading). Loading needs only this package installed:
-    :meth:`load_context` registers the zoo's custom layers.
+    ``.keras`` file, normalisation included), ``preprocessing`` (:class:`Preprocessing` as JSON),
+    ``normalizer`` (its statistics, for reading) and, for a model on an encoder named by a folder
+    or hub id, ``encoder`` (its weight folder). Loading needs only this package installed:
+    :meth:`load_context` registers the zoo's custom layers and builds the encoder.
 
     Prediction parameters (MLflow ``params``): ``windows`` (bool, default true), ``per_window``
     (bool, default false), ``window_seconds`` and ``hop_seconds`` (0 means the defaults of
@@ -267,7 +273,14 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         from . import models  # noqa: F401 - registers the pooling layers and SpecAugment for loading
 
         self.keras_model = keras.models.load_model(context.artifacts[KERAS_MODEL], compile=False)
-        self.preprocessing = Preprocessing.from_dict(json.loads(Path(context.artifacts[PREPROCESSING]).read_text()))
+        prep = Preprocessing.from_dict(json.loads(Path(context.artifacts[PREPROCESSING]).read_text()))
+        if ENCODER in context.artifacts:  # the weights travelled with the model
+            prep = replace(prep, features=prep.features.model_copy(update={"encoder": context.artifacts[ENCODER]}))
+        if prep.features.encoder:  # built now, not on the first request
+            from .encoder import shared
+
+            shared(prep.features.encoder)
+        self.preprocessing = prep
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Emotions of the files in ``model_input`` (a DataFrame; see :func:`predict_frame`)."""
@@ -319,10 +332,16 @@ def log_emotion_model(model_path: Path, normalizer_path: Path, prep: Preprocessi
         warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         prep_path = Path(tmp, "preprocessing.json")
         prep_path.write_text(json.dumps(prep.to_dict(), indent=1))
+        artifacts = {KERAS_MODEL: str(model_path), PREPROCESSING: str(prep_path), NORMALIZER: str(normalizer_path)}
+        if prep.features.encoder:
+            from .encoder import PACKAGED, resolve
+
+            if prep.features.encoder not in PACKAGED:
+                artifacts[ENCODER] = str(resolve(prep.features.encoder))
         # Explicit requirements: inferring them loads the model again in a subprocess (slow, and fragile offline).
         return mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("model_code.py")), signature=signature(prep),
-            artifacts={KERAS_MODEL: str(model_path), PREPROCESSING: str(prep_path), NORMALIZER: str(normalizer_path)},
+            artifacts=artifacts,
             registered_model_name=registered_model,
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu", "ser-pipeline"])
 

@@ -124,6 +124,27 @@ def promote(name: str, version: int, client: mlflow.MlflowClient | None = None) 
     return Promotion(int(version), CHAMPION, reason)
 
 
+def encoder_figures(name: str) -> dict[str, float]:
+    """What a registered model's encoder weighs and costs to load (logged with the model).
+
+    Returns:
+        ``encoder_parameters`` (count), ``encoder_weight_mib`` (its weight file, MiB) and
+        ``encoder_load_seconds`` (reading the weights and building the network in a fresh
+        :class:`ser_tasks.encoder.Encoder`, wall clock).
+    """
+    import time
+
+    from .encoder import Encoder
+
+    t0 = time.perf_counter()
+    encoder = Encoder(name)
+    seconds = time.perf_counter() - t0
+    files = [f for f in ("model.bin", "model.safetensors") if (encoder.folder / f).is_file()]
+    size = (encoder.folder / files[0]).stat().st_size if files else 0
+    return {"encoder_parameters": float(encoder.network.count_params()), "encoder_weight_mib": round(size / 2**20, 2),
+            "encoder_load_seconds": round(seconds, 3)}
+
+
 def register_model(model_path, normalizer_path, config, vocabulary: list[str], scores: dict, tags: dict) -> dict:
     """Log the raw-audio model of a training run, register it as a new version, tag it and promote it.
 
@@ -150,6 +171,8 @@ def register_model(model_path, normalizer_path, config, vocabulary: list[str], s
     prep = Preprocessing(config.audio, config.features, MODEL_INPUTS[config.train.model], tuple(vocabulary),
                          config.train.model, per_speaker)
     info = log_emotion_model(model_path, normalizer_path, prep, name)
+    if config.features.encoder:
+        mlflow.log_metrics(encoder_figures(config.features.encoder))
     version = int(info.registered_model_version)
     client = mlflow.MlflowClient()
     for key, value in version_tags(scores, tags["manifest_fingerprint"], tags["store_group"],

@@ -546,14 +546,15 @@ class StoreView:
         return self.column("status") == DONE
 
     def features(self, name: str) -> zarr.Array:
-        """A feature array (``log_mel``, ``mfcc``, ``zcr``, ``rms``, and ``f0`` when extracted with it), unread.
+        """A feature array (``log_mel``, ``mfcc``, ``zcr``, ``rms``; ``f0``, ``encoder`` if extracted), unread.
 
         Raises:
             InputError: not a feature of the store (``f0`` in a store extracted without ``features.f0``).
         """
         held = self.attrs.get("features", FEATURES)
         if name not in held:
-            hint = "; it was extracted without features.f0: true" if name == "f0" else ""
+            hint = {"f0": "; it was extracted without features.f0: true",
+                    "encoder": "; it was extracted without features.encoder"}.get(name, "")
             raise InputError(f"{self.name}: no feature {name!r} (it holds {', '.join(held)}){hint}")
         return self.group[name]
 

@@ -159,3 +159,60 @@ def _restore_mlflow_uris():
     """Each test leaves MLflow's URIs as it found them (:func:`mlflow_uris_restored`)."""
     with mlflow_uris_restored():
         yield
+
+
+def write_ct2_model(path: Path, tensors: dict[str, np.ndarray], spec: str = "WhisperSpec") -> Path:
+    """Write ``tensors`` as a CTranslate2 ``model.bin`` (binary version 6, float16), as its converter lays it out."""
+    import struct
+
+    def name(s: str) -> bytes:
+        raw = s.encode() + b"\0"
+        return struct.pack("<H", len(raw)) + raw
+
+    out = [struct.pack("<I", 6), name(spec), struct.pack("<I", 3), struct.pack("<I", len(tensors))]
+    for key, value in tensors.items():
+        value = np.asarray(value)
+        code = {np.dtype(np.float16): 4, np.dtype(np.float32): 0, np.dtype(np.int16): 2}[value.dtype]
+        data = value.tobytes()
+        out += [name(key), struct.pack("<B", value.ndim), struct.pack(f"<{value.ndim}I", *value.shape),
+                struct.pack("<BI", code, len(data)), data]
+    out.append(struct.pack("<I", 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def tiny_whisper_tensors(layers: int = 2, d: int = 32, ffn: int = 64, n_mels: int = 80, seed: int = 0,
+                         positions: int = 1500) -> dict[str, np.ndarray]:
+    """Random CTranslate2-named tensors of a tiny Whisper encoder (float16, 2 heads of 16), as the packages hold."""
+    rng = np.random.default_rng(seed)
+
+    def r(*shape, scale=0.2):
+        return (scale * rng.standard_normal(shape)).astype(np.float16)
+
+    t = {"encoder/conv1/weight": r(d, n_mels, 3), "encoder/conv1/bias": r(d),
+         "encoder/conv2/weight": r(d, d, 3), "encoder/conv2/bias": r(d),
+         "encoder/num_heads": np.array(2, np.int16),
+         "encoder/position_encodings/encodings": r(positions, d)}
+    for i in range(layers):
+        p = f"encoder/layer_{i}"
+        qkv_b = r(3 * d)
+        qkv_b[d:2 * d] = 0  # Whisper's key projection has no bias
+        t.update({f"{p}/self_attention/linear_0/weight": r(3 * d, d), f"{p}/self_attention/linear_0/bias": qkv_b,
+                  f"{p}/self_attention/linear_1/weight": r(d, d), f"{p}/self_attention/linear_1/bias": r(d),
+                  f"{p}/self_attention/layer_norm/gamma": (1 + r(d)), f"{p}/self_attention/layer_norm/beta": r(d),
+                  f"{p}/ffn/linear_0/weight": r(ffn, d), f"{p}/ffn/linear_0/bias": r(ffn),
+                  f"{p}/ffn/linear_1/weight": r(d, ffn), f"{p}/ffn/linear_1/bias": r(d),
+                  f"{p}/ffn/layer_norm/gamma": (1 + r(d)), f"{p}/ffn/layer_norm/beta": r(d)})
+    t.update({"encoder/layer_norm/gamma": 1 + r(d), "encoder/layer_norm/beta": r(d),
+              "decoder/embeddings/weights": r(4, d)})  # a decoder variable the reader must skip
+    return t
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A CTranslate2 folder holding a tiny random Whisper encoder: a valid ``features.encoder`` name."""
+    folder = tmp_path_factory.mktemp("tiny-whisper")
+    write_ct2_model(folder / "model.bin", tiny_whisper_tensors())
+    (folder / "config.json").write_text("{}")
+    return folder
