@@ -77,7 +77,7 @@ class Normalizer:
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
                 "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
-                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats"}
+                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats"}
 #: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 
@@ -489,13 +489,17 @@ class LayerWeightedSum(layers.Layer):
             raise InputError(f"layer weighting needs (batch, states, C) input, got {input_shape}")
         self.logits = self.add_weight(shape=(input_shape[1],), initializer="zeros", name="layer_logits")
 
-    def call(self, x):
-        """``(batch, states, C)`` -> ``(batch, C)``."""
+    @staticmethod
+    def normalise(x):
+        """Each state over its channels to zero mean and unit variance, no parameters: same shape as ``x``."""
         ops = keras.ops
         mean = ops.mean(x, axis=-1, keepdims=True)
-        x = (x - mean) / ops.sqrt(ops.var(x, axis=-1, keepdims=True) + 1e-5)
-        w = ops.softmax(self.logits)
-        return ops.sum(x * w[None, :, None], axis=1)
+        return (x - mean) / ops.sqrt(ops.var(x, axis=-1, keepdims=True) + 1e-5)
+
+    def call(self, x):
+        """``(batch, states, C)`` -> ``(batch, C)``."""
+        w = keras.ops.softmax(self.logits)
+        return keras.ops.sum(self.normalise(x) * w[None, :, None], axis=1)
 
     def layer_weights(self) -> np.ndarray:
         """The softmax weights, ``(states,)`` float32 summing to 1."""
@@ -519,10 +523,26 @@ def layer_weighted(x, n_classes: int, width: int = 256, dropout: float = 0.3):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
+def layer_concat(x, n_classes: int, width: int = 256, dropout: float = 0.3):
+    """Encoder probe on every state at once: normalised states concatenated -> MLP -> softmax.
+
+    ``(batch, states, 2 d)`` -> each state layer-normalised over its channels (no parameters, as
+    :class:`LayerWeightedSum` does) -> flattened ``(batch, states * 2 d)`` -> Dropout -> Dense
+    ``width`` ReLU -> Dropout -> ``(batch, n_classes)``. The concatenation the linear probes of
+    issue 42 read (all layers beat any single one there), with a hidden layer.
+    """
+    x = LayerWeightedSum.normalise(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(width, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
 MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
                                "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
                                "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn,
-                               "layer_weighted": layer_weighted}
+                               "layer_weighted": layer_weighted, "layer_concat": layer_concat}
 
 
 #: The options only :data:`WIDE_MODELS` take: what they take (for the error) and which values are valid.

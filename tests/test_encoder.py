@@ -250,8 +250,8 @@ def test_the_cache_root_follows_the_environment(monkeypatch, tmp_path):
 def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(tmp_path, tiny_encoder_dir):
     import keras
     import mlflow
-    from conftest import extracted_store, make_ravdess_like
 
+    from conftest import extracted_store, make_ravdess_like
     from ser_tasks import audio, tracking
     from ser_tasks.config import PipelineConfig
     from ser_tasks.data import assemble, input_shape
@@ -262,7 +262,8 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
 
     root = make_ravdess_like(tmp_path / "corpus", emotions=("01", "05", "04"))
     cfg = PipelineConfig().with_overrides({
-        "audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16, "features.encoder": str(tiny_encoder_dir),
+        "audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
+        "features.encoder": str(tiny_encoder_dir),
         "train.model": "layer_weighted", "train.epochs": 6, "train.batch_size": 8, "train.ensemble": 1,
         "train.spec_freq_masks": 0, "train.spec_time_masks": 0})
     store = extracted_store(root, cfg, str(tmp_path / "f.zarr"))
