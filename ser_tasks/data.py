@@ -35,6 +35,9 @@ from .store import StoreView
 INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody", "encoder_stats")
 FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
 PROSODY_ARRAYS = ("log_mel", "f0", "rms")
+#: Inputs with no frame axis: per-speaker statistics are kept per element of the row (each encoder
+#: state and channel its own), not pooled along a time axis.
+PER_ELEMENT = ("encoder_stats",)
 #: RMS below this (-100 dB re full scale) counts as silence in the energy row.
 RMS_FLOOR = 1e-5
 #: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
@@ -153,6 +156,8 @@ def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str) -> np.n
     from .models import norm_axis
 
     axis, groups = norm_axis(input_name), np.asarray(groups)
+    if input_name in PER_ELEMENT:  # one "frame" per row, every element its own channel
+        return normalise_groups(x.reshape(x.shape[0], 1, -1), groups, "frames").reshape(x.shape)
     out = np.empty(x.shape, dtype=np.float32)
     for key in dict.fromkeys(groups.tolist()):
         sel = groups == key
@@ -182,7 +187,8 @@ class SpeakerNorm:
 
     Attributes:
         codes: ``(rows,)`` int, each store row's group (-1: no completed original, left as it is).
-        mean, sd: ``(groups, C)`` float32 (``C`` the bands or channels of the input).
+        mean, sd: ``(groups, C)`` float32 (``C`` the bands or channels of the input; every element
+            of a row for :data:`PER_ELEMENT` inputs).
         axis: the input axis the statistics run along (of an ``(n, ...)`` batch).
 
     Memory: reads the originals one chunk at a time and keeps ``(groups, C)`` sums.
@@ -203,6 +209,8 @@ class SpeakerNorm:
         for rows, x in zip(_by_chunk(originals, view.chunk_rows).values(),
                            iter_chunks(view, originals, input_name), strict=True):
             x = np.moveaxis(x.astype(np.float64), self.axis, -1)
+            if input_name in PER_ELEMENT:
+                x = x.reshape(x.shape[0], 1, -1)
             frames = x.reshape(x.shape[0], -1, x.shape[-1])
             if total is None:
                 total, sq = np.zeros((names.size, x.shape[-1])), np.zeros((names.size, x.shape[-1]))
@@ -225,6 +233,11 @@ class SpeakerNorm:
         keep = codes >= 0
         if not keep.any():
             return x
+        if self.input_name in PER_ELEMENT:
+            flat = x.reshape(x.shape[0], -1)
+            out = flat.astype(np.float32, copy=True)
+            out[keep] = (flat[keep] - self.mean[codes[keep]]) / self.sd[codes[keep]]
+            return out.reshape(x.shape)
         shape = [1] * x.ndim
         shape[0], shape[self.axis] = -1, self.mean.shape[1]
         out = x.astype(np.float32, copy=True)

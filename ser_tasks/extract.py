@@ -64,7 +64,7 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
 
     The clip: 1 s of a 220 Hz tone at twice ``audio_cfg.sample_rate``, written as WAV to fsspec's
     in-process ``memory://`` filesystem and read back through :func:`ser_tasks.audio.load_audio`.
-    Its features are discarded.
+    Its features are discarded. A pretrained encoder (``features.encoder``) is not built here: see the code.
 
     Args:
         audio_cfg: the audio settings to warm up for (defaults when ``None``).
@@ -78,6 +78,9 @@ def warm_up(audio_cfg: AudioConfig | None = None, feat_cfg: FeatureConfig | None
         already warmed up for the same settings, or for them with augmentation.
     """
     audio_cfg, feat_cfg = audio_cfg or AudioConfig(), feat_cfg or FeatureConfig()
+    # Not the encoder: a forkserver warms up before it forks the workers, and TensorFlow's thread
+    # pools do not survive a fork. Each worker builds the encoder on its first clip instead.
+    feat_cfg = feat_cfg.model_copy(update={"encoder": None})
     key = (audio_cfg.model_dump_json(), feat_cfg.model_dump_json())
     with _WARMING:
         if (*key, True) in _WARMED or (*key, augment) in _WARMED:

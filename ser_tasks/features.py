@@ -374,6 +374,14 @@ def f0_contour(y: np.ndarray, sr: int, cfg: FeatureConfig, framed: Framed | None
     return octaves.astype(np.float32)
 
 
+def loudness(y: np.ndarray, dbfs: float | None) -> np.ndarray:
+    """``y`` scaled to an RMS of ``dbfs`` dB re full scale (``None``, or a silent ``y``: as it is), float32."""
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+    if dbfs is None or rms == 0.0:
+        return y
+    return (y * (10 ** (dbfs / 20) / rms)).astype(np.float32)
+
+
 def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] | None = None,
             speech: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """Features of one fixed-length clip, keyed by name (shapes as :func:`feature_shapes`).
@@ -416,5 +424,5 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig, names: tuple[str, ...] |
         from .encoder import shared
 
         start, stop = speech or (0, y.shape[-1])
-        out["encoder"] = shared(cfg.encoder).embed(y[start:stop], sr)
+        out["encoder"] = shared(cfg.encoder).embed(loudness(y[start:stop], cfg.encoder_loudness_dbfs), sr)
     return out

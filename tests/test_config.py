@@ -23,7 +23,7 @@ def test_fingerprint_tracks_extraction_settings_only():
 
 
 def test_the_f0_contour_changes_the_store_only_when_on():
-    with_f0 = PipelineConfig()  # the default model reads it
+    with_f0 = PipelineConfig().with_overrides({"features.f0": True, "train.model": "tdnn_prosody"})
     assert with_f0.features.f0 and with_f0.extraction_dict()["features"]["f0"] is True
     base = with_f0.with_overrides({"features.f0": False, "train.model": "tdnn"})
     assert "f0" not in base.extraction_dict()["features"]  # stores written before it keep their names
@@ -33,7 +33,7 @@ def test_the_f0_contour_changes_the_store_only_when_on():
 
 
 def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
-    base = PipelineConfig()
+    base = PipelineConfig().with_overrides({"features.f0": True})
     assert "f0_stride" not in base.extraction_dict()["features"]  # stores written before it keep their names
     coarse = base.with_overrides({"features.f0_stride": 4})
     assert coarse.extraction_dict()["features"]["f0_stride"] == 4
@@ -63,7 +63,7 @@ def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
     ({"train.voice_swap": 0.5, "train.speaker_norm": True}, "choose one"),
     ({"train.voice_swap": 1.5}, "less than or equal to 1"),
     ({"train.model": "compact_cnn", "train.speaker_adversary": 0.5}, "speaker_adversary is a setting of tdnn"),
-    ({"train.speaker_adversary": 0.5, "train.mixup_alpha": 0.4}, "one speaker per row"),
+    ({"train.model": "tdnn", "train.speaker_adversary": 0.5, "train.mixup_alpha": 0.4}, "one speaker per row"),
     ({"train.speaker_adversary": -1.0}, "greater than or equal to 0"),
 ])
 def test_invalid_settings_raise(override, message):
@@ -93,16 +93,24 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
 
 def test_flat_params_cover_every_section():
     params = PipelineConfig().flat_params()
-    assert params["features.n_mels"] == 64 and params["train.model"] == "tdnn_prosody"
+    assert params["features.n_mels"] == 64 and params["train.model"] == "layer_weighted"
     assert {k.split(".")[0] for k in params} == {"manifest", "audio", "augment", "features", "split", "extract",
                                                  "train", "tracking"}
 
 
 def test_defaults_are_the_benchmarked_recipe():
-    """`ser run` trains what benchmarks/accuracy.yaml measured, on a fixed schedule."""
+    """`ser run` trains what benchmarks/encoder.yaml measured, on a fixed schedule."""
     from pathlib import Path
 
-    recipe = load_config(Path(__file__).parents[1] / "benchmarks" / "accuracy.yaml")
+    recipe = load_config(Path(__file__).parents[1] / "benchmarks" / "encoder.yaml")
     default = PipelineConfig()
-    assert default.train == recipe.train and default.augment.variants == recipe.augment.variants
-    assert default.train.schedule == "cosine" and default.train.epoch_rows == "one_per_clip"
+    assert default.train == recipe.train and default.augment == recipe.augment
+    assert default.features == recipe.features and default.features.encoder == "whisper-base"
+    assert default.train.schedule == "cosine" and default.train.model == "layer_weighted"
+
+
+def test_the_from_scratch_recipe_still_loads():
+    from pathlib import Path
+
+    scratch = load_config(Path(__file__).parents[1] / "benchmarks" / "accuracy.yaml")
+    assert scratch.train.model == "tdnn_prosody" and scratch.features.f0 and scratch.augment.variants == 4

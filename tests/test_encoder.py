@@ -278,6 +278,14 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
     copy = int(next(r for r in rows if variants[r] == 1 and clip[r] == clip[original]))
     assert not np.allclose(stats[original], stats[copy])  # an augmented copy is embedded from its own audio
 
+    from ser_tasks.data import SpeakerNorm
+
+    norm = SpeakerNorm(view, "encoder_stats")
+    speaker = view.column("speaker")
+    one = np.flatnonzero((speaker == speaker[original]) & (variants == 0) & view.done())
+    normed = norm.apply(stats[one], one)
+    np.testing.assert_allclose(normed.mean(0), 0, atol=1e-4)  # per state and channel, over the voice's originals
+
     result = fit(view, cfg.train, tmp_path / "out", verbose=0)
     assert score_split(view, result.model_path, tmp_path / "out")["n"] > 0
     trained = keras.models.load_model(result.model_path, compile=False)
@@ -345,3 +353,32 @@ def test_layer_weighting_normalises_each_state_and_mixes_by_softmax():
     with pytest.raises(InputError, match="states, C"):
         LayerWeightedSum().build((2, 8))
     assert keras.saving.get_registered_object("ser>LayerWeightedSum") is LayerWeightedSum
+
+
+def test_loudness_normalisation_hides_the_recording_level_from_the_encoder(tiny_encoder_dir):
+    from ser_tasks import features
+    from ser_tasks.config import FeatureConfig
+
+    y = sine(250.0, 1.0, amp=0.3) + 0.02 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    levelled = FeatureConfig(encoder=str(tiny_encoder_dir), encoder_loudness_dbfs=-23.0)
+    as_recorded = FeatureConfig(encoder=str(tiny_encoder_dir))
+    loud, quiet = [features.extract(g * y, SR, levelled, names=("encoder",))["encoder"] for g in (1.0, 0.1)]
+    np.testing.assert_allclose(loud, quiet, rtol=1e-4, atol=1e-4)
+    a, b = [features.extract(g * y, SR, as_recorded, names=("encoder",))["encoder"] for g in (1.0, 0.1)]
+    assert not np.allclose(a, b, atol=1e-3)
+    rms = np.sqrt(np.mean(features.loudness(y, -23.0) ** 2))
+    assert abs(20 * np.log10(rms) + 23.0) < 1e-3
+    assert features.loudness(np.zeros(10, np.float32), -23.0).max() == 0
+
+
+def test_speaker_normalisation_of_encoder_states_is_per_state_and_channel():
+    from ser_tasks.data import normalise_groups
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (6, 3, 4)).astype(np.float32)
+    x[:, 2] += 50.0  # one state far from the others: pooling the states would leave it off-centre
+    groups = np.array(["a", "a", "a", "b", "b", "b"])
+    out = normalise_groups(x, groups, "encoder_stats")
+    for g in "ab":
+        np.testing.assert_allclose(out[groups == g].mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(out[groups == g].std(0), 1, atol=1e-4)

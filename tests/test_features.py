@@ -209,8 +209,8 @@ def test_extract_shares_one_framing_between_log_mel_and_yin(monkeypatch):
     real = features.centred_frames
     monkeypatch.setattr(features, "centred_frames", lambda *a: calls.append(a[1:]) or real(*a))
     y = _voice_like(3.0, 5)
-    extract(y, SR, FeatureConfig())
+    extract(y, SR, FeatureConfig(f0=True, encoder=None))
     assert calls == [(512, 160)]
     calls.clear()
-    extract(y, SR, FeatureConfig(f0_stride=2))  # YIN at twice the hop: its own frames
+    extract(y, SR, FeatureConfig(f0=True, f0_stride=2, encoder=None))  # YIN at twice the hop: its own frames
     assert calls == [(512, 160), (512, 320)]
