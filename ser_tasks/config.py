@@ -176,7 +176,7 @@ class FeatureConfig(_Section):
 #: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
 F0_MODELS = ("tdnn_prosody",)
 #: Models that read a pretrained encoder's pooled states, so their store needs ``features.encoder``.
-ENCODER_MODELS = ("layer_weighted", "layer_concat")
+ENCODER_MODELS = ("layer_weighted", "layer_concat", "linear_probe")
 #: Models whose convolution width, dropout rate, pooling, frame rate and per-clip band centring are
 #: settings (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``, ``train.clip_norm``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")

@@ -77,7 +77,8 @@ class Normalizer:
 #: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
                 "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
-                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats"}
+                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats",
+                "linear_probe": "encoder_stats"}
 #: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 
@@ -539,10 +540,25 @@ def layer_concat(x, n_classes: int, width: int = 256, dropout: float = 0.3):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
+def linear_probe(x, n_classes: int, dropout: float = 0.5):
+    """A linear probe on every state at once: normalised states concatenated -> Dropout -> softmax.
+
+    ``(batch, states, 2 d)`` -> each state layer-normalised over its channels (as
+    :class:`LayerWeightedSum` does) -> flattened -> Dropout ``dropout`` -> Dense ``n_classes``
+    softmax: the logistic regression on all layers' statistics that issue 42's probes measured,
+    with dropout on its inputs as the regulariser.
+    """
+    x = LayerWeightedSum.normalise(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
 MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
                                "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
                                "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn,
-                               "layer_weighted": layer_weighted, "layer_concat": layer_concat}
+                               "layer_weighted": layer_weighted, "layer_concat": layer_concat,
+                               "linear_probe": linear_probe}
 
 
 #: The options only :data:`WIDE_MODELS` take: what they take (for the error) and which values are valid.
