@@ -300,6 +300,8 @@ class VoiceSwap:
         own, to, picked = self.speakers.codes[rows][keep], target[keep], x[keep]
         shape = [1] * x.ndim
         shape[0], shape[self.speakers.axis] = -1, self.speakers.mean.shape[1]
+        if self.speakers.input_name in PER_ELEMENT:  # statistics per element of the row
+            shape = [-1, *x.shape[1:]]
         mean, sd = self.speakers.mean, self.speakers.sd
         voiced = (picked - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[to].reshape(shape) \
             + mean[to].reshape(shape)

@@ -117,7 +117,7 @@ def test_padding_is_not_embedded_and_a_long_clip_is_cropped(tiny_encoder_dir):
 
     e = enc.shared(str(tiny_encoder_dir))
     y = sine(300.0, 0.8)
-    cfg = FeatureConfig(encoder=str(tiny_encoder_dir))
+    cfg = FeatureConfig(encoder=str(tiny_encoder_dir), encoder_loudness_dbfs=None)
     span = audio.speech_span(len(y), 3 * SR)
     padded = audio.fix_length(y, 3 * SR)
     got = features.extract(padded, SR, cfg, names=("encoder",), speech=span)["encoder"]
@@ -320,7 +320,7 @@ def test_config_refuses_an_encoder_model_without_an_encoder_or_at_another_rate()
     from ser_tasks.config import PipelineConfig
 
     with pytest.raises(ValueError, match="reads encoder states: set features.encoder"):
-        PipelineConfig().with_overrides({"train.model": "layer_weighted"})
+        PipelineConfig.model_validate({"features": {"encoder": None}, "train": {"model": "layer_weighted"}})
     with pytest.raises(ValueError, match="takes 16 kHz audio"):
         PipelineConfig().with_overrides({"features.encoder": "whisper-base", "audio.sample_rate": 22050,
                                          "features.fmax": 8000})
@@ -329,7 +329,8 @@ def test_config_refuses_an_encoder_model_without_an_encoder_or_at_another_rate()
 def test_stores_without_an_encoder_keep_their_names():
     from ser_tasks.config import PipelineConfig
 
-    plain = PipelineConfig()
+    plain = PipelineConfig.model_validate({"features": {"encoder": None, "encoder_loudness_dbfs": None},
+                                           "train": {"model": "tdnn"}})
     assert "encoder" not in plain.extraction_dict()["features"]
     with_encoder = plain.with_overrides({"features.encoder": "whisper-base"})
     assert with_encoder.extraction_fingerprint() != plain.extraction_fingerprint()
@@ -361,7 +362,7 @@ def test_loudness_normalisation_hides_the_recording_level_from_the_encoder(tiny_
 
     y = sine(250.0, 1.0, amp=0.3) + 0.02 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
     levelled = FeatureConfig(encoder=str(tiny_encoder_dir), encoder_loudness_dbfs=-23.0)
-    as_recorded = FeatureConfig(encoder=str(tiny_encoder_dir))
+    as_recorded = FeatureConfig(encoder=str(tiny_encoder_dir), encoder_loudness_dbfs=None)
     loud, quiet = [features.extract(g * y, SR, levelled, names=("encoder",))["encoder"] for g in (1.0, 0.1)]
     np.testing.assert_allclose(loud, quiet, rtol=1e-4, atol=1e-4)
     a, b = [features.extract(g * y, SR, as_recorded, names=("encoder",))["encoder"] for g in (1.0, 0.1)]

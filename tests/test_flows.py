@@ -233,8 +233,8 @@ def test_extraction_runner_warms_up_for_what_the_run_computes():
     def env(cfg: dict) -> dict:
         return extraction_runner(PipelineConfig.model_validate(cfg)).cluster_kwargs["env"]["SER_WARM_UP"]
 
-    assert env({}) == "augment"
-    assert env({"augment": {"variants": 0}}) == "features"
+    assert env({"augment": {"variants": 2}}) == "augment"
+    assert env({}) == env({"augment": {"variants": 0}}) == "features"  # the default recipe embeds originals only
     with pytest.raises(ValueError, match="warm_up 'all' is not one of augment, features, none"):
         dask_runner(warm_up="all")
 
