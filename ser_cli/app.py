@@ -569,7 +569,7 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     import mlflow
 
     from ser_tasks import tracking
-    from ser_tasks.predict import expand_inputs, predict_files, speakers_of
+    from ser_tasks.predict import expand_inputs, opened_by_caller, predict_files, speakers_of
 
     tracking.use(mlflow_uri)
     uri = model or _default_model()
@@ -580,7 +580,7 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
         if not files:
             raise ValueError(f"no audio files under {', '.join(paths)}")
         try:
-            loaded = mlflow.pyfunc.load_model(uri)
+            loaded = mlflow.pyfunc.load_model(uri, model_config=opened_by_caller(paths))
         except mlflow.exceptions.MlflowException as exc:
             raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
     params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -123,8 +124,81 @@ def window_bounds(n: int, window: int, hop: int) -> list[tuple[int, int]]:
     return [(s, s + window) for s in starts]
 
 
-def _decoded(row: dict, index: int, rate: int, storage_options: dict | None) -> tuple[np.ndarray, str]:
-    """Decode one input row: its ``audio`` bytes when present, else its ``path``."""
+#: The one answer to a ``path`` the model will not or cannot open: it does not tell whether the path exists.
+PATH_REFUSED = "path not allowed or not readable"
+#: Environment variable of a serving process: comma-separated roots (absolute folders or URL prefixes)
+#: whose files a request may name by ``path``; added to ``model_config["allowed_paths"]``.
+ALLOWED_PATHS_ENV = "SER_ALLOWED_PATHS"
+
+
+def allowed_roots(values) -> tuple[str, ...]:
+    """Validated path roots: absolute local folders (resolved, symlinks followed) or URL prefixes.
+
+    Args:
+        values: absolute paths (``/data/clips``, ``file:///data/clips``) or URL prefixes
+            (``s3://bucket/incoming/``), or ``None``.
+
+    Returns:
+        The roots, local ones as ``os.path.realpath`` gives them, URL prefixes ending in ``/``.
+
+    Raises:
+        InputError: a relative path, or a URL prefix with ``.`` or ``..`` segments.
+    """
+    from .remote import is_remote
+
+    out = []
+    for value in values or ():
+        value = str(value).strip()
+        if not value:
+            continue
+        if is_remote(value):
+            if any(part in (".", "..") for part in value.split("://", 1)[1].split("/")):
+                raise InputError(f"allowed path prefix {value!r} has '.' or '..' segments")
+            out.append(value.rstrip("/") + "/")
+            continue
+        local = value.removeprefix("file://")
+        if not os.path.isabs(local):
+            raise InputError(f"allowed path root {value!r} is not absolute")
+        out.append(os.path.realpath(local))
+    return tuple(out)
+
+
+def opened_by_caller(targets) -> dict:
+    """``model_config`` for a model loaded by the one who chose ``targets`` (``ser predict``, ``ser score``).
+
+    The caller is the user, not a client: the folders, files and prefixes it was given become the
+    model's allowed roots (local ones made absolute), so a file it could not read itself is opened
+    by the model, which then reports it.
+    """
+    from .remote import is_remote
+
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    return {"allowed_paths": [t if is_remote(t) else os.path.abspath(str(t).removeprefix("file://"))
+                              for t in targets]}
+
+
+def path_allowed(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``path`` lies under one of ``roots`` (:func:`allowed_roots`).
+
+    A local path is resolved first (``..`` and symlinks), so neither can lead out of a root. A URL
+    must start with a URL root and hold no ``.`` or ``..`` segment (HTTP servers resolve them). No
+    roots: nothing is allowed.
+    """
+    from .remote import is_remote
+
+    if is_remote(path):
+        rest = path.split("://", 1)[-1]
+        if any(part in (".", "..") for part in rest.split("/")):
+            return False
+        return any(is_remote(root) and path.startswith(root) for root in roots)
+    local = os.path.realpath(path.removeprefix("file://"))
+    return any(not is_remote(root) and (local == root or local.startswith(root.rstrip(os.sep) + os.sep))
+               for root in roots)
+
+
+def _decoded(row: dict, index: int, rate: int, storage_options: dict | None,
+             roots: tuple[str, ...] = ()) -> tuple[np.ndarray, str]:
+    """Decode one input row: its ``audio`` bytes when present, else its ``path`` when under ``roots``."""
     path = row.get("path")
     path = path if isinstance(path, str) and path else None
     data = row.get("audio")
@@ -138,7 +212,14 @@ def _decoded(row: dict, index: int, rate: int, storage_options: dict | None) -> 
         return audio.decode_audio(bytes(data), rate, name), name
     if path is None:
         raise audio.AudioError(f"row {index}: neither a path nor audio bytes")
-    return audio.load_audio(path, rate, storage_options), name
+    if not path_allowed(path, roots):
+        raise audio.AudioError(f"row {index}: {PATH_REFUSED}")
+    try:
+        return audio.load_audio(path, rate, storage_options), name
+    except audio.AudioError as exc:
+        if isinstance(exc.__cause__, OSError):  # missing, a folder, no permission: one answer for all
+            raise audio.AudioError(f"row {index}: {PATH_REFUSED}") from None
+        raise
 
 
 def _probabilities(model, x: np.ndarray) -> np.ndarray:
@@ -160,7 +241,7 @@ def _speaker_of(row: dict, index: int) -> str:
 
 def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
                   window_seconds: float | None = None, hop_seconds: float | None = None,
-                  storage_options: dict | None = None) -> pd.DataFrame:
+                  storage_options: dict | None = None, allowed_paths: tuple[str, ...] = ()) -> pd.DataFrame:
     """Emotions of the files in ``frame`` (the body of :meth:`EmotionModel.predict`).
 
     Args:
@@ -180,6 +261,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             cropped to ``audio.duration``, the model's input length.
         hop_seconds: hop between windows [default half the window].
         storage_options: fsspec options for remote paths.
+        allowed_paths: roots (:func:`allowed_roots`) under which a row's ``path`` may be opened when
+            it carries no ``audio`` bytes; a path outside them, or one that cannot be read, gets the
+            error :data:`PATH_REFUSED` and is not opened. Empty (the default): no path is opened.
 
     Returns:
         One row per input: ``emotion``, ``p_<label>`` (float64, summing to 1), ``windows`` (how
@@ -203,7 +287,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     records = frame.to_dict("records")
     for i, row in enumerate(records):
         try:
-            y, name = _decoded(row, i, sr, storage_options)
+            y, name = _decoded(row, i, sr, storage_options, allowed_paths)
             start, stop = audio.speech_bounds(y, cfg, name)
             bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
             loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
@@ -264,6 +348,11 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
     Prediction parameters (MLflow ``params``): ``windows`` (bool, default true), ``per_window``
     (bool, default false), ``window_seconds`` and ``hop_seconds`` (0 means the defaults of
     :func:`predict_frame`).
+
+    Paths: a request is untrusted, so a row's ``path`` is opened only under roots that the side
+    loading the model allows: ``mlflow.pyfunc.load_model(uri, model_config={"allowed_paths": [...]})``
+    or, for ``mlflow models serve``, the environment variable ``SER_ALLOWED_PATHS`` (comma-separated
+    absolute folders or URL prefixes). By default no path is opened; rows must carry ``audio`` bytes.
     """
 
     def load_context(self, context) -> None:
@@ -281,6 +370,11 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
 
             shared(prep.features.encoder)
         self.preprocessing = prep
+        # Paths a request may name: none, unless whoever loads the model allows roots (model_config
+        # at load time, or the serving process's environment). Requests are untrusted by default.
+        config = dict(getattr(context, "model_config", None) or {})
+        env = [v for v in os.environ.get(ALLOWED_PATHS_ENV, "").split(",") if v.strip()]
+        self.allowed_paths = allowed_roots([*(config.get("allowed_paths") or []), *env])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Emotions of the files in ``model_input`` (a DataFrame; see :func:`predict_frame`)."""
@@ -289,7 +383,8 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         return predict_frame(self.keras_model, self.preprocessing, frame, windows=bool(params.get("windows", True)),
                              per_window=bool(params.get("per_window", False)),
                              window_seconds=float(params.get("window_seconds") or 0) or None,
-                             hop_seconds=float(params.get("hop_seconds") or 0) or None)
+                             hop_seconds=float(params.get("hop_seconds") or 0) or None,
+                             allowed_paths=getattr(self, "allowed_paths", ()))
 
 
 def signature(prep: Preprocessing) -> mlflow.models.ModelSignature:
@@ -342,6 +437,8 @@ def log_emotion_model(model_path: Path, normalizer_path: Path, prep: Preprocessi
         return mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("model_code.py")), signature=signature(prep),
             artifacts=artifacts,
+            # declared, so that load_model(..., model_config={"allowed_paths": [...]}) may set it; none by default
+            model_config={"allowed_paths": []},
             registered_model_name=registered_model,
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu", "ser-pipeline"])
 

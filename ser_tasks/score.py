@@ -24,7 +24,7 @@ import pandas as pd
 from . import metrics
 from .errors import InputError
 from .manifest import build_manifest
-from .predict import predict_files, preprocessing_of
+from .predict import opened_by_caller, predict_files, preprocessing_of
 
 
 def model_version(model_uri: str) -> tuple[str, str] | None:
@@ -74,7 +74,7 @@ def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = Non
         FileNotFoundError: ``root`` is not a folder.
     """
     manifest = build_manifest(root, corpus, storage_options, crema_demographics)  # a bad root fails before loading
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = mlflow.pyfunc.load_model(model_uri, model_config=opened_by_caller(root))
     vocab = list(preprocessing_of(model).vocabulary)
     clips = manifest.clips
     known = clips[clips["emotion"].isin(vocab)]

@@ -308,7 +308,7 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
     local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "dl"))
     carried = list(Path(local, "artifacts").glob("*/model.bin"))  # the weights travel with the model
     assert [p.read_bytes() for p in carried] == [(tiny_encoder_dir / "model.bin").read_bytes()]
-    model = mlflow.pyfunc.load_model(info.model_uri)
+    model = mlflow.pyfunc.load_model(info.model_uri, model_config={"allowed_paths": [str(tmp_path)]})
     import pandas as pd
 
     out = model.predict(pd.DataFrame({"path": [path]}), params={"windows": False})

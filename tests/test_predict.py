@@ -55,9 +55,11 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture
-def model(trained):
+def model(trained, tmp_path):
+    """The registered model, loaded by a trusted caller that allows paths under the corpus and the test's folder."""
     tracking.use(trained["uri"])
-    return mlflow.pyfunc.load_model(trained["model_uri"])
+    return mlflow.pyfunc.load_model(trained["model_uri"],
+                                    model_config={"allowed_paths": [str(trained["tmp"]), str(tmp_path)]})
 
 
 def test_raw_test_files_get_the_classes_and_probabilities_of_the_stored_feature_evaluation(trained, model):
@@ -92,7 +94,7 @@ def test_bytes_and_paths_agree_and_a_bad_file_fails_alone(trained, model, tmp_pa
     assert "garbage.wav: cannot decode audio" in errors[0] and " at 0x" not in errors[0]
     assert "silent.wav: silent" in errors[1] and "dBFS" in errors[1]
     assert "short.wav" in errors[2] and "minimum" in errors[2]
-    assert "missing.wav" in errors[3]
+    assert errors[3] == "row 4: path not allowed or not readable"  # whether it exists is not told
     assert (out["emotion"][1:5] == "").all() and out.filter(like="p_").iloc[1:5].isna().all().all()
 
 
@@ -163,7 +165,8 @@ def test_the_registered_model_predicts_the_same_under_another_keras_backend(trai
             "m = mlflow.pyfunc.load_model(sys.argv[2]); out = m.predict(pd.DataFrame({'path': sys.argv[3:]}));"
             "print(json.dumps({'backend': keras.backend.backend(), 'out': out.to_dict('list')}))")
     proc = subprocess.run([sys.executable, "-c", code, trained["uri"], trained["model_uri"], *paths],
-                          env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "KERAS_BACKEND": backend, "SER_ALLOWED_PATHS": str(trained["tmp"])},
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["backend"] == backend
@@ -190,15 +193,20 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
     frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
                           "speaker": list(read_strings(view.group["speaker"])[rows])})
     vocab = [f"p_{c}" for c in view.vocabulary]
-    raw = predict_frame(keras_model, prep, frame)[vocab].to_numpy()
+    import functools
+
+    from ser_tasks.predict import allowed_roots
+
+    score = functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)]))
+    raw = score(keras_model, prep, frame)[vocab].to_numpy()
     assert np.abs(raw - stored).max() < 1e-4
     # without speakers each clip is normalised by itself: other inputs, other probabilities
-    alone = predict_frame(keras_model, prep, frame.drop(columns="speaker"))[vocab].to_numpy()
+    alone = score(keras_model, prep, frame.drop(columns="speaker"))[vocab].to_numpy()
     assert np.abs(alone - stored).max() > 1e-3
     # a model trained without it ignores the column
     plain = Preprocessing(cfg.audio, cfg.features, name, tuple(view.vocabulary), cfg.train.model)
-    np.testing.assert_allclose(predict_frame(keras_model, plain, frame)[vocab].to_numpy(),
-                               predict_frame(keras_model, plain, frame.drop(columns="speaker"))[vocab].to_numpy())
+    np.testing.assert_allclose(score(keras_model, plain, frame)[vocab].to_numpy(),
+                               score(keras_model, plain, frame.drop(columns="speaker"))[vocab].to_numpy())
 
 
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
@@ -254,8 +262,10 @@ def test_a_fresh_process_loads_the_registered_model_with_nothing_imported_first(
             f"out = m.predict(pd.DataFrame({{'path': [{path!r}]}}))\n"
             "print(json.dumps({'emotion': out['emotion'][0], 'error': out['error'][0],"
             " 'zoo_imported_by_loading': 'ser_tasks.models' in sys.modules}))\n")
+    import os
+
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=trained["tmp"])
+                          cwd=trained["tmp"], env={**os.environ, "SER_ALLOWED_PATHS": str(trained["tmp"])})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["error"] == "" and result["emotion"] in ("neutral", "sad", "angry")
@@ -369,6 +379,10 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
         answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
         assert answer.status_code == 200, answer.text
         served = answer.json()["predictions"]
+        # a client naming server-side files gets one answer, whether they exist or not
+        probe = {"dataframe_split": {"columns": ["path"], "data": [["/etc/passwd"], ["/no/such.wav"], [str(clips[0])]]}}
+        refused = httpx.post(f"http://127.0.0.1:{port}/invocations", json=probe, timeout=120).json()["predictions"]
+        assert [r["error"] for r in refused] == [f"row {i}: path not allowed or not readable" for i in range(3)]
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -400,3 +414,52 @@ def test_inputs_expand_remote_prefixes_and_folders_and_keep_files_as_given(tmp_p
         assert read_bytes("memory://bucket/a/x.wav") == b"RIFF" and read_bytes(str(tmp_path / "missing.wav")) is None
     finally:
         fs.rm("bucket", recursive=True)
+
+
+def test_a_model_loaded_plainly_opens_no_path_a_request_names(trained, tmp_path, monkeypatch):
+    """Requests are untrusted: by default no path is opened, whatever it names; one answer for all."""
+    from ser_tasks import audio
+
+    tracking.use(trained["uri"])
+    monkeypatch.delenv("SER_ALLOWED_PATHS", raising=False)
+    plain = mlflow.pyfunc.load_model(trained["model_uri"])
+    opened = []
+    real = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda p, *a, **k: opened.append(p) or real(p, *a, **k))
+    good = str(read_strings(trained["store"].open()["path"], slice(0, 1))[0])
+    hostile = [good, "/etc/passwd", "/etc/shadow", "/no/such/file.wav", "/etc", "../../../../etc/passwd",
+               "file:///etc/passwd", "http://127.0.0.1:1/x.wav", "memory://x.wav"]
+    out = plain.predict(pd.DataFrame({"path": hostile}))
+    assert opened == []
+    assert list(out["error"]) == [f"row {i}: path not allowed or not readable" for i in range(len(hostile))]
+    assert (out["emotion"] == "").all()
+    # bytes are always welcome
+    data = Path(good).read_bytes()
+    assert plain.predict(pd.DataFrame({"audio": [data]}))["error"][0] == ""
+
+
+def test_allowed_roots_admit_their_files_only(trained, tmp_path, monkeypatch):
+    from ser_tasks.errors import InputError
+    from ser_tasks.predict import allowed_roots, path_allowed
+
+    inside = tmp_path / "allowed"
+    inside.mkdir()
+    clip = write_wav(inside / "a.wav", sine(200.0, 1.0))
+    (tmp_path / "secret.wav").write_bytes(clip.read_bytes())
+    (inside / "link.wav").symlink_to(tmp_path / "secret.wav")
+    roots = allowed_roots([str(inside), "s3://bucket/in/"])
+    assert path_allowed(str(clip), roots) and path_allowed(f"file://{clip}", roots)
+    assert not path_allowed(str(inside / ".." / "secret.wav"), roots)
+    assert not path_allowed(str(inside / "link.wav"), roots)  # a symlink out of the root
+    assert not path_allowed(str(inside) + "-sibling/a.wav", roots)
+    assert path_allowed("s3://bucket/in/x.wav", roots) and not path_allowed("s3://bucket/in/../out/x.wav", roots)
+    assert not path_allowed("s3://bucket/other/x.wav", roots) and not path_allowed("/etc/passwd", roots)
+    with pytest.raises(InputError, match="not absolute"):
+        allowed_roots(["relative/dir"])
+
+    tracking.use(trained["uri"])
+    monkeypatch.setenv("SER_ALLOWED_PATHS", str(inside))  # what an operator of `mlflow models serve` sets
+    served = mlflow.pyfunc.load_model(trained["model_uri"])
+    out = served.predict(pd.DataFrame({"path": [str(clip), str(tmp_path / "secret.wav"), str(inside / "gone.wav")]}))
+    assert out["error"][0] == "" and out["emotion"][0] != ""
+    assert list(out["error"][1:]) == [f"row {i}: path not allowed or not readable" for i in (1, 2)]
