@@ -32,7 +32,7 @@ def four_actors(shared_data, tmp_path):
     return root
 
 
-def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, monkeypatch):
+def test_ser_run_on_four_ravdess_actors(four_actors, shared_data, tmp_path, prefect_harness, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store_url = str(tmp_path / "features.zarr")
@@ -86,7 +86,9 @@ def test_ser_run_on_four_ravdess_actors(four_actors, tmp_path, prefect_harness, 
     assert version.tags["test_ua"] == f"{summary['ua']:.6f}" and version.tags["store_group"] == ext["group"]
 
     # the registered model on the test actor's raw files: the evaluation's classes and probabilities
-    model = mlflow.pyfunc.load_model("models:/ser-emotion@champion")
+    # the store's paths are links into the shared data; the model resolves them, so that is the root allowed
+    model = mlflow.pyfunc.load_model("models:/ser-emotion@champion",
+                                     model_config={"allowed_paths": [str(shared_data / "ravdess")]})
     view = FeatureStore.locate(store_url).view()
     rows = view.rows("test", originals_only=True)
     seq = ZarrSequence(view, rows, MODEL_INPUTS[PipelineConfig().train.model], 64)
