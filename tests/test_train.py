@@ -21,11 +21,10 @@ def tone_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tones")
     root = make_ravdess_like(tmp / "c", actors=tuple(range(1, 9)), emotions=("01", "05", "04"), takes=4)
     # the from-scratch recipe's model (benchmarks/accuracy.yaml): these tests are about its training options
-    cfg = PipelineConfig.model_validate({"features": {"encoder": None}}).with_overrides({
-        "audio.duration": 1.0, "augment.variants": 1, "extract.batch_rows": 16,
-                                           "features.f0": True,
-                                           "train.model": "tdnn_prosody", "train.epochs": 12, "train.batch_size": 16,
-                                           "train.early_stopping_patience": 12, "train.learning_rate": 3e-3})
+    cfg = PipelineConfig.model_validate({"features": {"encoder": None, "f0": True},
+                                         "train": {"model": "tdnn_prosody"}}).with_overrides({
+        "audio.duration": 1.0, "augment.variants": 1, "extract.batch_rows": 16, "train.epochs": 12,
+        "train.batch_size": 16, "train.early_stopping_patience": 12, "train.learning_rate": 3e-3})
     return extracted_store(root, cfg, str(tmp / "f.zarr")), cfg, tmp
 
 
