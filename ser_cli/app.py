@@ -85,7 +85,9 @@ WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", help="LocalCluster worker processes \\[config extract.workers, default 2].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs \\[config train.epochs].")]
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", help="tdnn (default), compact_cnn, notebook_cnn2d or notebook_cnn1d.")]
+    "--model", help="A model of the zoo \\[config train.model, default layer_weighted (Whisper encoder states)]: "
+                    "layer_weighted, linear_probe, layer_concat, tdnn_prosody (needs features.f0), tdnn, compact_cnn, "
+                    "utterance_mlp, notebook_cnn1d, notebook_cnn2d, notebook_deep_cnn1d.")]
 VariantsOpt = Annotated[int | None, typer.Option(
     "--variants", help="Augmented copies per training clip \\[config augment.variants].")]
 OutOpt = Annotated[Path, typer.Option("--out-dir", help="Model, normaliser and plots of this run.")]
