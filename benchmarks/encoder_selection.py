@@ -38,7 +38,8 @@ from corpora import REPO, RESULTS, development_result
 
 #: Candidates, as changes to encoder.yaml, in the order they are judged. ``base`` is the first recipe
 #: (no loudness normalisation); ``loud`` adds it and is encoder.yaml as it stands, since it was adopted;
-#: ``probe`` was declared after the EmoBox report of ``loud`` had run (its commit says so) and is judged against it.
+#: ``probe`` was declared after the EmoBox report of ``loud`` had run (its commit says so) and is judged against it,
+#: as is ``variants2`` (two augmented copies of every clip embedded; declared in 04edd6a).
 _AS_RECORDED = {"encoder_loudness_dbfs": None}
 CANDIDATES = {
     "base": {"features": _AS_RECORDED},
@@ -46,6 +47,7 @@ CANDIDATES = {
     "tiny": {"features": {**_AS_RECORDED, "encoder": "whisper-tiny.en"}},
     "loud": {},
     "probe": {"train": {"model": "linear_probe"}},
+    "variants2": {"augment": {"variants": 2}},
 }
 
 
