@@ -249,5 +249,5 @@ def fix_length(y: np.ndarray, n_samples: int) -> np.ndarray:
     if n > n_samples:
         start = (n - n_samples) // 2
         return np.ascontiguousarray(y[start:start + n_samples], dtype=np.float32)
-    left = (n_samples - n) // 2
-    return np.pad(y, (left, n_samples - n - left)).astype(np.float32, copy=False)
+    left, stop = speech_span(n, n_samples)  # the one rule for where the clip sits in its padding
+    return np.pad(y, (left, n_samples - stop)).astype(np.float32, copy=False)
