@@ -14,6 +14,7 @@ Commands::
     ser predict PATH...   emotions of audio files with the registered model (champion by default)
     ser score MODEL ROOT  a model's scores on a labelled corpus, logged to MLflow
     ser promote VERSION   make a registered version the champion
+    ser serve [MODEL]     serve a model over HTTP to untrusted clients (MLflow's scoring server, guarded)
 """
 
 from __future__ import annotations
@@ -672,6 +673,44 @@ def promote(version: Annotated[int, typer.Argument(help="Registered model versio
     with _user_errors():
         done = registry.promote(name or TrackingConfig().registered_model, version)
     console.print(done.reason)
+
+
+@app.command()
+def serve(model: Annotated[str | None, typer.Argument(
+              help="MLflow model URI \\[default: models:/ser-emotion@champion].", show_default=False)] = None,
+          host: Annotated[str, typer.Option("--host", help="Interface to listen on; loopback unless you mean it.")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", help="TCP port.")] = 5001,
+          workers: Annotated[int, typer.Option("--workers", min=1,
+                                               help="uvicorn worker processes, each with its own model.")] = 1,
+          allow_path: Annotated[list[str] | None, typer.Option(
+              "--allow-path", help="An absolute folder or URL prefix whose files a request may name by path "
+                                   "(repeatable); by default none: requests send the audio itself.")] = None,
+          max_rows: Annotated[int, typer.Option("--max-rows", min=1, help="Rows per request.")] = 64,
+          max_seconds: Annotated[float, typer.Option(
+              "--max-seconds", min=0.01, help="Decoded seconds per row; longer rows get an error row.")] = 120.0,
+          max_mib: Annotated[float, typer.Option(
+              "--max-mib", min=0.001, help="Encoded MiB per row; larger rows get an error row.")] = 32.0,
+          max_channels: Annotated[int, typer.Option("--max-channels", min=1, help="Channels per row.")] = 2,
+          max_request_mib: Annotated[float, typer.Option(
+              "--max-request-mib", min=0.001, help="MiB of one request body (413 beyond).")] = 64.0,
+          timeout: Annotated[int, typer.Option("--timeout", min=1, help="Seconds one request may take.")] = 60,
+          mlflow_uri: MlflowOpt = None) -> None:
+    """Serve a registered model over HTTP (MLflow's /invocations protocol) to clients it does not trust.
+
+    MLflow's own scoring server under uvicorn, behind a guard: requests are size-limited JSON tables
+    of path, audio (base64) and speaker columns; every error is one sentence; no path a request names
+    is opened unless --allow-path covers it.
+    """
+    from ser_tasks import tracking
+    from ser_tasks.serve import serve as run_server
+
+    tracking.use(mlflow_uri)
+    settings = {"allowed_paths": list(allow_path or []), "max_rows": max_rows, "max_seconds": max_seconds,
+                "max_bytes": int(max_mib * 2**20), "max_channels": max_channels,
+                "max_request_bytes": int(max_request_mib * 2**20), "timeout_seconds": timeout}
+    with _user_errors():
+        run_server(model or _default_model(), settings, host=host, port=port, workers=workers)
 
 
 def main() -> None:

@@ -10,6 +10,9 @@ fixed length around the centre. Extraction and the registered model
 from __future__ import annotations
 
 import io
+import os
+import re
+from dataclasses import dataclass
 
 import fsspec
 import librosa
@@ -23,53 +26,112 @@ from .errors import AudioError
 from .remote import fs_options, is_remote
 
 
-def load_audio(path: str, sample_rate: int, storage_options: dict | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How much of one input a decoder may take; ``None`` is no limit.
+
+    Checked from the file's header before any sample is decoded, and again while decoding (a
+    header may lie), so a file over a limit costs a header read, not a whole decode.
+
+    Attributes:
+        max_seconds: longest decoded duration, seconds (at the file's own rate).
+        max_bytes: largest encoded file, bytes.
+        max_channels: most channels (speech is mono or stereo; more is a device's raw capture).
+        refuse_truncated: refuse a file shorter than its header says (libsndfile's own diagnosis,
+            "data : N (should be M)"), instead of decoding what is there; a streaming placeholder
+            size (0 or 0xFFFFFFFF) is not a claim.
+    """
+
+    max_seconds: float | None = None
+    max_bytes: int | None = None
+    max_channels: int | None = None
+    refuse_truncated: bool = False
+
+    def check_bytes(self, size: int, name: str) -> None:
+        """Raise :class:`AudioError` when an encoded input of ``size`` bytes is over :attr:`max_bytes`."""
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise AudioError(f"{name}: {size} bytes, over the limit of {self.max_bytes}")
+
+    def check_header(self, frames: int, rate: int, channels: int, name: str) -> int | None:
+        """Check what a header claims; return the most frames to decode (``None``: all).
+
+        Raises:
+            AudioError: more channels or a longer duration than allowed.
+        """
+        if self.max_channels is not None and channels > self.max_channels:
+            raise AudioError(f"{name}: {channels} channels, over the limit of {self.max_channels}")
+        if self.max_seconds is None:
+            return None
+        limit = int(np.ceil(self.max_seconds * rate))
+        if frames > limit:
+            raise AudioError(f"{name}: longer than the limit of {self.max_seconds:g} s")
+        return limit
+
+
+#: No limits: files a user chose (extraction, training).
+UNLIMITED = DecodeLimits()
+
+
+def load_audio(path: str, sample_rate: int, storage_options: dict | None = None,
+               limits: DecodeLimits = UNLIMITED) -> np.ndarray:
     """Read one clip as mono float32 at ``sample_rate``.
 
     Args:
         path: local path or fsspec URL of a WAV/FLAC/OGG/MP3/AIFF file.
         sample_rate: target rate in Hz.
         storage_options: fsspec options for remote paths.
+        limits: size, duration and channel limits (the file's size is checked before it is read).
 
     Returns:
         ``(samples,)`` float32 in [-1, 1] (channels averaged).
 
     Raises:
-        AudioError: missing, unreadable, empty, or non-finite audio (message names ``path``).
+        AudioError: missing, unreadable, empty, non-finite, or over a limit (message names ``path``).
     """
     try:
         if not is_remote(path):  # libsndfile reads the file itself: no Python callback per block
+            local = path.removeprefix("file://")
+            if limits.max_bytes is not None:
+                limits.check_bytes(os.path.getsize(local), path)
             # read_flac16 opens it first: missing or unreadable is an OSError with its reason, as fsspec gives
-            return _decode(path.removeprefix("file://"), path, sample_rate)
+            return _decode(local, path, sample_rate, limits)
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as fh:
-            data = fh.read()  # one request for the whole object, not one per block libsndfile asks for
-        return _decode(io.BytesIO(data), path, sample_rate)
+            if limits.max_bytes is not None:
+                limits.check_bytes(fh.size if getattr(fh, "size", None) is not None else 0, path)
+                data = fh.read(limits.max_bytes + 1)
+                limits.check_bytes(len(data), path)
+            else:
+                data = fh.read()  # one request for the whole object, not one per block libsndfile asks for
+        return _decode(io.BytesIO(data), path, sample_rate, limits)
     except OSError as exc:  # missing file, permissions, network
         raise AudioError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def decode_audio(data: bytes, sample_rate: int, name: str = "audio") -> np.ndarray:
+def decode_audio(data: bytes, sample_rate: int, name: str = "audio", limits: DecodeLimits = UNLIMITED) -> np.ndarray:
     """Decode an encoded file held in memory (anything soundfile reads) as :func:`load_audio` does.
 
     Args:
         data: the file's bytes (WAV, FLAC, OGG, MP3, ...).
         sample_rate: target rate in Hz.
         name: what error messages call the input (a path or a row number).
+        limits: size, duration and channel limits.
 
     Returns:
         ``(samples,)`` float32 in [-1, 1] (channels averaged).
 
     Raises:
-        AudioError: undecodable, empty, or non-finite audio (message names ``name``).
+        AudioError: undecodable, empty, non-finite, or over a limit (message names ``name``).
     """
-    return _decode(io.BytesIO(data), name, sample_rate)
+    limits.check_bytes(len(data), name)
+    return _decode(io.BytesIO(data), name, sample_rate, limits)
 
 
 #: The first four bytes of a FLAC stream.
 FLAC_MARKER = b"fLaC"
 
 
-def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
+def read_flac16(src: str | io.BytesIO, limits: DecodeLimits = UNLIMITED,
+                name: str = "audio") -> tuple[np.ndarray, int] | None:
     """Decode a 16-bit FLAC stream with miniaudio (dr_flac), exactly as ``soundfile.read`` gives it.
 
     FLAC is lossless, so both decoders give the same integer samples; libsndfile's float32 read
@@ -79,6 +141,8 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
 
     Args:
         src: a local path, or the whole file in memory.
+        limits: checked against the stream's header before decoding.
+        name: what error messages call the input.
 
     Returns:
         ``((frames, channels) float32 in [-1, 1), sample rate in Hz)``; ``None`` when ``src`` is not
@@ -88,6 +152,7 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
 
     Raises:
         OSError: a local path that cannot be opened (missing, no permission).
+        AudioError: the header claims more channels or a longer duration than ``limits`` allow.
     """
     if isinstance(src, str):
         with open(src, "rb") as fh:
@@ -102,6 +167,7 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
         info = miniaudio.flac_get_info(raw)
         if info.sample_width != 2 or info.num_frames <= 0:
             return None
+        limits.check_header(info.num_frames, info.sample_rate, info.nchannels, name)
         samples = np.frombuffer(miniaudio.flac_read_s16(raw).samples, dtype=np.int16)
     except miniaudio.MiniaudioError:
         return None
@@ -110,9 +176,25 @@ def read_flac16(src: str | io.BytesIO) -> tuple[np.ndarray, int] | None:
     return samples.reshape(-1, info.nchannels) * np.float32(1 / 32768), info.sample_rate
 
 
-def _decode(src: str | io.BytesIO, name: str, sample_rate: int) -> np.ndarray:
+def _read_soundfile(src: str | io.BytesIO, name: str, limits: DecodeLimits) -> tuple[np.ndarray, int]:
+    """``soundfile.read`` of ``src``, stopping one frame past the duration limit (a header may lie)."""
+    with sf.SoundFile(src) as fh:
+        if limits.refuse_truncated:
+            claim = re.search(r"^data\s*: (\d+) \(should be (\d+)\)", fh.extra_info, re.M)
+            if claim and int(claim[1]) > int(claim[2]) and int(claim[1]) not in (0, 0xFFFFFFFF):
+                raise AudioError(f"{name}: truncated (its header promises more audio than it holds)")
+        limit = limits.check_header(fh.frames, fh.samplerate, fh.channels, name)
+        data = fh.read(frames=-1 if limit is None else limit + 1, dtype="float32", always_2d=True)
+        if limit is not None and data.shape[0] > limit:
+            raise AudioError(f"{name}: longer than the limit of {limits.max_seconds:g} s")
+        return data, fh.samplerate
+
+
+def _decode(src: str | io.BytesIO, name: str, sample_rate: int, limits: DecodeLimits = UNLIMITED) -> np.ndarray:
     try:
-        data, rate = read_flac16(src) or sf.read(src, dtype="float32", always_2d=True)
+        data, rate = read_flac16(src, limits, name) or _read_soundfile(src, name, limits)
+    except AudioError:
+        raise
     except sf.LibsndfileError as exc:
         # its str() names the file object ("Error opening <...LocalFileOpener at 0x..>"); keep the reason
         raise AudioError(f"{name}: cannot decode audio ({exc.error_string.rstrip('.')})") from exc

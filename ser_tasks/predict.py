@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import posixpath
 from dataclasses import dataclass, replace
@@ -33,6 +34,8 @@ import pandas as pd
 from . import audio, features
 from .config import AudioConfig, FeatureConfig
 from .errors import InputError
+
+_log = logging.getLogger(__name__)
 
 #: Artifact keys of a logged :class:`EmotionModel` (``encoder``: the weight folder of an encoder
 #: given as a folder or hub id; packaged encoders come from their pinned, checksummed packages).
@@ -168,13 +171,15 @@ def opened_by_caller(targets) -> dict:
 
     The caller is the user, not a client: the folders, files and prefixes it was given become the
     model's allowed roots (local ones made absolute), so a file it could not read itself is opened
-    by the model, which then reports it.
+    by the model, which then reports it; and no request limit applies (:data:`DEFAULT_LIMITS` all
+    ``None``: a long recording is scored whole, in windows).
     """
     from .remote import is_remote
 
     targets = [targets] if isinstance(targets, str) else list(targets)
     return {"allowed_paths": [t if is_remote(t) else os.path.abspath(str(t).removeprefix("file://"))
-                              for t in targets]}
+                              for t in targets],
+            **dict.fromkeys(DEFAULT_LIMITS)}  # the user's own files: no request limits
 
 
 def path_allowed(path: str, roots: tuple[str, ...]) -> bool:
@@ -196,29 +201,105 @@ def path_allowed(path: str, roots: tuple[str, ...]) -> bool:
                for root in roots)
 
 
+#: Columns a request may send; any other is refused (a typo must not be scored as if absent).
+INPUT_COLUMNS = ("path", "audio", "speaker")
+#: Limits of a request to the registered model, by ``model_config`` key, with their defaults: rows per
+#: request, decoded seconds per row, encoded bytes per row, channels per row. ``None``: no limit (only
+#: for a trusted caller, :func:`opened_by_caller`).
+DEFAULT_LIMITS = {"max_rows": 64, "max_seconds": 120.0, "max_bytes": 32 * 2**20, "max_channels": 2}
+
+
+class RequestRefused(mlflow.exceptions.MlflowException, InputError):
+    """A whole request the registered model will not score (unknown column, too many rows, bad parameter).
+
+    An :class:`InputError` for Python callers, and an MLflow ``INVALID_PARAMETER_VALUE`` exception,
+    so that a scoring server answers it with status 400 and this one-sentence message, no trace.
+    """
+
+    def __init__(self, message: str):
+        """``message``: one sentence for the client."""
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one call of the registered model may carry (:data:`DEFAULT_LIMITS`).
+
+    Attributes:
+        max_rows: rows per call; more is an :class:`InputError` for the whole call (a 4xx served).
+        decode: per-row limits on encoded bytes, decoded seconds and channels, and truncated files
+            refused (:class:`ser_tasks.audio.DecodeLimits`); a row over one gets an error row.
+    """
+
+    max_rows: int | None = None
+    decode: audio.DecodeLimits = audio.UNLIMITED
+
+    @classmethod
+    def from_config(cls, config: dict) -> RequestLimits:
+        """Limits from a ``model_config`` mapping; a missing key takes its :data:`DEFAULT_LIMITS` value.
+
+        Raises:
+            InputError: a limit that is neither ``None`` nor a positive number.
+        """
+        values = {}
+        for key, default in DEFAULT_LIMITS.items():
+            value = config.get(key, default)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise InputError(f"model_config {key} must be a positive number or null, got {value!r}")
+            values[key] = value
+        as_int = {k: None if values[k] is None else int(values[k]) for k in ("max_rows", "max_bytes", "max_channels")}
+        return cls(as_int["max_rows"], audio.DecodeLimits(
+            None if values["max_seconds"] is None else float(values["max_seconds"]), as_int["max_bytes"],
+            as_int["max_channels"], refuse_truncated=True))
+
+
+def _kind(value) -> str:
+    """What a client sent, in a word, for an error row (never the value itself)."""
+    return {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def _missing(value) -> bool:
+    """Whether a cell holds nothing (``None``, NaN, an empty string or empty bytes)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    return isinstance(value, (str, bytes, bytearray, memoryview)) and len(value) == 0
+
+
 def _decoded(row: dict, index: int, rate: int, storage_options: dict | None,
-             roots: tuple[str, ...] = ()) -> tuple[np.ndarray, str]:
-    """Decode one input row: its ``audio`` bytes when present, else its ``path`` when under ``roots``."""
-    path = row.get("path")
-    path = path if isinstance(path, str) and path else None
-    data = row.get("audio")
-    name = path or f"row {index}"
-    if isinstance(data, str):  # base64 that nothing decoded (e.g. a JSON record passed in-process)
-        try:
-            data = base64.b64decode(data, validate=True)
-        except ValueError as exc:
-            raise audio.AudioError(f"{name}: the audio column holds text that is not base64") from exc
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data):
-        return audio.decode_audio(bytes(data), rate, name), name
+             roots: tuple[str, ...] = (), limits: audio.DecodeLimits = audio.UNLIMITED) -> tuple[np.ndarray, str]:
+    """Decode one input row: its ``audio`` bytes when present, else its ``path`` when under ``roots``.
+
+    Raises:
+        AudioError: the row's reason, one sentence naming the row (a path only as the client gave it,
+            and only once it was allowed).
+    """
+    path, data = row.get("path"), row.get("audio")
+    if not _missing(path) and not isinstance(path, str):
+        raise audio.AudioError(f"row {index}: the path column holds {_kind(path)}, not text")
+    if not _missing(data) and not isinstance(data, (str, bytes, bytearray, memoryview)):
+        raise audio.AudioError(f"row {index}: the audio column holds {_kind(data)}, not base64 text or bytes")
+    path = None if _missing(path) else path
+    name = f"row {index}"
+    if not _missing(data):
+        if isinstance(data, str):  # base64 that nothing decoded (e.g. a JSON record passed in-process)
+            limits.check_bytes(len(data) * 3 // 4, name)  # before decoding it
+            try:
+                data = base64.b64decode(data, validate=True)
+            except ValueError as exc:
+                raise audio.AudioError(f"{name}: the audio column holds text that is not base64") from exc
+        return audio.decode_audio(bytes(data), rate, path or name, limits), path or name
     if path is None:
-        raise audio.AudioError(f"row {index}: neither a path nor audio bytes")
+        raise audio.AudioError(f"{name}: neither a path nor audio bytes")
     if not path_allowed(path, roots):
-        raise audio.AudioError(f"row {index}: {PATH_REFUSED}")
+        raise audio.AudioError(f"{name}: {PATH_REFUSED}")
     try:
-        return audio.load_audio(path, rate, storage_options), name
+        return audio.load_audio(path, rate, storage_options, limits), path
     except audio.AudioError as exc:
         if isinstance(exc.__cause__, OSError):  # missing, a folder, no permission: one answer for all
-            raise audio.AudioError(f"row {index}: {PATH_REFUSED}") from None
+            raise audio.AudioError(f"{name}: {PATH_REFUSED}") from None
         raise
 
 
@@ -241,7 +322,8 @@ def _speaker_of(row: dict, index: int) -> str:
 
 def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
                   window_seconds: float | None = None, hop_seconds: float | None = None,
-                  storage_options: dict | None = None, allowed_paths: tuple[str, ...] = ()) -> pd.DataFrame:
+                  storage_options: dict | None = None, allowed_paths: tuple[str, ...] = (),
+                  limits: RequestLimits = RequestLimits()) -> pd.DataFrame:
     """Emotions of the files in ``frame`` (the body of :meth:`EmotionModel.predict`).
 
     Args:
@@ -264,6 +346,8 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         allowed_paths: roots (:func:`allowed_roots`) under which a row's ``path`` may be opened when
             it carries no ``audio`` bytes; a path outside them, or one that cannot be read, gets the
             error :data:`PATH_REFUSED` and is not opened. Empty (the default): no path is opened.
+        limits: rows per call, and per row encoded bytes, decoded seconds and channels; a row over a
+            per-row limit gets an error row (decoding stops at the limit). None by default.
 
     Returns:
         One row per input: ``emotion``, ``p_<label>`` (float64, summing to 1), ``windows`` (how
@@ -272,11 +356,20 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         input's row number), ``start`` and ``end``; a failed input has one row, NaN times.
 
     Raises:
-        InputError: ``frame`` has neither a ``path`` nor an ``audio`` column, or a window or hop
-            that is not positive.
+        InputError: ``frame`` has neither a ``path`` nor an ``audio`` column, a column other than
+            :data:`INPUT_COLUMNS`, no rows or more than ``limits.max_rows``, or a window or hop that
+            is not positive.
     """
     if not {"path", "audio"} & set(frame.columns):
-        raise InputError(f"input needs a 'path' or an 'audio' column, got {list(frame.columns)}")
+        raise InputError(f"input needs a 'path' or an 'audio' column, got {list(map(str, frame.columns))[:8]}")
+    unknown = [str(c) for c in frame.columns if c not in INPUT_COLUMNS]
+    if unknown:
+        raise InputError(f"unknown input column {unknown[0][:64]!r}; the model takes {', '.join(INPUT_COLUMNS)}")
+    if limits.max_rows is not None and len(frame) > limits.max_rows:
+        raise InputError(f"{len(frame)} rows, over the limit of {limits.max_rows} per request")
+    for value in (window_seconds, hop_seconds):
+        if value is not None and not (np.isfinite(value) and 0 < value <= 3600):
+            raise InputError(f"window_seconds and hop_seconds must be in (0, 3600], got {value}")
     cfg, vocab = prep.audio, list(prep.vocabulary)
     sr = cfg.sample_rate
     window = int(round((window_seconds or cfg.duration) * sr))
@@ -287,7 +380,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     records = frame.to_dict("records")
     for i, row in enumerate(records):
         try:
-            y, name = _decoded(row, i, sr, storage_options, allowed_paths)
+            y, name = _decoded(row, i, sr, storage_options, allowed_paths, limits.decode)
             start, stop = audio.speech_bounds(y, cfg, name)
             bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
             loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
@@ -300,7 +393,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         except audio.AudioError as exc:
             errors[i] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
-            errors[i] = f"{row.get('path') or f'row {i}'}: {type(exc).__name__}: {exc}"
+            # the detail goes to the log; a client gets one sentence with no internals
+            _log.warning("row %d could not be scored", i, exc_info=True)
+            errors[i] = f"row {i}: could not be scored ({type(exc).__name__})"
     k = len(vocab)
     owners_arr = np.asarray(owners, dtype=np.int64)
     x = np.concatenate(inputs) if inputs else None
@@ -353,6 +448,15 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
     loading the model allows: ``mlflow.pyfunc.load_model(uri, model_config={"allowed_paths": [...]})``
     or, for ``mlflow models serve``, the environment variable ``SER_ALLOWED_PATHS`` (comma-separated
     absolute folders or URL prefixes). By default no path is opened; rows must carry ``audio`` bytes.
+
+    Limits (:data:`DEFAULT_LIMITS`, declared in the model's ``model_config``, so the same two ways
+    change them, or MLflow's ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` JSON for a served model): rows per
+    call, and per row encoded bytes, decoded seconds and channels.
+
+    Output: in a scoring server (MLflow's, under ``mlflow models serve`` or ``ser serve``), strict
+    JSON once serialised: a missing value (the probabilities of a row that failed, the times of its
+    window row) is ``None`` (JSON null; JSON has no NaN), such columns then of object dtype. In
+    process, NaN in float columns, as :func:`predict_frame` gives them.
     """
 
     def load_context(self, context) -> None:
@@ -375,16 +479,42 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         config = dict(getattr(context, "model_config", None) or {})
         env = [v for v in os.environ.get(ALLOWED_PATHS_ENV, "").split(",") if v.strip()]
         self.allowed_paths = allowed_roots([*(config.get("allowed_paths") or []), *env])
+        self.limits = RequestLimits.from_config(config)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Emotions of the files in ``model_input`` (a DataFrame; see :func:`predict_frame`)."""
         params = dict(params or {})
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return predict_frame(self.keras_model, self.preprocessing, frame, windows=bool(params.get("windows", True)),
-                             per_window=bool(params.get("per_window", False)),
-                             window_seconds=float(params.get("window_seconds") or 0) or None,
-                             hop_seconds=float(params.get("hop_seconds") or 0) or None,
-                             allowed_paths=getattr(self, "allowed_paths", ()))
+        try:
+            out = predict_frame(self.keras_model, self.preprocessing, frame,
+                                windows=bool(params.get("windows", True)),
+                                per_window=bool(params.get("per_window", False)),
+                                window_seconds=float(params.get("window_seconds") or 0) or None,
+                                hop_seconds=float(params.get("hop_seconds") or 0) or None,
+                                allowed_paths=getattr(self, "allowed_paths", ()),
+                                limits=getattr(self, "limits", RequestLimits.from_config({})))
+        except InputError as exc:  # the request as a whole: a 400 with this sentence when served
+            raise RequestRefused(str(exc)) from None
+        return strict_json(out) if _in_scoring_server() else out
+
+
+def _in_scoring_server() -> bool:
+    """Whether MLflow's scoring server runs this process (it sets the flag when it starts)."""
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    return bool(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get())
+
+
+def strict_json(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every NaN of a float column as ``None`` (JSON ``null``; JSON has no NaN).
+
+    A column without NaN keeps its dtype; one with NaN becomes object dtype.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f" and out[col].isna().any():
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out
 
 
 def signature(prep: Preprocessing) -> mlflow.models.ModelSignature:
@@ -437,8 +567,8 @@ def log_emotion_model(model_path: Path, normalizer_path: Path, prep: Preprocessi
         return mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("model_code.py")), signature=signature(prep),
             artifacts=artifacts,
-            # declared, so that load_model(..., model_config={"allowed_paths": [...]}) may set it; none by default
-            model_config={"allowed_paths": []},
+            # declared, so that load_model(..., model_config={...}) may set them; no path and the limits by default
+            model_config={"allowed_paths": [], **DEFAULT_LIMITS},
             registered_model_name=registered_model,
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu", "ser-pipeline"])
 

@@ -381,8 +381,10 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
         served = answer.json()["predictions"]
         # a client naming server-side files gets one answer, whether they exist or not
         probe = {"dataframe_split": {"columns": ["path"], "data": [["/etc/passwd"], ["/no/such.wav"], [str(clips[0])]]}}
-        refused = httpx.post(f"http://127.0.0.1:{port}/invocations", json=probe, timeout=120).json()["predictions"]
+        refused = httpx.post(f"http://127.0.0.1:{port}/invocations", json=probe, timeout=120)
+        refused = json.loads(refused.text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))["predictions"]
         assert [r["error"] for r in refused] == [f"row {i}: path not allowed or not readable" for i in range(3)]
+        assert [r["p_angry"] for r in refused] == [None] * 3  # strict JSON: null, not NaN
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
