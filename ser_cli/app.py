@@ -618,27 +618,41 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
 
 @app.command()
 def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. models:/ser-emotion@champion.")],
-          root: Annotated[str, typer.Argument(help="A labelled corpus folder or s3:// prefix.")],
+          root: Annotated[str | None, typer.Argument(
+              help="A labelled corpus folder or s3:// prefix (or give --manifest).", show_default=False)] = None,
+          manifest_csv: Annotated[str | None, typer.Option(
+              "--manifest", help="Score the clips of this manifest CSV (columns path, emotion; optional speaker, "
+                                 "corpus; as `ser manifest --out` writes) instead of listing ROOT.")] = None,
           mlflow_uri: MlflowOpt = None, summary_json: SummaryOpt = None, corpus: CorpusOpt = None,
+          emotions: EmotionsOpt = None, speaker_pattern: SpeakerOpt = None,
           storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None, crema_demographics: DemoOpt = None,
-          out_dir: OutOpt = Path("ser-out/score"),
+          out_dir: Annotated[Path | None, typer.Option(
+              "--out-dir", help="Predictions and confusion matrix of this scoring "
+                                "\\[default: ser-out/score/CORPUS-MODEL-vVERSION].", show_default=False)] = None,
           experiment: Annotated[str, typer.Option(
               "--experiment", help="MLflow experiment of the run.")] = "ser") -> None:
     """A model's UA, WA and macro-F1 on a labelled corpus, with a confusion matrix, logged to MLflow.
 
     Scored on the classes the model knows (the others are listed as ignored); the MLflow run is tagged
-    with the model.
+    with the model. A model trained with train.speaker_norm normalises each speaker's clips together
+    (speakers from the corpus's file names, --speaker-pattern for folder layouts, or the manifest).
     """
     from ser_tasks import tracking
     from ser_tasks.score import score_corpus
 
-    sources, corpus = _sources([root], corpus)
+    if manifest_csv is None:
+        sources, corpus = _sources([root] if root else None, corpus)
+    else:
+        sources, corpus = None, None
+    cfg = _config(None, **_manifest_overrides(emotions, speaker_pattern))
     tracking.setup(mlflow_uri, experiment)
     with _user_errors(), _progress("scoring", "clips") as progress:
         bar = progress.add_task("score", total=None)
         result = score_corpus(model, sources, corpus, _storage(storage_options, endpoint_url), crema_demographics,
                               out_dir, on_start=lambda n: progress.update(bar, total=n),
-                              on_batch=lambda n: progress.advance(bar, n))
+                              on_batch=lambda n: progress.advance(bar, n), manifest_config=cfg.manifest,
+                              manifest_csv=manifest_csv, out_base=None if out_dir else Path("ser-out/score"))
+    root = root or manifest_csv
     table = Table(title=f"{model} on {root} ({result['corpus']}; {len(result['classes'])} shared classes)")
     for col in ("UA", "WA", "macro-F1", "clips", "failed", "ignored", "MLflow run"):
         table.add_column(col)
@@ -654,6 +668,7 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
         per_class.add_row(cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}",
                           str(int(r["support"])))
     console.print(per_class)
+    console.print(f"predictions and confusion matrix in {result['out_dir']}")
     for failure in result["failures"][:10]:
         console.print(f"[red]failed:[/red] {failure['reason']}", soft_wrap=True, highlight=False)
     _write_summary(summary_json, result)

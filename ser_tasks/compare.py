@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import MODEL_INPUTS
 from .errors import InputError
-from .models import MODEL_INPUTS
 
 AUGMENTS = ("noise", "pitch", "stretch", "shift", "gain")
 COLUMNS = ["run_id", "run_name", "model", "features", "augmentation", "evaluation", "ua", "ua_std", "wa",

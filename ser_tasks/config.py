@@ -177,6 +177,12 @@ class FeatureConfig(_Section):
 F0_MODELS = ("tdnn_prosody",)
 #: Models that read a pretrained encoder's pooled states, so their store needs ``features.encoder``.
 ENCODER_MODELS = ("layer_weighted", "layer_concat", "linear_probe")
+#: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`); here, not in
+#: :mod:`ser_tasks.models`, so that naming a model's input (``ser compare``) does not load Keras.
+MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
+                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
+                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats",
+                "linear_probe": "encoder_stats"}
 #: Models whose convolution width, dropout rate, pooling, frame rate and per-clip band centring are
 #: settings (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``, ``train.clip_norm``).
 WIDE_MODELS = ("tdnn", "tdnn_prosody")

@@ -265,3 +265,64 @@ def build_manifest(
     clips = pd.DataFrame(rows, columns=COLUMNS)
     return Manifest(clips=clips, skipped=pd.DataFrame(skipped, columns=["path", "reason"]),
                     corpus="+".join(sorted(detected)), root=roots_text, notes=notes)
+
+
+def read_manifest_csv(url: str, storage_options: dict | None = None, config: ManifestConfig | None = None) -> Manifest:
+    """A manifest from a CSV of one clip per row (as ``ser manifest --out`` writes, or a user's own).
+
+    Columns: ``path`` and ``emotion`` (a canonical name, :data:`ser_tasks.emotions.EMOTIONS`)
+    required; ``speaker``, ``corpus``, ``clip_id``, ``sex``, ``intensity``, ``sentence`` optional.
+    A relative ``path`` is relative to the CSV's folder. ``config.emotions`` keeps only those classes.
+
+    Args:
+        url: local path or fsspec URL of the CSV.
+        storage_options: fsspec options for a remote CSV.
+        config: emotions to keep (others are listed as skipped).
+
+    Returns:
+        The :class:`Manifest`; ``corpus`` is the CSV's ``corpus`` values joined by ``+``, or
+        ``"manifest"`` when it has none.
+
+    Raises:
+        InputError: the CSV cannot be read, lacks ``path`` or ``emotion``, names an unknown emotion
+            (with its row), or keeps no clip.
+    """
+    from .emotions import EMOTIONS
+
+    cfg = config or ManifestConfig()
+    try:
+        with fsspec.open(url, "rt", **fs_options(url, storage_options)) as fh:
+            table = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{url}: cannot read the manifest CSV ({exc})") from exc
+    missing = [c for c in ("path", "emotion") if c not in table.columns]
+    if missing:
+        raise InputError(f"{url}: the manifest CSV has no {' or '.join(missing)} column")
+    unknown = table.index[~table["emotion"].isin(EMOTIONS)]
+    if len(unknown):
+        i = unknown[0]
+        raise InputError(f"{url}: row {i + 2} has emotion {table['emotion'][i]!r}; "
+                         f"use one of {', '.join(EMOTIONS)}")
+    base = posixpath.dirname(url) if "://" in url else os.path.dirname(os.path.abspath(url))
+    paths = [p if "://" in p or os.path.isabs(p) else (posixpath.join(base, p) if "://" in base
+                                                       else os.path.join(base, p)) for p in table["path"]]
+    clips = pd.DataFrame({
+        "clip_id": table["clip_id"] if "clip_id" in table else [posixpath.basename(p) for p in paths],
+        "path": paths,
+        "corpus": table["corpus"].replace("", "manifest") if "corpus" in table else "manifest",
+        "speaker": table["speaker"].replace("", None) if "speaker" in table else None,
+        **{c: table[c].replace("", None) if c in table else None for c in ("sex", "intensity", "sentence")},
+        "emotion": table["emotion"]}, columns=COLUMNS)
+    keep = set(cfg.emotions) if cfg.emotions else None
+    skipped = pd.DataFrame(columns=["path", "reason"])
+    if keep is not None:
+        out = ~clips["emotion"].isin(keep)
+        kept = ",".join(cfg.emotions)
+        skipped = pd.DataFrame({"path": clips.loc[out, "path"], "reason": [
+            f"emotion {e!r} is not among the kept emotions ({kept})" for e in clips.loc[out, "emotion"]]})
+        clips = clips[~out].reset_index(drop=True)
+    if clips.empty:
+        raise InputError(f"{url}: the manifest CSV keeps no clip")
+    return Manifest(clips=clips, skipped=skipped.reset_index(drop=True),
+                    corpus="+".join(sorted(clips["corpus"].unique())), root=url,
+                    notes=[f"clips from the manifest {url}"])

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from .config import WIDE_MODELS
+from .config import MODEL_INPUTS, WIDE_MODELS
 from .errors import InputError
 
 
@@ -74,11 +74,6 @@ class Normalizer:
                 "speaker_norm": self.speaker_norm, "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
-#: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`).
-MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
-                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
-                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats",
-                "linear_probe": "encoder_stats"}
 #: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
 SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 

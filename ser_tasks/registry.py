@@ -158,8 +158,10 @@ def register_model(model_path, normalizer_path, config, vocabulary: list[str], s
         tags: the training run's tags (``manifest_fingerprint``, ``store_group``, ``git_commit``).
 
     Returns:
-        ``{"model_name", "model_version", "model_uri", "alias", "promotion"}``; the alias and the
-        reason are also set as the active run's tags ``model_alias`` and ``promotion``.
+        ``{"model_name", "model_version", "model_uri" (the registry's ``models:/NAME/VERSION``, as
+        ``ser score`` tags its runs), "logged_model_uri" (MLflow's ``models:/m-...`` of the logged
+        model), "alias", "promotion"}``; the alias and the reason are also set as the active run's
+        tags ``model_alias`` and ``promotion``.
     """
     from .models import MODEL_INPUTS
     from .predict import Preprocessing, log_emotion_model
@@ -180,5 +182,5 @@ def register_model(model_path, normalizer_path, config, vocabulary: list[str], s
         client.set_model_version_tag(name, str(version), key, value)
     promotion = promote_if_better(name, version, client)
     mlflow.set_tags({"model_alias": promotion.alias, "promotion": promotion.reason})
-    return {"model_name": name, "model_version": version, "model_uri": info.model_uri, "alias": promotion.alias,
-            "promotion": promotion.reason}
+    return {"model_name": name, "model_version": version, "model_uri": f"models:/{name}/{version}",
+            "logged_model_uri": info.model_uri, "alias": promotion.alias, "promotion": promotion.reason}

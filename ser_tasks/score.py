@@ -13,6 +13,9 @@ classes present in the corpus; macro-F1 averages F1 over those classes.
 
 from __future__ import annotations
 
+import os
+import posixpath
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .config import ManifestConfig
 from .errors import InputError
-from .manifest import build_manifest
+from .manifest import build_manifest, read_manifest_csv
 from .predict import opened_by_caller, predict_files, preprocessing_of
 
 
@@ -44,9 +48,11 @@ def model_version(model_uri: str) -> tuple[str, str] | None:
     return (name, version) if name and version.isdigit() else None
 
 
-def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = None, storage_options: dict | None = None,
-                 crema_demographics: str | None = None, out_dir: Path | None = None,
-                 on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
+def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | None = None,
+                 storage_options: dict | None = None, crema_demographics: str | None = None,
+                 out_dir: Path | None = None, on_start: Callable[[int], None] | None = None,
+                 on_batch: Callable[[int], None] | None = None, manifest_config: ManifestConfig | None = None,
+                 manifest_csv: str | None = None, out_base: Path | None = None) -> dict:
     """Score a model on a labelled corpus and log the result as a run of the current MLflow experiment.
 
     :func:`ser_tasks.tracking.setup` chooses the experiment.
@@ -54,33 +60,47 @@ def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = Non
     Args:
         model_uri: any MLflow model URI (``models:/ser-emotion@champion``, ``runs:/.../model``).
         root: corpus folder or fsspec URL, or several (corpus detected per top-level folder, or named
-            by ``corpus`` or ``NAME=PATH``).
+            by ``corpus`` or ``NAME=PATH``); ignored with ``manifest_csv``.
         corpus: one of :data:`ser_tasks.corpora.CORPORA`, or ``None`` to detect it
             (:func:`ser_tasks.manifest.build_manifest`).
         storage_options: fsspec options for remote roots.
         crema_demographics: CREMA-D ``VideoDemographics.csv``.
-        out_dir: where the confusion matrix and the predictions are written (temporary if ``None``).
+        out_dir: where the confusion matrix and the predictions are written.
         on_start: progress callback, called once with the number of clips to score.
         on_batch: progress callback, called with the number of clips done after each batch.
+        manifest_config: emotions to keep and the speaker pattern of folder layouts
+            (:class:`ser_tasks.config.ManifestConfig`).
+        manifest_csv: score the clips of this manifest CSV instead of listing ``root``
+            (:func:`ser_tasks.manifest.read_manifest_csv`).
+        out_base: without ``out_dir``, write under ``out_base/<corpus>-<model>`` (one folder per corpus
+            and model version, so one scoring does not overwrite another's); neither: a temporary folder.
 
     Returns:
         ``{"ua", "wa", "macro_f1", "n" (clips scored), "clips" (of known classes), "failed",
         "failures" ([{path, reason}]), "ignored" ({emotion: clips}), "skipped" (files whose names did
         not parse), "classes", "report", "confusion", "vocabulary", "corpus", "model_uri",
-        "model_name", "model_version", "mlflow_run_id", "confusion_png"}``.
+        "model_name", "model_version", "mlflow_run_id", "confusion_png", "out_dir"}``.
 
     Raises:
         InputError: the corpus has no clip of a class the model knows, or none could be scored.
         FileNotFoundError: ``root`` is not a folder.
     """
-    manifest = build_manifest(root, corpus, storage_options, crema_demographics)  # a bad root fails before loading
-    model = mlflow.pyfunc.load_model(model_uri, model_config=opened_by_caller(root))
+    # a bad root fails before the model loads
+    if manifest_csv:
+        manifest = read_manifest_csv(manifest_csv, storage_options, manifest_config)
+        roots = sorted({posixpath.dirname(p) if "://" in p else os.path.dirname(p) for p in manifest.clips["path"]})
+    else:
+        if not root:
+            raise InputError("give a corpus root or a manifest CSV to score")
+        manifest = build_manifest(root, corpus, storage_options, crema_demographics, manifest_config)
+        roots = root
+    model = mlflow.pyfunc.load_model(model_uri, model_config=opened_by_caller(roots))
     vocab = list(preprocessing_of(model).vocabulary)
     clips = manifest.clips
     known = clips[clips["emotion"].isin(vocab)]
     ignored = clips.loc[~clips["emotion"].isin(vocab), "emotion"].value_counts().sort_index()
     if known.empty:
-        raise InputError(f"{root}: no clip of a class the model knows ({', '.join(vocab)}); "
+        raise InputError(f"{manifest.root}: no clip of a class the model knows ({', '.join(vocab)}); "
                          f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
     if on_start is not None:
         on_start(len(known))
@@ -90,13 +110,16 @@ def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = Non
     preds.insert(1, "true", list(known["emotion"]))
     ok = preds["error"] == ""
     if not ok.any():
-        raise InputError(f"{root}: none of the {len(preds)} clips could be scored; "
+        raise InputError(f"{manifest.root}: none of the {len(preds)} clips could be scored; "
                          f"first error: {preds['error'].iloc[0]}")
     index = {label: i for i, label in enumerate(vocab)}
     y_true = preds.loc[ok, "true"].map(index).to_numpy()
     y_pred = preds.loc[ok, "emotion"].map(index).to_numpy()
     scores = metrics.scores(y_true, y_pred, vocab, present_only=True)
     found = model_version(model_uri)
+    if out_dir is None and out_base is not None:
+        model_slug = f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri)[-60:]
+        out_dir = Path(out_base) / f"{manifest.corpus}-{model_slug}"
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
     out.mkdir(parents=True, exist_ok=True)
     png = metrics.plot_confusion(np.array(scores["confusion"]), vocab, out / "confusion_matrix.png",
@@ -125,4 +148,4 @@ def score_corpus(model_uri: str, root: str | list[str], corpus: str | None = Non
             "ignored": {str(k): int(v) for k, v in ignored.items()}, "skipped": len(manifest.skipped),
             "vocabulary": vocab, "corpus": manifest.corpus, "model_uri": model_uri,
             "model_name": found[0] if found else None, "model_version": int(found[1]) if found else None,
-            "mlflow_run_id": run.info.run_id, "confusion_png": str(png)}
+            "mlflow_run_id": run.info.run_id, "confusion_png": str(png), "out_dir": str(out)}

@@ -182,7 +182,8 @@ class FitResult:
         model_path: the best epoch's model (``.keras``), normalisation included.
         normalizer_path: ``normalizer.json`` (mean and variance fitted on training rows).
         history: per-epoch metrics (``loss``, ``accuracy``, ``val_loss``, ``val_ua`` ...).
-        best_epoch: 0-based epoch that was kept.
+        best_epoch: 1-based epoch that was kept, as Keras counts them (``Epoch 60/60``); with a
+            cosine schedule, the last.
         rows: training, validation and test rows used.
         seconds: wall time of ``model.fit``.
         device: ``"GPU"`` or ``"CPU"``.
@@ -338,7 +339,7 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         best = int(np.argmax(scores) if mode == "max" else np.argmin(scores))
         if not model_path.exists():  # e.g. every epoch's monitor was NaN: keep the last weights
             model.save(model_path)
-    return FitResult(model_path, normalizer_path, history, best,
+    return FitResult(model_path, normalizer_path, history, best + 1,
                      {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, check_device())
 
 
@@ -430,6 +431,8 @@ def _train_ensemble(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, ou
     fits = []
     for i in range(cfg.ensemble):
         member = cfg.model_copy(update={"seed": cfg.seed + i, "ensemble": 1})
+        if verbose:  # Keras's "Epoch 1/N" restarts with each member; say which one it is
+            print(f"ensemble member {i + 1} of {cfg.ensemble} (seed {member.seed})", flush=True)
         callbacks = [cb if i == 0 else _Prefixed(cb, f"member{i}_") for cb in extra_callbacks or []]
         fits.append(_train_one(view, train_idx, member, out_dir / f"member{i}", val_idx, callbacks, verbose,
                                stats))

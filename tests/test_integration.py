@@ -82,6 +82,9 @@ def test_ser_run_on_four_ravdess_actors(four_actors, shared_data, tmp_path, pref
     assert split_csv.count("ravdess:") == 4
     version = client.get_model_version("ser-emotion", str(summary["model_version"]))
     assert version.run_id == run.info.run_id
+    # the registry's URI, as `ser score` tags its runs; the logged model's own beside it
+    assert summary["train"]["model_uri"] == f"models:/ser-emotion/{summary['model_version']}"
+    assert summary["train"]["logged_model_uri"].startswith("models:/m-")
     assert version.aliases == ["champion"] and summary["train"]["alias"] == "champion"
     assert version.tags["test_ua"] == f"{summary['ua']:.6f}" and version.tags["store_group"] == ext["group"]
 

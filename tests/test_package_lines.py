@@ -45,3 +45,14 @@ def test_the_normalizer_lives_with_the_models_not_the_data_feed():
     from ser_tasks import data, models
 
     assert hasattr(models, "Normalizer") and not hasattr(data, "Normalizer")
+
+
+def test_comparing_runs_loads_no_deep_learning_framework():
+    """``ser compare`` reads MLflow: importing Keras would print TensorFlow's C++ banner into its table."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ser_tasks.compare; "
+            "sys.exit(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules) or 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

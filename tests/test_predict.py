@@ -337,6 +337,55 @@ def test_ser_score_reports_shared_classes_lists_the_others_and_logs_a_run(traine
     assert {"evaluation/confusion_matrix.png", "evaluation/predictions.csv"} <= files
 
 
+def test_ser_score_takes_a_manifest_csv_and_emotions_and_keeps_each_corpus_in_its_own_folder(
+        trained, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ser_cli.app import app
+    from ser_tasks import registry
+
+    tracking.use(trained["uri"])
+    registry.promote("tones", trained["version"])
+    monkeypatch.chdir(tmp_path)  # the default --out-dir is relative
+    clips = sorted(Path(trained["root"], "Actor_08").glob("*.wav"))
+    emotion = {"01": "neutral", "05": "angry", "04": "sad"}
+    manifest = pd.DataFrame({"path": [f"clips/{p.name}" for p in clips],  # relative to the CSV's folder
+                             "emotion": [emotion[p.name.split("-")[2]] for p in clips],
+                             "speaker": ["voice-a" if i % 2 else "voice-b" for i in range(len(clips))],
+                             "corpus": "mine"})
+    (tmp_path / "set" / "clips").mkdir(parents=True)
+    for p in clips:
+        (tmp_path / "set" / "clips" / p.name).write_bytes(p.read_bytes())
+    manifest.to_csv(tmp_path / "set" / "manifest.csv", index=False)
+    runner = CliRunner()
+    summary = tmp_path / "s.json"
+    csv = str(tmp_path / "set" / "manifest.csv")
+    result = runner.invoke(app, ["score", "models:/tones@champion", "--manifest", csv,
+                                 "--emotions", "neutral,angry", "--mlflow-uri", trained["uri"],
+                                 "--summary-json", str(summary)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    s = json.loads(summary.read_text())
+    assert s["n"] == int(manifest["emotion"].isin(["neutral", "angry"]).sum()) and s["failed"] == 0
+    assert s["classes"] == ["neutral", "angry"] and s["corpus"] == "mine"
+    assert Path(s["out_dir"]) == Path("ser-out/score") / f"mine-tones-v{trained['version']}"
+    assert (tmp_path / s["out_dir"] / "predictions.csv").is_file()
+    # a second corpus lands beside it, not over it
+    root = tmp_path / "ravdess"
+    for p in clips:
+        (root / "Actor_08").mkdir(parents=True, exist_ok=True)
+        (root / "Actor_08" / p.name).write_bytes(p.read_bytes())
+    result = runner.invoke(app, ["score", "models:/tones@champion", str(root), "--mlflow-uri", trained["uri"],
+                                 "--summary-json", str(summary)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads(summary.read_text())["out_dir"] == f"ser-out/score/ravdess-tones-v{trained['version']}"
+    assert (tmp_path / "ser-out" / "score" / f"mine-tones-v{trained['version']}" / "predictions.csv").is_file()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,emotion\nx.wav,joyful\n")
+    result = runner.invoke(app, ["score", "models:/tones@champion", "--manifest", str(bad), "--mlflow-uri",
+                                 trained["uri"]])
+    assert result.exit_code != 0 and "row 2 has emotion 'joyful'" in result.output
+
+
 def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_path):
     import os
     import signal

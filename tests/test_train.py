@@ -182,7 +182,7 @@ def test_a_gpu_the_backend_does_not_see_is_reported(monkeypatch, caplog):
     assert train.check_device() == "CPU" and caplog.text == ""
 
 
-def test_an_ensemble_is_one_model_averaging_its_members(tone_store):
+def test_an_ensemble_is_one_model_averaging_its_members(tone_store, capsys):
     import keras
     import numpy as np
 
@@ -197,8 +197,13 @@ def test_an_ensemble_is_one_model_averaging_its_members(tone_store):
         def on_epoch_end(self, epoch, logs=None):
             seen.append(set(logs))
 
-    two = cfg.train.model_copy(update={"epochs": 2, "ensemble": 2, "seed": 5})
-    result = fit(view, two, tmp / "ens", extra_callbacks=[Record()], verbose=0)
+    two = cfg.train.model_copy(update={"epochs": 2, "ensemble": 2, "seed": 5, "schedule": "cosine"})
+    result = fit(view, two, tmp / "ens", extra_callbacks=[Record()], verbose=2)
+    out = capsys.readouterr().out
+    # Keras's "Epoch 1/2" restarts with each member: a marker says which member follows
+    assert out.index("ensemble member 1 of 2 (seed 5)") < out.index("ensemble member 2 of 2 (seed 6)")
+    assert out.count("Epoch 1/2") == 2
+    assert result.best_epoch == 2  # 1-based, as Keras counts: a cosine schedule keeps the last of 2
     model = keras.models.load_model(result.model_path, compile=False)
     members = [keras.models.load_model(tmp / "ens" / f"member{i}" / "model.keras", compile=False) for i in (0, 1)]
     assert model.name == cfg.train.model  # scored and served as the zoo model it averages
