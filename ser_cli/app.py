@@ -10,6 +10,7 @@ Commands::
     ser manifest ROOT...  list the corpora: clips per corpus, emotion, speaker; skipped files
     ser sweep ROOT...     every combination of a grid of training settings, each an MLflow child run
     ser deploy ROOT...    a scheduled (cron) deployment on a Prefect server, served by this process
+    ser deploy-scoring P  score the recordings a folder or prefix gains with the champion, on a schedule
     ser compare EXP       the evaluated runs of an MLflow experiment as a table and a plot
     ser predict PATH...   emotions of audio files with the registered model (champion by default)
     ser score MODEL ROOT  a model's scores on a labelled corpus, logged to MLflow
@@ -440,6 +441,42 @@ def deploy(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", ml
     serve(dep)
 
 
+@app.command("deploy-scoring")
+def deploy_scoring(prefix: Annotated[str, typer.Argument(help="A folder or s3:// prefix where new recordings land.")],
+                   out: Annotated[str, typer.Option(
+                       "--out", help="Parquet dataset folder (local or s3://) of the predictions.")],
+                   model: Annotated[str | None, typer.Option(
+                       "--model", help="MLflow model URI \\[default: models:/ser-emotion@champion].")] = None,
+                   name: Annotated[str, typer.Option(
+                       "--name", help="Deployment name (score-new-recordings/NAME).")] = "incoming",
+                   cron: Annotated[str, typer.Option("--cron", help="Cron schedule of the runs.")] = "*/15 * * * *",
+                   timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
+                   windows: Annotated[bool, typer.Option("--windows", help="One row per window.")] = False,
+                   mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None,
+                   workers: Annotated[int, typer.Option("--workers", min=1, help="LocalCluster workers per run.")] = 2,
+                   storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
+    """Score the recordings PREFIX gains with the champion, on a schedule (a Prefect deployment served here).
+
+    Needs PREFECT_API_URL. Each run lists PREFIX and scores only the files with no rows yet for the
+    champion's current version (a new champion scores everything again, in its own partition).
+    Credentials come from the environment (AWS_*), not --storage-options.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]error:[/red] set PREFECT_API_URL to the Prefect server (e.g. http://127.0.0.1:4200/api)")
+        raise typer.Exit(2)
+    from flows.batch import scoring_deployment
+    from flows.deploy import serve as serve_deployments
+
+    with _user_errors():
+        dep = scoring_deployment(name, prefix, out, cron=cron, timezone=timezone, model_uri=model or _default_model(),
+                                 mlflow_uri=mlflow_uri, dask_address=dask_address, workers=workers,
+                                 storage_options=_storage(storage_options, endpoint_url), per_window=windows)
+    console.print(f"serving deployment score-new-recordings/{name} ({cron} {timezone}) on {PREFECT_API_URL.value()}")
+    serve_deployments(dep)
+
+
 @app.command()
 def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment name (e.g. ser).")] = "ser",
             mlflow_uri: MlflowOpt = None,
@@ -548,7 +585,9 @@ def _default_model() -> str:
 def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folders (recursive) or s3:// prefixes.")],
             model: Annotated[str | None, typer.Option(
                 "--model", help="MLflow model URI \\[default: models:/ser-emotion@champion].")] = None,
-            out: Annotated[Path | None, typer.Option("--out", help="Write the predictions as CSV.")] = None,
+            out: Annotated[str | None, typer.Option(
+                "--out", help="A Parquet dataset folder (local or s3://; resumable: a re-run scores only the files "
+                              "it lacks for this model version), or a .csv file \\[default: CSV on stdout].")] = None,
             windows: Annotated[bool, typer.Option(
                 "--windows", help="One row per window (start and end in seconds) instead of one per file.")] = False,
             window_seconds: Annotated[float | None, typer.Option(
@@ -561,18 +600,27 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
                 "--speaker-by", help="Which files share a voice, for a model trained with train.speaker_norm: "
                                      "file (each alone), folder, name (the speaker in a corpus's file names: "
                                      "RAVDESS, CREMA-D, EmoDB, SAVEE, TESS), or all (one speaker).")] = "file",
+            dask_address: DaskOpt = None,
+            workers: Annotated[int | None, typer.Option(
+                "--workers", min=1, help="LocalCluster worker processes \\[default: the CPU cores]; one chunk "
+                                         "of files, or 1, runs in this process.")] = None,
+            chunk_files: Annotated[int, typer.Option(
+                "--chunk-files", min=1, help="Files per task and per Parquet part.")] = 32,
             mlflow_uri: MlflowOpt = None, storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None) -> None:
-    """Emotions of audio files with a registered model: CSV columns path, emotion, p_<label>..., error.
+    """Emotions of audio files with a registered model: columns path, model_uri, emotion, p_<label>..., error.
 
+    Files are scored in chunks of 32 over Dask (a LocalCluster, or --dask-address), each chunk's rows
+    written to the --out Parquet dataset as it ends, so an interrupted run resumes where it stopped.
     Speech longer than the training duration is scored in windows (50 % overlap by default) whose
     probabilities are averaged. A file that cannot be used gets its reason in the error column; the
     others are scored all the same. A model trained on speaker-normalised input normalises the
     files of one voice together (``--speaker-by folder``, ``name`` or ``all``); alone, each file by itself.
     """
-    import mlflow
+    import tempfile
 
     from ser_tasks import tracking
-    from ser_tasks.predict import expand_inputs, opened_by_caller, predict_files, speakers_of
+    from ser_tasks.batch import predict_batch, read_predictions
+    from ser_tasks.predict import expand_inputs, speakers_of
 
     tracking.use(mlflow_uri)
     uri = model or _default_model()
@@ -582,27 +630,33 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
         files = expand_inputs(paths, opts)
         if not files:
             raise ValueError(f"no audio files under {', '.join(paths)}")
-        try:
-            loaded = mlflow.pyfunc.load_model(uri, model_config=opened_by_caller(paths))
-        except mlflow.exceptions.MlflowException as exc:
-            raise ValueError(f"cannot load model {uri}: {exc.message}") from exc
     params = {"per_window": windows, "window_seconds": window_seconds or 0.0, "hop_seconds": hop_seconds or 0.0}
     speakers = None if speaker_by == "file" else speakers_of(files, speaker_by)
     if speakers is not None and "" in speakers:
         console.print(f"{speakers.count('')} of {len(files)} files: no corpus naming scheme gives their speaker; "
                       "each is normalised alone")
-    with _progress("predicting", "files") as progress:
-        bar = progress.add_task("predict", total=len(files))
-        preds = predict_files(loaded, files, params, opts, on_batch=lambda n: progress.advance(bar, n),
-                              speakers=speakers)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    csv_out = out is not None and out.lower().endswith(".csv")
+    with contextlib.ExitStack() as stack:
+        dataset = out if out is not None and not csv_out else stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="ser-predict-"))
+        with _user_errors(), _progress("predicting", "files") as progress:
+            bar = progress.add_task("predict", total=None)
+            summary, ref = predict_batch(uri, files, params, dataset, list(paths), speakers, opts, dask_address,
+                                         workers or os.cpu_count() or 1, chunk_files,
+                                         on_start=lambda n: progress.update(bar, total=n),
+                                         on_done=lambda n: progress.advance(bar, n))
+            preds = read_predictions(dataset, ref, opts, files)
+    if csv_out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         preds.to_csv(out, index=False)
         console.print(f"predictions written to {out}")
+    elif out is not None:
+        console.print(f"predictions in the Parquet dataset {summary['out']}")
     else:
         typer.echo(preds.to_csv(index=False), nl=False)
     per_file = preds.drop_duplicates("path") if windows else preds
-    console.print(f"model {uri}: {len(files)} files")
+    skipped = f" ({summary['skipped']} scored before, kept)" if summary["skipped"] else ""
+    console.print(f"model {ref.uri}: {len(files)} files{skipped}")
     table = Table(title="files per emotion")
     table.add_column("emotion")
     table.add_column("files", justify="right")
@@ -630,7 +684,10 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
               "--out-dir", help="Predictions and confusion matrix of this scoring "
                                 "\\[default: ser-out/score/CORPUS-MODEL-vVERSION].", show_default=False)] = None,
           experiment: Annotated[str, typer.Option(
-              "--experiment", help="MLflow experiment of the run.")] = "ser") -> None:
+              "--experiment", help="MLflow experiment of the run.")] = "ser",
+          dask_address: DaskOpt = None,
+          workers: Annotated[int | None, typer.Option(
+              "--workers", min=1, help="LocalCluster worker processes \\[default: the CPU cores].")] = None) -> None:
     """A model's UA, WA and macro-F1 on a labelled corpus, with a confusion matrix, logged to MLflow.
 
     Scored on the classes the model knows (the others are listed as ignored); the MLflow run is tagged
@@ -651,7 +708,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
         result = score_corpus(model, sources, corpus, _storage(storage_options, endpoint_url), crema_demographics,
                               out_dir, on_start=lambda n: progress.update(bar, total=n),
                               on_batch=lambda n: progress.advance(bar, n), manifest_config=cfg.manifest,
-                              manifest_csv=manifest_csv, out_base=None if out_dir else Path("ser-out/score"))
+                              manifest_csv=manifest_csv, out_base=None if out_dir else Path("ser-out/score"),
+                              dask_address=dask_address, workers=workers or os.cpu_count() or 1)
     root = root or manifest_csv
     table = Table(title=f"{model} on {root} ({result['corpus']}; {len(result['classes'])} shared classes)")
     for col in ("UA", "WA", "macro-F1", "clips", "failed", "ignored", "MLflow run"):

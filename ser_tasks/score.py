@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .batch import predict_batch, read_predictions
 from .config import ManifestConfig
 from .errors import InputError
 from .manifest import build_manifest, read_manifest_csv
-from .predict import opened_by_caller, predict_files, preprocessing_of
 
 
 def model_version(model_uri: str) -> tuple[str, str] | None:
@@ -52,7 +52,8 @@ def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | Non
                  storage_options: dict | None = None, crema_demographics: str | None = None,
                  out_dir: Path | None = None, on_start: Callable[[int], None] | None = None,
                  on_batch: Callable[[int], None] | None = None, manifest_config: ManifestConfig | None = None,
-                 manifest_csv: str | None = None, out_base: Path | None = None) -> dict:
+                 manifest_csv: str | None = None, out_base: Path | None = None, dask_address: str | None = None,
+                 workers: int = 1) -> dict:
     """Score a model on a labelled corpus and log the result as a run of the current MLflow experiment.
 
     :func:`ser_tasks.tracking.setup` chooses the experiment.
@@ -74,6 +75,11 @@ def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | Non
             (:func:`ser_tasks.manifest.read_manifest_csv`).
         out_base: without ``out_dir``, write under ``out_base/<corpus>-<model>`` (one folder per corpus
             and model version, so one scoring does not overwrite another's); neither: a temporary folder.
+        dask_address: score on the Dask scheduler there (:func:`ser_tasks.batch.predict_batch`).
+        workers: otherwise, LocalCluster worker processes (1: in this process).
+
+    The predictions go to ``out_dir/predictions.parquet`` as a resumable dataset
+    (:mod:`ser_tasks.batch`): scoring the same corpus with the same model version again reuses them.
 
     Returns:
         ``{"ua", "wa", "macro_f1", "n" (clips scored), "clips" (of known classes), "failed",
@@ -94,19 +100,30 @@ def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | Non
             raise InputError("give a corpus root or a manifest CSV to score")
         manifest = build_manifest(root, corpus, storage_options, crema_demographics, manifest_config)
         roots = root
-    model = mlflow.pyfunc.load_model(model_uri, model_config=opened_by_caller(roots))
-    vocab = list(preprocessing_of(model).vocabulary)
+    try:  # the classes from the signature's p_<label> columns: the model itself loads on the workers
+        outputs = mlflow.models.get_model_info(model_uri).signature.outputs.input_names()
+    except mlflow.exceptions.MlflowException as exc:
+        raise InputError(f"cannot load model {model_uri}: {exc.message}") from exc
+    vocab = [name[2:] for name in outputs if name.startswith("p_")]
     clips = manifest.clips
     known = clips[clips["emotion"].isin(vocab)]
     ignored = clips.loc[~clips["emotion"].isin(vocab), "emotion"].value_counts().sort_index()
     if known.empty:
         raise InputError(f"{manifest.root}: no clip of a class the model knows ({', '.join(vocab)}); "
                          f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
-    if on_start is not None:
-        on_start(len(known))
+    found = model_version(model_uri)
+    if out_dir is None and out_base is not None:
+        model_slug = f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri)[-60:]
+        out_dir = Path(out_base) / f"{manifest.corpus}-{model_slug}"
+    out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
+    out.mkdir(parents=True, exist_ok=True)
     # the corpus's speakers, from its file names: a speaker-normalised model sees each voice's clips together
-    preds = predict_files(model, list(known["path"]), storage_options=storage_options, on_batch=on_batch,
-                          speakers=list(known["speaker"].fillna("").astype(str)))
+    paths = list(known["path"])
+    summary, ref = predict_batch(model_uri, paths, {}, str(out / "predictions.parquet"),
+                                 roots if isinstance(roots, list) else [roots],
+                                 list(known["speaker"].fillna("").astype(str)), storage_options, dask_address,
+                                 workers, on_start=on_start, on_done=on_batch)
+    preds = read_predictions(str(out / "predictions.parquet"), ref, storage_options, paths)
     preds.insert(1, "true", list(known["emotion"]))
     ok = preds["error"] == ""
     if not ok.any():
@@ -116,12 +133,6 @@ def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | Non
     y_true = preds.loc[ok, "true"].map(index).to_numpy()
     y_pred = preds.loc[ok, "emotion"].map(index).to_numpy()
     scores = metrics.scores(y_true, y_pred, vocab, present_only=True)
-    found = model_version(model_uri)
-    if out_dir is None and out_base is not None:
-        model_slug = f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri)[-60:]
-        out_dir = Path(out_base) / f"{manifest.corpus}-{model_slug}"
-    out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
-    out.mkdir(parents=True, exist_ok=True)
     png = metrics.plot_confusion(np.array(scores["confusion"]), vocab, out / "confusion_matrix.png",
                                   title=f"{manifest.corpus}: UA {scores['ua']:.3f}, WA {scores['wa']:.3f}, "
                                         f"macro-F1 {scores['macro_f1']:.3f} ({len(scores['classes'])} classes)")
