@@ -754,8 +754,9 @@ def serve(model: Annotated[str | None, typer.Argument(
           host: Annotated[str, typer.Option("--host", help="Interface to listen on; loopback unless you mean it.")]
           = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="TCP port.")] = 5001,
-          workers: Annotated[int, typer.Option("--workers", min=1,
-                                               help="uvicorn worker processes, each with its own model.")] = 1,
+          workers: Annotated[int | None, typer.Option(
+              "--workers", min=1, help="uvicorn worker processes, each with its own model (about 1.4 GB) and its "
+                                       "share of the cores \\[default: the CPU cores, at most 4].")] = None,
           allow_path: Annotated[list[str] | None, typer.Option(
               "--allow-path", help="An absolute folder or URL prefix whose files a request may name by path "
                                    "(repeatable); by default none: requests send the audio itself.")] = None,
@@ -768,6 +769,8 @@ def serve(model: Annotated[str | None, typer.Argument(
           max_request_mib: Annotated[float, typer.Option(
               "--max-request-mib", min=0.001, help="MiB of one request body (413 beyond).")] = 64.0,
           timeout: Annotated[int, typer.Option("--timeout", min=1, help="Seconds one request may take.")] = 60,
+          threads: Annotated[int | None, typer.Option(
+              "--threads", min=1, help="TensorFlow threads per worker \\[default: the CPU cores / --workers].")] = None,
           mlflow_uri: MlflowOpt = None) -> None:
     """Serve a registered model over HTTP (MLflow's /invocations protocol) to clients it does not trust.
 
@@ -781,9 +784,11 @@ def serve(model: Annotated[str | None, typer.Argument(
     tracking.use(mlflow_uri)
     settings = {"allowed_paths": list(allow_path or []), "max_rows": max_rows, "max_seconds": max_seconds,
                 "max_bytes": int(max_mib * 2**20), "max_channels": max_channels,
-                "max_request_bytes": int(max_request_mib * 2**20), "timeout_seconds": timeout}
+                "max_request_bytes": int(max_request_mib * 2**20), "timeout_seconds": timeout,
+                **({"threads": threads} if threads else {})}
     with _user_errors():
-        run_server(model or _default_model(), settings, host=host, port=port, workers=workers)
+        run_server(model or _default_model(), settings, host=host, port=port,
+                   workers=workers or min(4, os.cpu_count() or 1))
 
 
 def main() -> None:
