@@ -102,7 +102,8 @@ def served(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, str(launcher), "serve", "models:/tones@champion", "--port", str(port),
          "--mlflow-uri", uri, "--allow-path", str(allowed), "--max-rows", "8", "--max-seconds", "4",
-         "--max-request-mib", "8"],
+         "--max-request-mib", "8",
+         "--workers", "1"],  # in the launcher's process, where the audit hook sees every open
         env={**os.environ, "SER_AUDIT_LOG": str(audit)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True)
     import httpx
