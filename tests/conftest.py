@@ -216,3 +216,24 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
     write_ct2_model(folder / "model.bin", tiny_whisper_tensors())
     (folder / "config.json").write_text("{}")
     return folder
+
+
+def wait_for_ping(server, port: int, what: str, timeout: float = 180) -> None:
+    """Wait until the model server process ``server`` answers ``/ping`` on 127.0.0.1:``port``.
+
+    Fails the test with the server's stderr if it exits first, or after ``timeout`` seconds.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert server.poll() is None, server.stderr.read().decode()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not answer /ping"
+        time.sleep(0.5)

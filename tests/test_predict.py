@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SR, extracted_store, make_ravdess_like, mlflow_uris_restored, require_backend, sine, write_wav
+from conftest import (
+    SR,
+    extracted_store,
+    make_ravdess_like,
+    mlflow_uris_restored,
+    require_backend,
+    sine,
+    wait_for_ping,
+    write_wav,
+)
 from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
 from ser_tasks.data import ZarrSequence
@@ -479,7 +488,6 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     import os
     import signal
     import socket
-    import time
 
     import httpx
     from typer.testing import CliRunner
@@ -502,16 +510,7 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},  # uvicorn is started by name
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "model server did not answer /ping"
-            time.sleep(1)
+        wait_for_ping(server, port, "model server")
         body = {"dataframe_split": {"columns": ["audio"],
                                     "data": [[base64.b64encode(p.read_bytes()).decode()] for p in clips]}}
         answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)

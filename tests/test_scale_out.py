@@ -150,6 +150,25 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     preds = model.predict(pd.DataFrame({"path": [clip], "audio": [read_bytes(clip, opts)]}))
     assert preds["error"][0] == "" and preds["emotion"][0] in g.attrs["vocabulary"]
 
+    # batch inference on the same cluster: the bucket's clips in, a Parquet dataset on the bucket out,
+    # the model read by the workers through the MLflow server; a re-run finds everything scored
+    predict_args = ["predict", ROOT, "--out", "s3://ser/predictions", "--dask-address", stack.urls["dask"],
+                    "--mlflow-uri", stack.urls["mlflow"], "--endpoint-url", stack.urls["s3"],
+                    "--storage-options", options, "--chunk-files", "4"]
+    predicted = _ser(predict_args, client_env, tmp_path)
+    parts = [o["Key"] for o in s3.list_objects_v2(Bucket="ser", Prefix="predictions/")["Contents"]]
+    partition = f"predictions/model=ser-emotion-v{summary['model_version']}/"
+    assert sum(k.startswith(partition + "part-") for k in parts) == -(-n_first // 4)
+    import fsspec
+
+    from ser_tasks.remote import fs_options
+
+    fs = fsspec.filesystem("s3", **fs_options("s3://ser", opts))
+    with fs.open(f"ser/{[k for k in parts if 'part-' in k][0]}") as fh:
+        assert set(pd.read_parquet(fh)["model_uri"]) == {f"models:/ser-emotion/{summary['model_version']}"}
+    again = _ser(predict_args, client_env, tmp_path)
+    assert f"({n_first} scored before, kept)" in again.stderr and "scored before" not in predicted.stderr
+
     # The secret is nowhere: output, summary, MLflow params/tags, Prefect parameters and logs.
     with _prefect_client(stack.urls["prefect"]) as pc:
         flow_runs = _all(lambda o: pc.read_flow_runs(limit=200, offset=o, sort=FlowRunSort.START_TIME_ASC))
@@ -162,7 +181,8 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     assert sum(tr.name.startswith("rows-") for tr in task_runs) == -(-len(store.regions()) // 4)
     sealed = [fr.parameters.get("storage_options") for fr in flow_runs if fr.parameters.get("storage_options")]
     assert sealed and all(o["secret"] == "**********" for o in sealed)
-    haystacks = [out.stdout, out.stderr, summary_path.read_text(), json.dumps(run.data.params),
+    haystacks = [out.stdout, out.stderr, predicted.stdout, predicted.stderr, summary_path.read_text(),
+                 json.dumps(run.data.params),
                  json.dumps(run.data.tags), json.dumps([fr.parameters for fr in flow_runs], default=str),
                  "\n".join(log.message for log in logs)]
     assert all(SECRET not in h for h in haystacks)

@@ -17,8 +17,8 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import SR, extracted_store, make_ravdess_like, mlflow_uris_restored, sine
+from conftest import SR, extracted_store, make_ravdess_like, mlflow_uris_restored, sine, wait_for_ping
 from ser_tasks import tracking
 from ser_tasks.audio import DecodeLimits
 from ser_tasks.config import PipelineConfig
@@ -106,19 +106,9 @@ def served(tmp_path_factory):
          "--workers", "1"],  # in the launcher's process, where the audit hook sees every open
         env={**os.environ, "SER_AUDIT_LOG": str(audit)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True)
-    import httpx
 
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "ser serve did not answer /ping"
-            time.sleep(0.5)
+        wait_for_ping(server, port, "ser serve")
         tracking.use(uri)
         local = mlflow.pyfunc.load_model("models:/tones@champion")
         yield {"url": f"http://127.0.0.1:{port}", "port": port, "clip": clip, "allowed": allowed,
@@ -326,3 +316,30 @@ def test_decoding_stops_at_the_limits_from_the_header():
     with pytest.raises(AudioError, match=f"clip: {len(long) + 1} bytes, over the limit of {len(long)}"):
         decode_audio(long + b"\0", SR, "clip", limits)
     assert decode_audio(long, SR, "clip", DecodeLimits(max_seconds=6.0)).shape == (6 * SR,)
+
+
+def test_concurrent_clients_all_get_the_answer_the_model_gives_in_process(served):
+    """A short load (8 clients, 48 requests of 6 different clips) is answered without an error, each
+    request with its own clip's answer (the figures under load are benchmarks/serve_load.py's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    clips = sorted(Path(served["clip"]).parent.parent.rglob("*.wav"))[::4][:6]
+    expected = served["local"].predict(pd.DataFrame({"audio": [p.read_bytes() for p in clips]}))
+
+    def ask(i: int) -> tuple[int, str, float]:
+        with httpx.Client(base_url=served["url"], timeout=120) as client:
+            body = {"dataframe_split": {"columns": ["audio"], "data": [[b64(clips[i % 6].read_bytes())]]}}
+            r = client.post("/invocations", json=body)
+            assert r.status_code == 200, r.text
+            row = r.json()["predictions"][0]
+            assert row["error"] == "", row
+            return i % 6, row["emotion"], row["p_angry"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(48)))
+    assert len(answers) == 48
+    for k, emotion, p_angry in answers:
+        assert emotion == expected["emotion"][k]
+        assert p_angry == pytest.approx(float(expected["p_angry"][k]), abs=1e-6)
