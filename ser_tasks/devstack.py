@@ -42,6 +42,41 @@ COMMANDS = {
 
 # Development credentials of the local S3 server (moto accepts any); never real secrets.
 DEV_KEY, DEV_SECRET = "ser-dev", "ser-dev-secret"
+# Development role and password of the local PostgreSQL server, as docker-compose.yml's POSTGRES_USER
+# and POSTGRES_PASSWORD (.env there); never real secrets.
+DEV_PG_USER, DEV_PG_PASSWORD = "ser", "ser-dev-postgres"
+# The unprivileged system user PostgreSQL runs as when the tests run as root (postgres refuses root).
+PG_SYSTEM_USER = "ser-postgres"
+# The init SQL of docker-compose.yml's postgres service (its POSTGRES_DB, prefect, is made first).
+PG_INIT = Path(__file__).resolve().parents[1] / "infra" / "postgres"
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (``initdb``, ``postgres``), or ``None``.
+
+    ``initdb`` on ``PATH``, else the newest of Debian's ``/usr/lib/postgresql/<version>/bin``
+    (``apt-get install postgresql``, as ``.ci/run`` does: Debian's package carries the ``pg_trgm``
+    extension that Prefect's server creates; the ``pgserver`` wheel's build does not).
+    """
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return debian[-1].parent if debian else None
+
+
+def _pg_user() -> dict:
+    """``subprocess`` keywords that run PostgreSQL's programs as :data:`PG_SYSTEM_USER` under root."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        PG_SYSTEM_USER], check=True, capture_output=True)
+    return {"user": PG_SYSTEM_USER, "group": pwd.getpwnam(PG_SYSTEM_USER).pw_gid}
 
 
 def free_port() -> int:
@@ -72,13 +107,16 @@ class LocalStack:
     Attributes:
         workdir: logs (``<service>.log``) and state (sqlite databases, Prefect home) go here.
         bucket: the S3 bucket created on the S3 server.
-        urls: service name -> URL, filled as services start (``s3``, ``prefect``, ``dask``, ``mlflow``).
+        urls: service name -> URL, filled as services start (``s3``, ``postgres``, ``prefect``, ``dask``,
+            ``mlflow``).
+        pg_home: the PostgreSQL server's folder (data, socket, password file), removed by :meth:`stop`.
     """
 
     workdir: Path
     bucket: str = "ser"
     urls: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    pg_home: Path | None = None
 
     def __enter__(self) -> LocalStack:
         """Make :attr:`workdir` a ``Path`` and create it; returns the stack."""
@@ -112,18 +150,21 @@ class LocalStack:
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              ready: Callable[[], bool] | None = None, timeout: float = 120.0) -> subprocess.Popen:
+              ready: Callable[[], bool] | None = None, timeout: float = 120.0,
+              run_as: dict | None = None) -> subprocess.Popen:
         """Start ``argv`` as service ``name`` and wait until ``ready()`` is true.
 
-        The process runs in its own process group, its output going to ``<name>.log``.
+        The process runs in its own process group, its output going to ``<name>.log``; ``run_as``
+        (``user`` and ``group`` keywords of :class:`subprocess.Popen`) runs it as another user.
 
         Raises:
             RuntimeError: the process exited, or was not ready within ``timeout`` seconds; the
                 message carries the end of its log.
         """
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([_bin(argv[0]), *argv[1:]], stdout=log, stderr=subprocess.STDOUT,
-                                env=self._base_env(env), cwd=self.workdir, start_new_session=True)
+        proc = subprocess.Popen([_bin(argv[0]) if not os.path.isabs(argv[0]) else argv[0], *argv[1:]], stdout=log,
+                                stderr=subprocess.STDOUT, env=self._base_env(env), cwd=self.workdir,
+                                start_new_session=True, **(run_as or {}))
         self.procs[name] = proc
         deadline = time.monotonic() + timeout
         while ready is not None and not ready():
@@ -146,15 +187,76 @@ class LocalStack:
                      region_name="us-east-1").create_bucket(Bucket=self.bucket)
         return url
 
-    def start_prefect(self) -> str:
-        """``prefect server start`` with its own home and sqlite database; returns the API URL."""
+    def start_postgres(self) -> str:
+        """A PostgreSQL server on 127.0.0.1 with the compose file's databases; returns its URL.
+
+        ``initdb`` a fresh cluster (role :data:`DEV_PG_USER`, password :data:`DEV_PG_PASSWORD`,
+        scram-sha-256 for every connection), ``postgres`` on a free port, then the compose service's
+        initialisation: its ``POSTGRES_DB`` (``prefect``) and the SQL of ``infra/postgres/``. Under
+        root the server runs as :data:`PG_SYSTEM_USER`, made if missing, its data in a folder of its own.
+
+        Returns:
+            ``postgresql://ser:...@127.0.0.1:<port>`` (append ``/<database>``).
+
+        Raises:
+            RuntimeError: no PostgreSQL programs (:func:`postgres_bin`), or the server did not start.
+        """
+        import tempfile
+
+        import psycopg2
+
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise RuntimeError("no PostgreSQL server programs: apt-get install postgresql")
+        run_as = _pg_user()
+        home = Path(tempfile.mkdtemp(prefix="ser-postgres-"))  # not under workdir: the server's user must reach it
+        self.pg_home = home
+        pwfile = home / "pw"
+        pwfile.write_text(DEV_PG_PASSWORD + "\n")
+        if run_as:
+            for path in (home, pwfile):
+                shutil.chown(path, PG_SYSTEM_USER, run_as["group"])
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(home / "data"), "-U", DEV_PG_USER, "--auth=scram-sha-256",
+                        f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions"], check=True, capture_output=True,
+                       **run_as)
+        port = free_port()
+        self.spawn("postgres", [str(bin_dir / "postgres"), "-D", str(home / "data"), "-h", "127.0.0.1",
+                                "-p", str(port), "-k", str(home)], ready=lambda: _port_open(port), timeout=60,
+                   run_as=run_as)
+        url = f"postgresql://{DEV_PG_USER}:{DEV_PG_PASSWORD}@127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = psycopg2.connect(f"{url}/postgres")
+                break
+            except psycopg2.OperationalError:  # accepting connections a moment after the port opens
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        conn.autocommit = True  # CREATE DATABASE runs outside a transaction
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE prefect")
+            for sql in sorted(PG_INIT.glob("*.sql")):
+                cur.execute(sql.read_text())
+        conn.close()
+        self.urls["postgres"] = url
+        return url
+
+    def start_prefect(self, database_url: str | None = None) -> str:
+        """``prefect server start`` with its own home; returns the API URL.
+
+        Args:
+            database_url: a ``postgresql+asyncpg://`` URL of its database; ``None``: sqlite in its home.
+        """
         port = free_port()
         home = self.workdir / "prefect-home"
         api = f"http://127.0.0.1:{port}/api"
+        env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"}
+        if database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
         self.spawn("prefect-server",
                    [*COMMANDS["prefect-server"], "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                   env={"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"},
-                   ready=lambda: _http_ok(f"{api}/health"), timeout=180)
+                   env=env, ready=lambda: _http_ok(f"{api}/health"), timeout=180)
         self.urls["prefect"] = api
         return api
 
@@ -175,12 +277,16 @@ class LocalStack:
         self.urls["dask"] = address
         return address
 
-    def start_mlflow(self) -> str:
-        """``mlflow server`` (sqlite backend, artifacts proxied to ``s3://<bucket>/mlflow``); returns its URL."""
+    def start_mlflow(self, backend_uri: str | None = None) -> str:
+        """``mlflow server`` (artifacts proxied to ``s3://<bucket>/mlflow``); returns its URL.
+
+        Args:
+            backend_uri: its backend store (a ``postgresql://`` URL); ``None``: sqlite in :attr:`workdir`.
+        """
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         self.spawn("mlflow", [*COMMANDS["mlflow"], "--host", "127.0.0.1", "--port", str(port),
-                              "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+                              "--backend-store-uri", backend_uri or f"sqlite:///{self.workdir / 'mlflow.db'}",
                               "--artifacts-destination", f"s3://{self.bucket}/mlflow", "--workers", "1"],
                    ready=lambda: _http_ok(f"{url}/health"), timeout=180)
         self.urls["mlflow"] = url
@@ -208,6 +314,9 @@ class LocalStack:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+        if self.pg_home is not None:  # the PostgreSQL data folder lives outside workdir
+            shutil.rmtree(self.pg_home, ignore_errors=True)
+            self.pg_home = None
 
 
 def _port_open(port: int) -> bool:
