@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -242,11 +243,14 @@ class LocalStack:
         self.urls["postgres"] = url
         return url
 
-    def start_prefect(self, database_url: str | None = None) -> str:
+    def start_prefect(self, database_url: str | None = None, auth_string: str | None = None) -> str:
         """``prefect server start`` with its own home; returns the API URL.
 
         Args:
             database_url: a ``postgresql+asyncpg://`` URL of its database; ``None``: sqlite in its home.
+            auth_string: ``user:password`` the server requires of every API request
+                (``PREFECT_SERVER_API_AUTH_STRING``; clients send ``PREFECT_API_AUTH_STRING``);
+                ``None``: no credentials.
         """
         port = free_port()
         home = self.workdir / "prefect-home"
@@ -254,6 +258,8 @@ class LocalStack:
         env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"}
         if database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+        if auth_string:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
         self.spawn("prefect-server",
                    [*COMMANDS["prefect-server"], "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
                    env=env, ready=lambda: _http_ok(f"{api}/health"), timeout=180)
@@ -277,18 +283,34 @@ class LocalStack:
         self.urls["dask"] = address
         return address
 
-    def start_mlflow(self, backend_uri: str | None = None) -> str:
+    def start_mlflow(self, backend_uri: str | None = None, admin_password: str | None = None,
+                     auth_database_uri: str | None = None) -> str:
         """``mlflow server`` (artifacts proxied to ``s3://<bucket>/mlflow``); returns its URL.
 
         Args:
-            backend_uri: its backend store (a ``postgresql://`` URL); ``None``: sqlite in :attr:`workdir`.
+            backend_uri: its backend store (a ``postgresql+psycopg2://`` URL); ``None``: sqlite in
+                :attr:`workdir`.
+            admin_password: run MLflow's basic-auth app (``--app-name basic-auth``): every request
+                needs a user's credentials; the admin user ``admin`` is created with this password
+                (``MLFLOW_AUTH_ADMIN_PASSWORD``) on first start. ``None``: no credentials.
+            auth_database_uri: the auth app's user store [default: sqlite in :attr:`workdir`].
         """
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        self.spawn("mlflow", [*COMMANDS["mlflow"], "--host", "127.0.0.1", "--port", str(port),
+        auth_args, env = [], {}
+        if admin_password:
+            ini = self.workdir / "mlflow-auth.ini"
+            users = auth_database_uri or f"sqlite:///{self.workdir / 'mlflow-auth.db'}"
+            ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {users}\n"
+                           "admin_username = admin\n"
+                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+            auth_args = ["--app-name", "basic-auth"]
+            env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+                   "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+        self.spawn("mlflow", [*COMMANDS["mlflow"], *auth_args, "--host", "127.0.0.1", "--port", str(port),
                               "--backend-store-uri", backend_uri or f"sqlite:///{self.workdir / 'mlflow.db'}",
                               "--artifacts-destination", f"s3://{self.bucket}/mlflow", "--workers", "1"],
-                   ready=lambda: _http_ok(f"{url}/health"), timeout=180)
+                   env=env, ready=lambda: _http_ok(f"{url}/health"), timeout=180)
         self.urls["mlflow"] = url
         return url
 

@@ -1,9 +1,11 @@
-"""The team stack for real: the MLflow and Prefect servers on PostgreSQL, as docker-compose.yml runs them.
+"""The team stack for real: the MLflow and Prefect servers on PostgreSQL, with credentials.
 
 A PostgreSQL server (Debian's package; ``.ci/run`` installs it) is started on loopback with the
 compose file's initialisation (``infra/postgres/``), the Prefect server on its ``prefect`` database
-(asyncpg) and the MLflow server on its ``mlflow`` database (psycopg2), and a ``ser run`` goes
-through both; the rows are then read from PostgreSQL itself.
+(asyncpg) requiring an API auth string, and the MLflow server on its ``mlflow`` database (psycopg2)
+with its basic-auth app. A request without credentials gets 401 from both; a pipeline user made by
+the admin runs ``ser run`` through both; the rows are then read from PostgreSQL itself, and no
+secret appears in the run's output, summary, MLflow parameters or tags, or Prefect's parameters.
 """
 
 from __future__ import annotations
@@ -21,17 +23,38 @@ from ser_tasks.devstack import LocalStack, postgres_bin
 pytestmark = pytest.mark.slow
 
 
-def test_a_run_through_mlflow_and_prefect_servers_is_recorded_in_postgresql(tmp_path, ravdess_like):
+def test_with_credentials_a_run_goes_through_mlflow_and_prefect_on_postgresql_and_without_them_401(tmp_path, ravdess_like):
     if postgres_bin() is None:
         pytest.skip("PostgreSQL's server programs are not installed (apt-get install postgresql; .ci/run does)")
+    import secrets
+
+    import httpx
     import mlflow
     import psycopg2
 
+    # made here, as a team's secret store would: none is in the repository
+    admin_password, pipeline_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    prefect_auth = f"ser:{secrets.token_urlsafe(16)}"
     with LocalStack(tmp_path / "stack") as stack:
         pg = stack.start_postgres()
         stack.start_s3()
-        api = stack.start_prefect(pg.replace("postgresql://", "postgresql+asyncpg://") + "/prefect")
-        url = stack.start_mlflow(pg.replace("postgresql://", "postgresql+psycopg2://") + "/mlflow")
+        api = stack.start_prefect(pg.replace("postgresql://", "postgresql+asyncpg://") + "/prefect", prefect_auth)
+        url = stack.start_mlflow(pg.replace("postgresql://", "postgresql+psycopg2://") + "/mlflow", admin_password)
+        # no credentials, no way in
+        assert httpx.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=1").status_code == 401
+        assert httpx.post(f"{url}/api/2.0/mlflow/registered-models/alias",
+                          json={"name": "ser-emotion", "alias": "champion", "version": "1"}).status_code == 401
+        assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
+        assert httpx.post(f"{api}/deployments/filter", json={}, auth=tuple(prefect_auth.split(":"))).status_code == 200
+        # one user per pipeline, made by the admin
+        from mlflow.server.auth.client import AuthServiceClient
+
+        os.environ.update({"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": admin_password})
+        try:
+            AuthServiceClient(url).create_user("nightly", pipeline_password)
+        finally:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(key)
         config = tmp_path / "small.yaml"  # the from-scratch recipe, small: this is about where runs land
         config.write_text("features: {encoder: null, f0: false}\naugment: {variants: 0}\n"
                           "train: {model: utterance_mlp, epochs: 2, ensemble: 1}\n")
@@ -40,14 +63,20 @@ def test_a_run_through_mlflow_and_prefect_servers_is_recorded_in_postgresql(tmp_
         out = subprocess.run([str(Path(sys.executable).parent / "ser"), "run", str(ravdess_like), "--store",
                               str(tmp_path / "f.zarr"), "--mlflow-uri", url, "--config", str(config),
                               "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
-                             env={**env, "PREFECT_API_URL": api}, cwd=tmp_path, capture_output=True, text=True,
-                             timeout=900)
+                             env={**env, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": prefect_auth,
+                                  "MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password},
+                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         summary = json.loads(summary_path.read_text())
-        client = mlflow.MlflowClient(url, url)
-        run = client.get_run(summary["mlflow_run_id"])
+        os.environ.update({"MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password})
+        try:
+            client = mlflow.MlflowClient(url, url)
+            run = client.get_run(summary["mlflow_run_id"])
+            version = client.get_model_version("ser-emotion", str(summary["model_version"]))
+        finally:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(key)
         assert run.info.status == "FINISHED" and run.data.metrics["test_ua"] == pytest.approx(summary["ua"])
-        version = client.get_model_version("ser-emotion", str(summary["model_version"]))
         assert version.aliases == ["champion"] and version.status == "READY"
         # the rows themselves, in PostgreSQL
         with psycopg2.connect(f"{pg}/mlflow") as conn, conn.cursor() as cur:
@@ -56,7 +85,12 @@ def test_a_run_through_mlflow_and_prefect_servers_is_recorded_in_postgresql(tmp_
             cur.execute("SELECT name, version FROM model_versions")
             assert cur.fetchall() == [("ser-emotion", summary["model_version"])]
         with psycopg2.connect(f"{pg}/prefect") as conn, conn.cursor() as cur:
-            cur.execute("SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id")
+            cur.execute("SELECT f.name, r.state_type, r.parameters::text FROM flow_run r "
+                        "JOIN flow f ON f.id = r.flow_id")
             runs = cur.fetchall()
-        assert {"ser_pipeline", "extract_features", "train_model"} <= {name for name, _ in runs}
-        assert {state for _, state in runs} == {"COMPLETED"}
+        assert {"ser_pipeline", "extract_features", "train_model"} <= {name for name, _, _ in runs}
+        assert {state for _, state, _ in runs} == {"COMPLETED"}
+        haystacks = [out.stdout, out.stderr, summary_path.read_text(), json.dumps(run.data.params),
+                     json.dumps(run.data.tags), *(params for _, _, params in runs)]
+        for secret in (admin_password, pipeline_password, prefect_auth.split(":")[1]):
+            assert all(secret not in h for h in haystacks)
