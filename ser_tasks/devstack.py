@@ -266,19 +266,29 @@ class LocalStack:
         self.urls["prefect"] = api
         return api
 
-    def start_dask(self, workers: int = 2, threads: int = 1) -> str:
-        """``dask scheduler`` and ``workers`` separate ``dask worker`` processes; returns the address."""
+    def start_dask(self, workers: int = 2, threads: int = 1, tls_env: dict[str, str] | None = None) -> str:
+        """``dask scheduler`` and ``workers`` separate ``dask worker`` processes; returns the address.
+
+        Args:
+            workers: worker processes.
+            threads: threads per worker.
+            tls_env: the TLS configuration ``infra/dask-certs.py`` writes (``dask-tls.env``): the
+                scheduler listens on ``tls://`` and every peer must present a certificate of its CA.
+                ``None``: plain TCP.
+        """
         port = free_port()
-        address = f"tcp://127.0.0.1:{port}"
+        scheme = "tls" if tls_env else "tcp"
+        address = f"{scheme}://127.0.0.1:{port}"
+        env = dict(tls_env or {})
         self.spawn("dask-scheduler", [*COMMANDS["dask-scheduler"], "--host", "127.0.0.1", "--port", str(port),
-                                      "--no-dashboard"], ready=lambda: _port_open(port))
+                                      "--protocol", scheme, "--no-dashboard"], env=env, ready=lambda: _port_open(port))
         for i in range(workers):
             self.spawn(f"dask-worker-{i}", [*COMMANDS["dask-worker"], address, "--nthreads", str(threads),
                                             "--nworkers", "1", "--no-dashboard", "--name", f"worker-{i}",
-                                            "--preload", "ser_tasks.worker_setup"])
+                                            "--preload", "ser_tasks.worker_setup"], env=env)
         from distributed import Client
 
-        with Client(address, timeout=60) as client:
+        with Client(address, timeout=60, security=tls_security(tls_env) if tls_env else None) as client:
             client.wait_for_workers(workers, timeout=120)
         self.urls["dask"] = address
         return address
@@ -339,6 +349,22 @@ class LocalStack:
         if self.pg_home is not None:  # the PostgreSQL data folder lives outside workdir
             shutil.rmtree(self.pg_home, ignore_errors=True)
             self.pg_home = None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of an environment file (``dask-tls.env``, ``.env``) as a mapping."""
+    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line and
+             not line.lstrip().startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def tls_security(tls_env: dict[str, str]):
+    """A client's ``distributed.Security`` from the TLS configuration of ``infra/dask-certs.py``."""
+    from distributed import Security
+
+    prefix = "DASK_DISTRIBUTED__COMM__TLS__"
+    return Security(tls_ca_file=tls_env[f"{prefix}CA_FILE"], tls_client_cert=tls_env[f"{prefix}CLIENT__CERT"],
+                    tls_client_key=tls_env[f"{prefix}CLIENT__KEY"], require_encryption=True)
 
 
 def _port_open(port: int) -> bool:

@@ -2,10 +2,12 @@
 
 A PostgreSQL server (Debian's package; ``.ci/run`` installs it) is started on loopback with the
 compose file's initialisation (``infra/postgres/``), the Prefect server on its ``prefect`` database
-(asyncpg) requiring an API auth string, and the MLflow server on its ``mlflow`` database (psycopg2)
-with its basic-auth app. A request without credentials gets 401 from both; a pipeline user made by
-the admin runs ``ser run`` through both; the rows are then read from PostgreSQL itself, and no
-secret appears in the run's output, summary, MLflow parameters or tags, or Prefect's parameters.
+(asyncpg) requiring an API auth string, the MLflow server on its ``mlflow`` database (psycopg2)
+with its basic-auth app, and a Dask scheduler and two workers over TLS with the certificates of
+``infra/dask-certs.py``. A request without credentials gets 401 from MLflow and Prefect; a Dask
+client without a certificate of the cluster's CA is refused; a pipeline user made by the admin
+runs ``ser run`` through all three; the rows are then read from PostgreSQL itself, and no secret
+appears in the run's output, summary, MLflow parameters or tags, or Prefect's parameters.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from ser_tasks.devstack import LocalStack, postgres_bin
+from ser_tasks.devstack import LocalStack, postgres_bin, read_env_file, tls_security
 
 pytestmark = pytest.mark.slow
 
 
-def test_with_credentials_a_run_goes_through_mlflow_and_prefect_on_postgresql_and_without_them_401(tmp_path, ravdess_like):
+def test_a_run_with_credentials_through_the_team_stack_on_postgresql_and_no_way_in_without(tmp_path, ravdess_like):
     if postgres_bin() is None:
         pytest.skip("PostgreSQL's server programs are not installed (apt-get install postgresql; .ci/run does)")
     import secrets
@@ -46,6 +48,19 @@ def test_with_credentials_a_run_goes_through_mlflow_and_prefect_on_postgresql_an
                           json={"name": "ser-emotion", "alias": "champion", "version": "1"}).status_code == 401
         assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
         assert httpx.post(f"{api}/deployments/filter", json={}, auth=tuple(prefect_auth.split(":"))).status_code == 200
+        # Dask over TLS: the certificates of the documented script; a peer without one of its CA is refused
+        certs = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "infra" / "dask-certs.py"),
+                                str(tmp_path / "certs")], capture_output=True, text=True)
+        assert certs.returncode == 0, certs.stderr
+        tls = read_env_file(tmp_path / "certs" / "dask-tls.env")
+        dask = stack.start_dask(2, tls_env=tls)
+        assert dask.startswith("tls://")
+        _refused(dask, None)  # plain client
+        _refused(dask, _security_without_client_cert(tls))  # trusts the cluster, has no certificate
+        from distributed import Client
+
+        with Client(dask, security=tls_security(tls), timeout=30) as dask_client:
+            assert dask_client.submit(sum, [1, 2]).result() == 3
         # one user per pipeline, made by the admin
         from mlflow.server.auth.client import AuthServiceClient
 
@@ -62,8 +77,9 @@ def test_with_credentials_a_run_goes_through_mlflow_and_prefect_on_postgresql_an
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PREFECT_API_URL", "MLFLOW_"))}
         out = subprocess.run([str(Path(sys.executable).parent / "ser"), "run", str(ravdess_like), "--store",
                               str(tmp_path / "f.zarr"), "--mlflow-uri", url, "--config", str(config),
+                              "--dask-address", dask,
                               "--summary-json", str(summary_path), "--out-dir", str(tmp_path / "out")],
-                             env={**env, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": prefect_auth,
+                             env={**env, **tls, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": prefect_auth,
                                   "MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password},
                              cwd=tmp_path, capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -94,3 +110,18 @@ def test_with_credentials_a_run_goes_through_mlflow_and_prefect_on_postgresql_an
                      json.dumps(run.data.tags), *(params for _, _, params in runs)]
         for secret in (admin_password, pipeline_password, prefect_auth.split(":")[1]):
             assert all(secret not in h for h in haystacks)
+
+
+def _security_without_client_cert(tls: dict[str, str]):
+    from distributed import Security
+
+    return Security(tls_ca_file=tls["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"], require_encryption=True)
+
+
+def _refused(address: str, security) -> None:
+    """A client of ``address`` with ``security`` cannot connect (or its TLS set-up fails first)."""
+    from distributed import Client
+
+    with pytest.raises((OSError, TypeError, TimeoutError)):
+        with Client(address, security=security, timeout=10) as client:
+            client.submit(sum, [1, 2]).result(timeout=10)
