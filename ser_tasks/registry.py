@@ -89,8 +89,46 @@ def promote_if_better(name: str, version: int, client: mlflow.MlflowClient | Non
                 f"{(best.tags.get('manifest_fingerprint') or '?')[:12]}, this one {fingerprint[:12] or '?'}), so the "
                 f"test UAs ({best_ua:.4f} against {ua:.4f}) are not comparable; `ser promote {version}` to choose it")
     _set_alias(client, name, alias, version)
+    settled = _settle(name, fingerprint, client)
+    if alias == CHAMPION and settled is not None and str(settled.version) != str(version):
+        # another registration on this split raced this one and has the higher UA
+        alias, reason = CHALLENGER, (f"v{version}'s test UA {ua:.4f} does not beat v{settled.version}'s "
+                                     f"{float(settled.tags['test_ua']):.4f} on the same split (registered at "
+                                     "the same time)")
+        _set_alias(client, name, alias, version)
     client.set_model_version_tag(name, str(version), "promotion", reason)
     return Promotion(int(version), alias, reason)
+
+
+def _settle(name: str, fingerprint: str, client: mlflow.MlflowClient):
+    """The champion once registrations that ran at the same time on one split have all promoted.
+
+    Two registrations may each read the champion before the other sets it, and the last to set
+    the alias wins whatever its UA. So every automatic promotion ends here: when the champion is of
+    this split and was not chosen by hand, it becomes the version of this split with the highest
+    test UA, the earliest on a tie (what one registration after another would have chosen). A
+    version's tags are set before it promotes, so the last registration to settle sees every one,
+    and the alias ends where the rule puts it.
+
+    Returns:
+        The champion ``ModelVersion`` after settling, or ``None`` when there is none.
+    """
+    current = champion(name, client)
+    if (current is None or not fingerprint or current.tags.get("manifest_fingerprint") != fingerprint
+            or "by hand" in current.tags.get("promotion", "")):
+        return current
+    scored = []
+    for v in client.search_model_versions(f"name='{name}'"):
+        ua = float(v.tags.get("test_ua", "nan"))
+        if v.tags.get("manifest_fingerprint") == fingerprint and not math.isnan(ua):
+            scored.append((ua, -int(v.version), v))
+    if not scored:
+        return current
+    best = max(scored, key=lambda t: t[:2])[2]
+    if str(best.version) != str(current.version):
+        _set_alias(client, name, CHAMPION, int(best.version))
+        return best
+    return current
 
 
 def _set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: int) -> None:

@@ -68,3 +68,29 @@ def test_ser_promote_moves_the_champion_by_hand(client, tmp_path, mlflow_uri):
     assert aliases(client) == {"champion": "2"}  # no longer also the challenger
     missing = CliRunner().invoke(app, ["promote", "9", "--mlflow-uri", mlflow_uri])
     assert missing.exit_code == 2 and "no version 9" in missing.output
+
+
+def test_registrations_that_race_end_with_the_champion_the_rule_picks(client, tmp_path, monkeypatch):
+    """v3 read the champion (v1) before v2 replaced it, so v3 sets the alias last though v2 scored higher:
+    the settling step gives the alias back to v2 and tells v3 why it is the challenger."""
+    v1 = add_version(client, tmp_path, 0.50, "split-a")
+    registry.promote_if_better(NAME, v1, client)
+    v2, v3 = add_version(client, tmp_path, 0.70, "split-a"), add_version(client, tmp_path, 0.60, "split-a")
+    stale = client.get_model_version(NAME, str(v1))
+    assert registry.promote_if_better(NAME, v2, client).alias == "champion"
+    real = registry.champion
+    reads = []
+
+    def first_read_is_stale(name, c=None):
+        reads.append(name)
+        return stale if len(reads) == 1 else real(name, c)
+
+    monkeypatch.setattr(registry, "champion", first_read_is_stale)
+    late = registry.promote_if_better(NAME, v3, client)
+    assert late.alias == "challenger" and "does not beat v2's 0.7000" in late.reason and "same time" in late.reason
+    assert aliases(client) == {"champion": "2", "challenger": "3"}
+    # a hand-made choice is left alone
+    monkeypatch.setattr(registry, "champion", real)
+    registry.promote(NAME, v1, client)
+    registry.promote_if_better(NAME, add_version(client, tmp_path, 0.40, "split-a"), client)
+    assert aliases(client)["champion"] == "1"

@@ -106,7 +106,38 @@ def test_a_run_with_credentials_through_the_team_stack_on_postgresql_and_no_way_
             runs = cur.fetchall()
         assert {"ser_pipeline", "extract_features", "train_model"} <= {name for name, _, _ in runs}
         assert {state for _, state, _ in runs} == {"COMPLETED"}
-        haystacks = [out.stdout, out.stderr, summary_path.read_text(), json.dumps(run.data.params),
+        # four writers at once: `ser train` on the same store and split, different seeds
+        base = {**env, **tls, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": prefect_auth,
+                "MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password}
+        procs = []
+        for seed in range(4):
+            cfg = tmp_path / f"seed{seed}.yaml"
+            cfg.write_text(config.read_text() + f"split: {{seed: 0}}\ntrain: {{model: utterance_mlp, epochs: 2, "
+                                                  f"ensemble: 1, seed: {seed + 1}}}\n")
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "ser"), "train", str(tmp_path / "f.zarr"), "--mlflow-uri", url,
+                 "--config", str(cfg), "--summary-json", str(tmp_path / f"train{seed}.json"),
+                 "--out-dir", str(tmp_path / f"train{seed}")], env=base, cwd=tmp_path,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=900)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
+        trained = [json.loads((tmp_path / f"train{seed}.json").read_text()) for seed in range(4)]
+        assert sorted(t["model_version"] for t in trained) == [2, 3, 4, 5]
+        os.environ.update({"MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password})
+        try:
+            for t in trained:
+                done = client.get_run(t["mlflow_run_id"])
+                assert done.info.status == "FINISHED" and "test_ua" in done.data.metrics
+                assert {"evaluation/confusion_matrix.png"} <= {
+                    a.path for a in client.list_artifacts(t["mlflow_run_id"], "evaluation")}
+            versions = client.search_model_versions("name='ser-emotion'")
+            aliases = client.get_registered_model("ser-emotion").aliases
+        finally:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(key)
+        ranked = max(versions, key=lambda v: (float(v.tags["test_ua"]), -int(v.version)))
+        assert str(aliases["champion"]) == str(ranked.version)  # one alias, where the rule puts it
+        haystacks = [out.stdout, out.stderr, *outputs, summary_path.read_text(), json.dumps(run.data.params),
                      json.dumps(run.data.tags), *(params for _, _, params in runs)]
         for secret in (admin_password, pipeline_password, prefect_auth.split(":")[1]):
             assert all(secret not in h for h in haystacks)
