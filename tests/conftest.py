@@ -237,3 +237,38 @@ def wait_for_ping(server, port: int, what: str, timeout: float = 180) -> None:
             pass
         assert time.monotonic() < deadline, f"{what} did not answer /ping"
         time.sleep(0.5)
+
+
+def small_registered_model(tmp: Path, name: str = "tones", actors=tuple(range(1, 7))) -> dict:
+    """A small from-scratch model (``utterance_mlp``, no encoder) trained on tones, registered as
+    ``name``'s champion in a sqlite MLflow under ``tmp``: for tests of serving and batch plumbing,
+    where what the model is does not matter and loading it must be cheap.
+
+    Returns:
+        ``{"root" (the corpus), "uri" (tracking URI), "version", "model_uri", "fit", "prep"}``.
+    """
+    import mlflow
+
+    from ser_tasks import registry, tracking
+    from ser_tasks.config import PipelineConfig
+    from ser_tasks.models import MODEL_INPUTS
+    from ser_tasks.predict import Preprocessing, log_emotion_model
+    from ser_tasks.train import fit
+
+    root = make_ravdess_like(tmp / "corpus", actors=actors, emotions=("01", "05"), takes=4)
+    cfg = PipelineConfig.model_validate({"features": {"encoder": None, "f0": False},
+                                         "train": {"model": "utterance_mlp"}}).with_overrides({
+        "audio.duration": 1.5, "augment.variants": 0, "train.epochs": 4, "train.batch_size": 16,
+        "train.ensemble": 1})
+    store = extracted_store(root, cfg, str(tmp / "f.zarr"))
+    result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
+    prep = Preprocessing(cfg.audio, cfg.features, MODEL_INPUTS[cfg.train.model],
+                         tuple(store.open().attrs["vocabulary"]), cfg.train.model)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    with mlflow_uris_restored():
+        tracking.setup(uri, name)
+        with mlflow.start_run():
+            info = log_emotion_model(result.model_path, result.normalizer_path, prep, name)
+        registry.promote(name, int(info.registered_model_version))
+    return {"root": root, "uri": uri, "version": int(info.registered_model_version), "model_uri": info.model_uri,
+            "fit": result, "prep": prep}

@@ -26,14 +26,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import SR, extracted_store, make_ravdess_like, mlflow_uris_restored, sine, wait_for_ping
+from conftest import SR, sine, small_registered_model, wait_for_ping
 from ser_tasks import tracking
 from ser_tasks.audio import DecodeLimits
-from ser_tasks.config import PipelineConfig
-from ser_tasks.models import MODEL_INPUTS
-from ser_tasks.predict import PATH_REFUSED, Preprocessing, log_emotion_model
+from ser_tasks.predict import PATH_REFUSED
 from ser_tasks.serve import Refused, check_request
-from ser_tasks.train import fit
 
 pytestmark = pytest.mark.slow
 
@@ -68,23 +65,8 @@ def served(tmp_path_factory):
     """A small from-scratch model on tones (no encoder: this is about the server), registered as the
     champion and served by ``ser serve`` with one allowed root, the default limits but 8 rows and 4 s."""
     tmp = tmp_path_factory.mktemp("serving")
-    root = make_ravdess_like(tmp / "corpus", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=4)
-    cfg = PipelineConfig.model_validate({"features": {"encoder": None, "f0": False},
-                                         "train": {"model": "utterance_mlp"}}).with_overrides({
-        "audio.duration": 1.5, "augment.variants": 0, "train.epochs": 4, "train.batch_size": 16,
-        "train.ensemble": 1})
-    store = extracted_store(root, cfg, str(tmp / "f.zarr"))
-    result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
-    prep = Preprocessing(cfg.audio, cfg.features, MODEL_INPUTS[cfg.train.model],
-                         tuple(store.open().attrs["vocabulary"]), cfg.train.model)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with mlflow_uris_restored():
-        tracking.setup(uri, "serving")
-        with mlflow.start_run():
-            info = log_emotion_model(result.model_path, result.normalizer_path, prep, "tones")
-        from ser_tasks import registry
-
-        registry.promote("tones", int(info.registered_model_version))
+    small = small_registered_model(tmp)
+    root, uri = small["root"], small["uri"]
     allowed = tmp / "allowed"
     allowed.mkdir()
     clip = root / "Actor_01" / sorted(p.name for p in (root / "Actor_01").iterdir())[0]
