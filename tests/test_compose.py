@@ -91,3 +91,30 @@ def test_gpu_workers_are_an_opt_in_group_that_advertises_the_training_resource()
     assert gpu["environment"]["KERAS_BACKEND"] == "jax" and "gpu" in gpu["build"]["args"]["SER_EXTRAS"]
     assert "--resources" not in load()["services"]["dask-worker"]["command"]  # CPU workers take no training
     assert "SER_EXTRAS" in (ROOT / "infra/Dockerfile").read_text()
+
+
+def test_no_service_answers_without_credentials():
+    """MLflow's basic-auth app, Prefect's API auth string, Dask over TLS; every secret from .env."""
+    services = load()["services"]
+    assert services["mlflow"]["command"][2:4] == ["--app-name", "basic-auth"]
+    mlflow_env = services["mlflow"]["environment"]
+    assert mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD")
+    assert "/etc/mlflow/basic_auth.ini" in mlflow_env["MLFLOW_AUTH_CONFIG_PATH"]
+    ini = (ROOT / "infra/mlflow/basic_auth.ini").read_text()
+    assert "admin_password" not in ini and "default_permission = READ" in ini
+    assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"].startswith("${PREFECT_AUTH")
+    scheduler = services["dask-scheduler"]["command"]
+    assert scheduler[scheduler.index("--protocol") + 1] == "tls"
+    for name in ("dask-worker", "dask-gpu-worker", "ser-deploy"):
+        svc = services[name]
+        assert "tls://dask-scheduler:8786" in svc["command"] and "tcp://dask-scheduler:8786" not in svc["command"]
+        assert svc["environment"]["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
+        assert svc["environment"]["PREFECT_API_AUTH_STRING"].startswith("${PREFECT_AUTH_STRING")
+        assert svc["environment"]["MLFLOW_TRACKING_PASSWORD"].startswith("${SER_MLFLOW_PASSWORD")
+    assert services["ser-deploy"]["depends_on"]["create-mlflow-user"]["condition"] == "service_completed_successfully"
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    for key in ("MLFLOW_ADMIN_PASSWORD", "SER_MLFLOW_PASSWORD", "MLFLOW_FLASK_SECRET_KEY", "PREFECT_AUTH_STRING"):
+        assert example[key] not in text, key
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()  # the certificates are never committed
