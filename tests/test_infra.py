@@ -55,9 +55,12 @@ def test_containers_run_the_tested_commands_from_one_image():
 def test_credentials_come_from_the_secret():
     secret = docs()["secrets.example.yaml"][0]
     assert secret["kind"] == "Secret" and "AWS_SECRET_ACCESS_KEY" in secret["stringData"]
+    secret_like = {k: v for d in docs()["secrets.example.yaml"] for k, v in d["stringData"].items()
+                   if any(w in k for w in ("PASSWORD", "SECRET", "AUTH_STRING")) or k.endswith("_KEY")}
+    assert set(secret_like.values()) <= {"change-me", "ser:change-me"}, secret_like  # placeholders only
     for name in ("mlflow.yaml", "ser-deploy.yaml", "dask-cluster.yaml"):
         for d in docs()[name]:
-            for c in containers(d) if d["kind"] != "Service" else []:
+            for c in containers(d) if d["kind"] not in ("Service", "PersistentVolumeClaim") else []:
                 if c["name"] != "scheduler":
                     assert {"secretRef": {"name": "ser-credentials"}} in c["envFrom"], (name, c["name"])
 
@@ -70,3 +73,20 @@ def test_a_gpu_worker_group_advertises_the_resource_training_asks_for():
     assert worker["args"][worker["args"].index("--resources") + 1] == "GPU=1"
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"name": "KERAS_BACKEND", "value": "jax"} in worker["env"]
+
+
+def test_mlflow_and_prefect_require_credentials_held_in_secrets():
+    (mlflow_deploy, claim) = [d for d in docs()["mlflow.yaml"] if d["kind"] in ("Deployment", "PersistentVolumeClaim")]
+    (server,) = containers(mlflow_deploy)
+    assert server["command"][2:4] == ["--app-name", "basic-auth"]
+    assert {"secretRef": {"name": "ser-mlflow-admin"}} in server["envFrom"]
+    assert claim["metadata"]["name"] == "mlflow-auth"  # users outlive the pod
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in docs()["secrets.example.yaml"]}
+    assert set(secrets["ser-mlflow-admin"]) == {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING"} <= set(
+        secrets["ser-credentials"])
+    for name in ("ser-deploy.yaml", "dask-cluster.yaml"):  # only the MLflow pod holds the admin's secret
+        assert "ser-mlflow-admin" not in (K8S / name).read_text()
+    values = docs()["prefect-server-values.yaml"][0]
+    (auth,) = [e for e in values["server"]["env"] if e["name"] == "PREFECT_SERVER_API_AUTH_STRING"]
+    assert auth["valueFrom"]["secretKeyRef"] == {"name": "ser-credentials", "key": "PREFECT_API_AUTH_STRING"}
