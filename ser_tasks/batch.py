@@ -24,7 +24,7 @@ import posixpath
 import re
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import fsspec
 import pandas as pd
@@ -77,8 +77,12 @@ def resolve_model(model_uri: str, local_dir: str | None = None) -> ModelRef:
             local_dir = mlflow.artifacts.download_artifacts(uri, dst_path=local_dir)
     except mlflow.exceptions.MlflowException as exc:
         raise InputError(f"cannot load model {model_uri}: {exc.message}") from exc
-    slug = f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri).strip("_")[-80:]
-    return ModelRef(uri, slug, mlflow.get_tracking_uri(), local_dir)
+    return ModelRef(uri, model_slug(model_uri, found), mlflow.get_tracking_uri(), local_dir)
+
+
+def model_slug(model_uri: str, found: tuple[str, str] | None) -> str:
+    """A folder name for a model: ``<name>-v<N>`` for a registry version (``found``), else the URI made safe."""
+    return f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri).strip("_")[-80:]
 
 
 def plan_chunks(paths: list[str], speakers: list[str] | None = None, size: int = CHUNK_FILES) -> list[list[int]]:
@@ -335,8 +339,3 @@ def predict_batch(model_uri: str, paths: list[str], params: dict, out_url: str, 
                 summary = run_batch(ref, paths, params, out_url, roots, speakers, storage_options, client, 1,
                                     size, on_start, on_done)
     return summary, ModelRef(ref.uri, ref.slug, ref.tracking_uri)
-
-
-def as_dict(ref: ModelRef) -> dict:
-    """``ref`` as plain data (for a Prefect parameter or a summary)."""
-    return asdict(ref)

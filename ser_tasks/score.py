@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .batch import predict_batch, read_predictions
+from .batch import model_slug, predict_batch, read_predictions
 from .config import ManifestConfig
 from .errors import InputError
 from .manifest import build_manifest, read_manifest_csv
@@ -113,8 +112,7 @@ def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | Non
                          f"the corpus has {', '.join(sorted(clips['emotion'].unique()))}")
     found = model_version(model_uri)
     if out_dir is None and out_base is not None:
-        model_slug = f"{found[0]}-v{found[1]}" if found else re.sub(r"[^A-Za-z0-9._-]+", "_", model_uri)[-60:]
-        out_dir = Path(out_base) / f"{manifest.corpus}-{model_slug}"
+        out_dir = Path(out_base) / f"{manifest.corpus}-{model_slug(model_uri, found)}"
     out = Path(out_dir or tempfile.mkdtemp(prefix="ser-score-"))
     out.mkdir(parents=True, exist_ok=True)
     # the corpus's speakers, from its file names: a speaker-normalised model sees each voice's clips together
