@@ -25,6 +25,7 @@ import re
 import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import fsspec
 import pandas as pd
@@ -313,6 +314,18 @@ def batch_client(address: str | None = None, workers: int = 2):
         yield client
 
 
+def corpus_normalised(model_dir: str | None) -> bool:
+    """Whether the pyfunc model downloaded to ``model_dir`` was trained with ``train.corpus_norm``.
+
+    Read from its ``preprocessing.json`` artifact (:class:`ser_tasks.predict.Preprocessing`); ``False``
+    when there is none (not this project's model, or no folder).
+    """
+    if model_dir is None:
+        return False
+    found = sorted(Path(model_dir).glob("**/preprocessing.json"))
+    return bool(found) and bool(json.loads(found[0].read_text()).get("corpus_norm", False))
+
+
 def predict_batch(model_uri: str, paths: list[str], params: dict, out_url: str, roots: list[str],
                   speakers: list[str] | None = None, storage_options: dict | None = None,
                   dask_address: str | None = None, workers: int = 2, chunk_files: int | None = None,
@@ -321,7 +334,10 @@ def predict_batch(model_uri: str, paths: list[str], params: dict, out_url: str, 
 
     One chunk's work is done here, without a cluster; more go to :func:`batch_client`'s workers
     (one TensorFlow thread each). The model is downloaded once for workers on this machine; a
-    cluster given by address downloads it on each worker. See :func:`run_batch` for the arguments.
+    cluster given by address downloads it on each worker. A model trained with
+    ``train.corpus_norm`` normalises the files of one call together, so its files (those not
+    scored yet) go in one chunk, whatever ``speakers`` and ``chunk_files`` say. See
+    :func:`run_batch` for the arguments.
 
     Returns:
         ``(summary, ref)``: :func:`run_batch`'s summary and the pinned :class:`ModelRef` (for
@@ -329,7 +345,11 @@ def predict_batch(model_uri: str, paths: list[str], params: dict, out_url: str, 
     """
     size = chunk_files or CHUNK_FILES
     with tempfile.TemporaryDirectory(prefix="ser-model-") as tmp:
-        ref = resolve_model(model_uri, tmp if not dask_address else None)
+        ref = resolve_model(model_uri, tmp)
+        if corpus_normalised(ref.local_dir):  # one population: one call of the model
+            speakers = ["all"] * len(paths)
+        if dask_address:  # the workers are elsewhere: each downloads the model itself
+            ref = ModelRef(ref.uri, ref.slug, ref.tracking_uri)
         todo = len(paths) - len(done_paths(out_url, ref, storage_options))
         if not dask_address and (workers <= 1 or todo <= size):
             summary = run_batch(ref, paths, params, out_url, roots, speakers, storage_options, None, None,

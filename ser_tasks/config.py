@@ -335,6 +335,14 @@ class TrainConfig(_Section):
             is normalised by its own statistics. Off by default: +4.4 points UA on CREMA-D's
             folds with every test speaker's clips, but far below the default on a clip alone
             (docs/benchmarks.md, "Per-speaker normalisation").
+        corpus_norm: normalise the model input per corpus instead: every row minus the mean of
+            its corpus's original clips, over their sd, as ``speaker_norm`` does per speaker
+            (corpus normalisation, Schuller et al., "Cross-corpus acoustic emotion recognition:
+            variances and strategies", IEEE Trans. Affective Computing 1(2), 2010). No label and no
+            speaker is read: a held-out corpus is normalised by its own clips' statistics, and at
+            prediction the files of one call (one ``ser predict`` / ``ser score`` run, one request
+            to a served model) are normalised together, so they should be a population of
+            recordings, not one clip. Off by default; not with ``speaker_norm`` or ``voice_swap``.
         ensemble: members trained one after another on the same rows with seeds ``seed``,
             ``seed + 1``, ...; the saved model averages their softmax outputs (one ``.keras``
             model, served like any other). 1 trains a single model. Training and scoring take
@@ -375,6 +383,7 @@ class TrainConfig(_Section):
     voice_swap: float = Field(0.0, ge=0, le=1)
     speaker_adversary: float = Field(0.0, ge=0)
     speaker_norm: bool = False
+    corpus_norm: bool = False
     seed: int = 0
     ensemble: int = Field(3, ge=1)
     where: Literal["local", "cluster"] = "local"
@@ -395,6 +404,9 @@ class TrainConfig(_Section):
         if self.voice_swap > 0 and self.speaker_norm:
             raise ValueError("train.voice_swap re-voices rows that train.speaker_norm would normalise the voice "
                              "out of; choose one")
+        if self.corpus_norm and (self.speaker_norm or self.voice_swap > 0):
+            raise ValueError("train.corpus_norm normalises by corpus; train.speaker_norm and train.voice_swap work "
+                             "per speaker; choose one")
         return self
 
     @property

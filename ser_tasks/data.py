@@ -16,6 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Literal
 
 import keras
 import numpy as np
@@ -181,9 +182,17 @@ class SpeakerNorm:
     recordings of one voice. Rows with no speaker (an empty ``speaker`` column) use their clip's
     own statistics. Augmented copies use their speaker's statistics from the originals.
 
+    With ``by="corpus"`` the groups are corpora instead (``train.corpus_norm``: corpus
+    normalisation, Schuller et al., IEEE Trans. Affective Computing 2010): the corpus is the part
+    of a clip id before its ``/``.
+
     Args:
         view: the store group's read view (``speaker``, ``clip_id``, ``variant`` and status are read).
         input_name: one of :data:`INPUTS`.
+        by: ``"speaker"`` or ``"corpus"``: what a group is.
+
+    Raises:
+        ValueError: ``by`` is neither.
 
     Attributes:
         codes: ``(rows,)`` int, each store row's group (-1: no completed original, left as it is).
@@ -194,12 +203,19 @@ class SpeakerNorm:
     Memory: reads the originals one chunk at a time and keeps ``(groups, C)`` sums.
     """
 
-    def __init__(self, view: StoreView, input_name: str):
-        """Read every completed original row once and keep each speaker's statistics."""
+    def __init__(self, view: StoreView, input_name: str, by: Literal["speaker", "corpus"] = "speaker"):
+        """Read every completed original row once and keep each speaker's (or, ``by="corpus"``, corpus's) statistics."""
         from .models import norm_axis
 
-        speaker = np.asarray(view.column("speaker")).astype(str)
-        key = np.where(speaker != "", speaker, "clip:" + np.asarray(view.column("clip_id")).astype(str))
+        clip_id = np.asarray(view.column("clip_id")).astype(str)
+        if by == "corpus":  # clip ids are "<corpus>/<clip>" (ser_tasks.manifest)
+            key = np.char.partition(clip_id, "/")[:, 0]
+        elif by == "speaker":
+            speaker = np.asarray(view.column("speaker")).astype(str)
+            key = np.where(speaker != "", speaker, "clip:" + clip_id)
+        else:
+            raise ValueError(f"group statistics by 'speaker' or 'corpus', not {by!r}")
+        self.by = by
         names, codes = np.unique(key, return_inverse=True)
         originals = np.flatnonzero(view.done() & (view.column("variant") == 0))
         self.axis = norm_axis(input_name)

@@ -60,6 +60,7 @@ class Normalizer:
         rows: training rows it was fitted on.
         speaker_norm: fitted on rows normalised per speaker (``train.speaker_norm``), which the
             model's input must then be too.
+        corpus_norm: fitted on rows normalised per corpus (``train.corpus_norm``), likewise.
     """
 
     input_name: str
@@ -67,11 +68,13 @@ class Normalizer:
     variance: np.ndarray
     rows: int
     speaker_norm: bool = False
+    corpus_norm: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (saved with the model as ``normalizer.json``)."""
         return {"input": self.input_name, "axis": norm_axis(self.input_name), "rows": self.rows,
-                "speaker_norm": self.speaker_norm, "mean": self.mean.tolist(), "variance": self.variance.tolist()}
+                "speaker_norm": self.speaker_norm, "corpus_norm": self.corpus_norm,
+                "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
 #: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.

@@ -57,6 +57,8 @@ class Preprocessing:
         speaker_norm: the model was trained on input normalised per speaker (``train.speaker_norm``):
             inputs are normalised by the statistics of the clips given for their speaker
             (:func:`predict_frame`). Models saved before the setting existed read ``False``.
+        corpus_norm: the model was trained on input normalised per corpus (``train.corpus_norm``):
+            all the inputs of one call are normalised together, as one corpus.
     """
 
     audio: AudioConfig
@@ -65,18 +67,20 @@ class Preprocessing:
     vocabulary: tuple[str, ...]
     model: str
     speaker_norm: bool = False
+    corpus_norm: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"audio": self.audio.model_dump(mode="json"), "features": self.features.model_dump(mode="json"),
                 "input_name": self.input_name, "vocabulary": list(self.vocabulary), "model": self.model,
-                "speaker_norm": self.speaker_norm}
+                "speaker_norm": self.speaker_norm, "corpus_norm": self.corpus_norm}
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         """Inverse of :meth:`to_dict`."""
         return cls(AudioConfig(**data["audio"]), FeatureConfig.stored(data["features"]), data["input_name"],
-                   tuple(data["vocabulary"]), data["model"], bool(data.get("speaker_norm", False)))
+                   tuple(data["vocabulary"]), data["model"], bool(data.get("speaker_norm", False)),
+                   bool(data.get("corpus_norm", False)))
 
     def model_input(self, y: np.ndarray) -> np.ndarray:
         """Model input of one clip's speech, padded or cropped to ``audio.duration`` as extraction does.
@@ -334,7 +338,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             groups the rows of one voice: for a model trained with ``train.speaker_norm``, every
             window of a speaker's rows is normalised by the mean and sd of all of them
             (:func:`ser_tasks.data.normalise_groups`, as training normalised each speaker by its
-            clips); a row with no speaker is normalised by its own windows. Other models ignore it.
+            clips); a row with no speaker is normalised by its own windows. A model trained with
+            ``train.corpus_norm`` normalises every window of the call together, one population; other
+            models ignore it.
         windows: score speech longer than ``window_seconds`` in windows; ``False`` scores every
             clip as extraction stores it (one ``audio.duration`` crop around the centre).
         per_window: one output row per window (with ``input``, ``start`` and ``end`` in seconds
@@ -399,10 +405,12 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     k = len(vocab)
     owners_arr = np.asarray(owners, dtype=np.int64)
     x = np.concatenate(inputs) if inputs else None
-    if x is not None and prep.speaker_norm:
+    if x is not None and (prep.speaker_norm or prep.corpus_norm):
         from .data import normalise_groups
 
-        x = normalise_groups(x, np.asarray([_speaker_of(records[o], o) for o in owners]), prep.input_name)
+        groups = (np.zeros(len(owners), np.int64) if prep.corpus_norm
+                  else np.asarray([_speaker_of(records[o], o) for o in owners]))
+        x = normalise_groups(x, groups, prep.input_name)
     probs = _probabilities(model, x) if x is not None else np.zeros((0, k), np.float32)
     columns = [f"p_{label}" for label in vocab]
     if per_window:

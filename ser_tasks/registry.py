@@ -205,11 +205,11 @@ def register_model(model_path, normalizer_path, config, vocabulary: list[str], s
     from .predict import Preprocessing, log_emotion_model
 
     name = config.tracking.registered_model
-    from .train import trained_per_speaker
+    from .train import trained_groups
 
-    per_speaker = trained_per_speaker(model_path)  # the flag of the normalizer.json saved beside it
+    groups = trained_groups(model_path)  # the flags of the normalizer.json saved beside it
     prep = Preprocessing(config.audio, config.features, MODEL_INPUTS[config.train.model], tuple(vocabulary),
-                         config.train.model, per_speaker)
+                         config.train.model, groups == "speaker", groups == "corpus")
     info = log_emotion_model(model_path, normalizer_path, prep, name)
     if config.features.encoder:
         mlflow.log_metrics(encoder_figures(config.features.encoder))

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import keras
 import numpy as np
@@ -83,7 +84,7 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str,
                    speaker_norm: SpeakerNorm | None = None) -> Normalizer:
     """Mean and variance per band over the given (training) rows, one chunk at a time.
 
-    With ``speaker_norm`` the statistics are of the speaker-normalised rows (the model's input then).
+    With ``speaker_norm`` the statistics are of the speaker- (or corpus-) normalised rows (the model's input then).
 
     Raises:
         InputError: no rows, or non-finite values in them.
@@ -103,7 +104,8 @@ def fit_normalizer(view: StoreView, indices: np.ndarray, input_name: str,
         count += x.shape[0]
     mean = total / count
     variance = np.maximum(sq / count - mean**2, 1e-12)
-    return Normalizer(input_name, mean, variance, int(indices.size), speaker_norm is not None)
+    by = None if speaker_norm is None else speaker_norm.by
+    return Normalizer(input_name, mean, variance, int(indices.size), by == "speaker", by == "corpus")
 
 
 def training_loss(n_classes: int, smoothing: float, soft_labels: bool) -> keras.losses.Loss | str:
@@ -254,7 +256,8 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     if train_idx.size == 0:
         raise InputError("no training rows")
     # the speakers' statistics are read from the store once, however many members train on them
-    stats = SpeakerNorm(view, MODEL_INPUTS[cfg.model]) if cfg.speaker_norm or cfg.voice_swap > 0 else None
+    stats = (SpeakerNorm(view, MODEL_INPUTS[cfg.model], "corpus" if cfg.corpus_norm else "speaker")
+             if cfg.speaker_norm or cfg.corpus_norm or cfg.voice_swap > 0 else None)
     if cfg.ensemble > 1:
         return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
     return _train_one(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
@@ -265,12 +268,13 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
                stats: SpeakerNorm | None) -> FitResult:
     """:func:`train_rows` for one model; ``stats``: the speakers' statistics, read when a setting needs them.
 
-    ``train.speaker_norm`` normalises every row by them; ``train.voice_swap`` re-voices training
+    ``train.speaker_norm`` (``train.corpus_norm``: the corpora's statistics) normalises every row by them;
+    ``train.voice_swap`` re-voices training
     rows with them (:class:`VoiceSwap`, drawn with the member's seed). ``train.speaker_adversary``
     trains the model inside :func:`ser_tasks.models.speaker_adversary`'s two-headed model and saves
     the emotion model alone; validation UA and the checkpoint read the emotion model.
     """
-    speakers = stats if cfg.speaker_norm else None
+    speakers = stats if cfg.speaker_norm or cfg.corpus_norm else None
     swap = VoiceSwap(stats, train_idx, cfg.voice_swap, cfg.seed) if cfg.voice_swap > 0 else None
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -457,15 +461,27 @@ def trained_per_speaker(model_path: Path) -> bool:
 
     Read from the ``normalizer.json`` saved beside it (:func:`train_rows`); ``False`` without one.
     """
+    return trained_groups(model_path) == "speaker"
+
+
+def trained_groups(model_path: Path) -> Literal["speaker", "corpus"] | None:
+    """What the model saved at ``model_path`` normalised its input by: ``"speaker"``, ``"corpus"`` or ``None``.
+
+    Read from the ``normalizer.json`` saved beside it (:func:`train_rows`); ``None`` without one.
+    """
     meta = Path(model_path).with_name("normalizer.json")
-    return meta.exists() and bool(json.loads(meta.read_text()).get("speaker_norm", False))
+    if not meta.exists():
+        return None
+    data = json.loads(meta.read_text())
+    return "speaker" if data.get("speaker_norm") else "corpus" if data.get("corpus_norm") else None
 
 
 def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class indices of store rows under a saved zoo model.
 
-    A model trained with ``train.speaker_norm`` (:func:`trained_per_speaker`) scores rows normalised
-    by their speakers' statistics (:class:`ser_tasks.data.SpeakerNorm`; no labels read), as it trained.
+    A model trained with ``train.speaker_norm`` (``train.corpus_norm``; :func:`trained_groups`) scores
+    rows normalised by their speakers' (corpora's) statistics (:class:`ser_tasks.data.SpeakerNorm`; no
+    labels read), as it trained.
 
     Returns:
         ``(y_true, y_pred)``, each ``(len(rows),)`` int, in the order of sorted ``rows``.
@@ -481,7 +497,8 @@ def score_rows(view: StoreView, model_path: Path, rows: np.ndarray) -> tuple[np.
     if rows.size == 0:
         raise InputError("no rows to score")
     name = MODEL_INPUTS[model.name]
-    speakers = SpeakerNorm(view, name) if trained_per_speaker(model_path) else None
+    groups = trained_groups(model_path)
+    speakers = SpeakerNorm(view, name, groups) if groups else None
     seq = ZarrSequence(view, rows, name, 64, speaker_norm=speakers)
     return seq.labels, predict(model, seq).argmax(axis=1)
 

@@ -115,3 +115,30 @@ def test_the_scoring_flow_scores_only_new_recordings_and_all_again_for_a_new_cha
     dep = scoring_deployment("incoming", "s3://b/in/", "s3://b/out", cron="*/5 * * * *")
     assert dep.parameters["prefix"] == "s3://b/in/" and dep.parameters["model_uri"] == "models:/ser-emotion@champion"
     assert dep.schedules[0].schedule.cron == "*/5 * * * *"
+
+
+def test_a_corpus_normalised_model_scores_its_files_in_one_call(tmp_path, monkeypatch):
+    import ser_tasks.batch as batch
+    from ser_tasks.batch import ModelRef, corpus_normalised, predict_batch
+
+    def model_dir(flag: bool | None) -> Path:
+        folder = tmp_path / f"m{flag}"
+        (folder / "artifacts").mkdir(parents=True)
+        if flag is not None:
+            (folder / "artifacts" / "preprocessing.json").write_text(f'{{"corpus_norm": {str(flag).lower()}}}')
+        return folder
+
+    folders = {flag: str(model_dir(flag)) for flag in (True, False, None)}
+    assert corpus_normalised(folders[True])
+    assert not corpus_normalised(folders[False]) and not corpus_normalised(folders[None])
+    assert not corpus_normalised(None)
+    speakers_seen = []
+    monkeypatch.setattr(batch, "done_paths", lambda *a: set())
+    monkeypatch.setattr(batch, "run_batch", lambda ref, paths, params, out, roots, speakers, *a: speakers_seen.append(
+        speakers) or {})
+    paths = [f"/data/{i}.wav" for i in range(5)]
+    for flag in (True, False):
+        monkeypatch.setattr(batch, "resolve_model",
+                            lambda uri, local, flag=flag: ModelRef(uri, "m-v1", "sqlite://", folders[flag]))
+        predict_batch("models:/m/1", paths, {}, str(tmp_path / "out"), ["/data"], None, workers=1)
+    assert speakers_seen == [["all"] * 5, None]  # one population in one chunk; else chunks of chunk_files

@@ -243,6 +243,26 @@ def test_speaker_normalised_rows_reach_the_sequence_and_the_normalizer(group):
     assert not fit_normalizer(view, idx, "log_mel").speaker_norm
 
 
+def test_corpus_norm_groups_rows_by_the_corpus_of_their_clip_id_and_ignores_speakers(group):
+    # rows 2c and 2c + 1 are clip c's original and copy; corpus a holds rows 0-19, corpus b the rest
+    n = group["log_mel"].shape[0]
+    clips = [f"{'a' if r < 20 else 'b'}/c{r // 2}" for r in range(n)]
+    view = _with_speakers(group, [f"s{r % 7}" for r in range(n)], clips)
+    norm = SpeakerNorm(view, "log_mel", by="corpus")
+    assert norm.by == "corpus" and norm.mean.shape[0] == 2
+    out = np.concatenate(list(iter_chunks(view, np.arange(n), "log_mel", norm)))
+    for part in (range(0, 20), range(20, n)):
+        originals = [r for r in part if r % 2 == 0 and r != 5]  # row 5 failed
+        np.testing.assert_allclose(out[originals].mean(axis=(0, 2, 3)), 0, atol=1e-5)
+        np.testing.assert_allclose(out[originals].std(axis=(0, 2, 3)), 1, atol=1e-4)
+    assert not np.allclose(out, np.concatenate(list(iter_chunks(view, np.arange(n), "log_mel",
+                                                                SpeakerNorm(view, "log_mel")))))
+    fitted = fit_normalizer(view, rows(group, "train"), "log_mel", norm)
+    assert fitted.corpus_norm and not fitted.speaker_norm and fitted.to_dict()["corpus_norm"] is True
+    with pytest.raises(ValueError, match="'speaker' or 'corpus'"):
+        SpeakerNorm(view, "log_mel", by="actor")
+
+
 def test_voice_swap_gives_a_drawn_training_row_another_training_speakers_statistics(group):
     # four speakers of 10 rows; the training rows (0-29, row 5 failed) hold speakers 0-2, never 3
     n = group["log_mel"].shape[0]

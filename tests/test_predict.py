@@ -218,6 +218,37 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
                                score(keras_model, plain, frame.drop(columns="speaker"))[vocab].to_numpy())
 
 
+def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_scoring_did(trained):
+    import functools
+
+    import keras
+
+    from ser_tasks.data import SpeakerNorm
+    from ser_tasks.predict import allowed_roots
+    from ser_tasks.train import trained_groups
+
+    view, cfg, tmp = trained["store"].view(), trained["cfg"], trained["tmp"]
+    fitted = fit(view, cfg.train.model_copy(update={"epochs": 2, "ensemble": 1, "corpus_norm": True}),
+                 tmp / "per_corpus", verbose=0)
+    assert trained_groups(fitted.model_path) == "corpus"
+    keras_model = keras.models.load_model(fitted.model_path, compile=False)
+    name = MODEL_INPUTS[cfg.train.model]
+    prep = Preprocessing(cfg.audio, cfg.features, name, tuple(view.vocabulary), cfg.train.model, corpus_norm=True)
+    assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))).corpus_norm
+    rows = np.flatnonzero(view.done() & (view.column("variant") == 0))  # the corpus: every original
+    stored = predict(keras_model, ZarrSequence(view, rows, name, 64, speaker_norm=SpeakerNorm(view, name, "corpus")))
+    frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
+                          "speaker": list(read_strings(view.group["speaker"])[rows])})
+    vocab = [f"p_{c}" for c in view.vocabulary]
+    score = functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)]))
+    together = score(keras_model, prep, frame)[vocab].to_numpy()
+    assert np.abs(together - stored).max() < 1e-4
+    # speakers play no part; a smaller call is another population, with other statistics
+    np.testing.assert_allclose(score(keras_model, prep, frame.drop(columns="speaker"))[vocab].to_numpy(), together)
+    part = score(keras_model, prep, frame.iloc[:12])[vocab].to_numpy()
+    assert np.abs(part - together[:12]).max() > 1e-3
+
+
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
     from ser_tasks.predict import predict_files, speaker_batches, speakers_of
 
