@@ -176,8 +176,10 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
         seed: shuffles clips (``clip-split``) or rows (``row-split``); ``cv-actor`` needs none.
         partition: ``cv-actor`` on a published partition (:func:`load_partition`): speaker -> fold;
             ``n_folds`` is then its number of folds. Speakers it does not name train in every fold.
-        emotion: ``(rows,)`` int class of each row; needed by ``cross-corpus`` (test rows keep the
-            classes the training corpora have).
+        emotion: ``(rows,)`` int class of each row; needed by ``cross-corpus``, whose folds keep the
+            classes both sides have: training rows of the held-out corpus's classes, test rows of
+            the classes the training corpora have (the usual cross-corpus protocol, e.g. Schuller et
+            al., IEEE Trans. Affective Computing 2010; EmoBox, Ma et al. 2024).
 
     Returns:
         ``n_folds`` folds (``cross-corpus``: one per corpus). Test sets hold originals only, except
@@ -233,7 +235,8 @@ def make_folds(protocol: str, speaker: np.ndarray, clip_id: np.ndarray, variant:
             raise InputError(f"cross-corpus needs at least 2 corpora in the store, found {corpora}")
         for k, name in enumerate(corpora):
             held = (corpus == name) & usable
-            train = np.flatnonzero(~held & usable)
+            # trained on the classes the held-out corpus has: a class it lacks could only be a wrong answer
+            train = np.flatnonzero(~held & usable & np.isin(emotion, np.unique(emotion[held])))
             shared = np.isin(emotion, np.unique(emotion[train]))
             test = np.flatnonzero(held & (variant == 0) & shared)
             if test.size == 0:
