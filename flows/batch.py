@@ -2,7 +2,7 @@
 
 :func:`score_new_recordings` is a Prefect flow: list a folder or prefix, score with the champion
 every file that has no rows yet for the champion's version (:func:`ser_tasks.batch.predict_batch`,
-on Dask), and log what it did; :func:`scoring_deployment` puts it on a cron schedule
+on Dask), and log what it did; :func:`scoring_deployment` puts it on a cron or interval schedule
 (``ser deploy-scoring``).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 
 from ser_tasks.errors import InputError
 from ser_tasks.remote import reveal, secret_keys
@@ -55,13 +55,19 @@ def score_new_recordings(prefix: str, out_url: str, model_uri: str = "models:/se
 def scoring_deployment(name: str, prefix: str, out_url: str, *, cron: str = "*/15 * * * *", timezone: str = "UTC",
                        model_uri: str = "models:/ser-emotion@champion", mlflow_uri: str | None = None,
                        dask_address: str | None = None, workers: int = 2, storage_options: dict | None = None,
-                       per_window: bool = False) -> RunnerDeployment:
+                       per_window: bool = False, every_seconds: float | None = None) -> RunnerDeployment:
     """A deployment of :func:`score_new_recordings` on a cron schedule (the flow's parameters fixed).
+
+    ``every_seconds`` replaces the cron schedule by an interval one: a run every that many seconds,
+    the first one now.
 
     Raises:
         InputError: ``storage_options`` holds a credential (the Prefect server stores parameters in
-            clear); give it to the serving process and the workers through their environment.
+            clear); give it to the serving process and the workers through their environment; or
+            ``every_seconds`` is not positive.
     """
+    if every_seconds is not None and not every_seconds > 0:
+        raise InputError(f"a scoring interval must be positive, got {every_seconds} s")
     secrets = secret_keys(storage_options)
     if secrets:
         raise InputError(f"storage options {secrets} are credentials, which a deployment would store on the "
@@ -70,6 +76,7 @@ def scoring_deployment(name: str, prefix: str, out_url: str, *, cron: str = "*/1
                                   "mlflow_uri": mlflow_uri, "dask_address": dask_address, "workers": workers,
                                   "storage_options": reveal(storage_options) or None, "per_window": per_window}
     return score_new_recordings.to_deployment(
-        name=name, schedule=Cron(cron, timezone=timezone), parameters=parameters, tags=["ser", "scoring"],
+        name=name, parameters=parameters, tags=["ser", "scoring"],
+        schedule=Cron(cron, timezone=timezone) if every_seconds is None else Interval(every_seconds, timezone=timezone),
         description=f"Scores the new recordings under {prefix} with {model_uri} into {out_url}.",
         entrypoint_type=EntrypointType.MODULE_PATH)

@@ -450,6 +450,8 @@ def deploy_scoring(prefix: Annotated[str, typer.Argument(help="A folder or s3://
                    name: Annotated[str, typer.Option(
                        "--name", help="Deployment name (score-new-recordings/NAME).")] = "incoming",
                    cron: Annotated[str, typer.Option("--cron", help="Cron schedule of the runs.")] = "*/15 * * * *",
+                   every: Annotated[float | None, typer.Option(
+                       "--every", help="A run every this many seconds, the first now, instead of --cron.")] = None,
                    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
                    windows: Annotated[bool, typer.Option("--windows", help="One row per window.")] = False,
                    mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None,
@@ -472,8 +474,10 @@ def deploy_scoring(prefix: Annotated[str, typer.Argument(help="A folder or s3://
     with _user_errors():
         dep = scoring_deployment(name, prefix, out, cron=cron, timezone=timezone, model_uri=model or _default_model(),
                                  mlflow_uri=mlflow_uri, dask_address=dask_address, workers=workers,
-                                 storage_options=_storage(storage_options, endpoint_url), per_window=windows)
-    console.print(f"serving deployment score-new-recordings/{name} ({cron} {timezone}) on {PREFECT_API_URL.value()}")
+                                 storage_options=_storage(storage_options, endpoint_url), per_window=windows,
+                                 every_seconds=every)
+    when = f"every {every:g} s" if every is not None else f"{cron} {timezone}"
+    console.print(f"serving deployment score-new-recordings/{name} ({when}) on {PREFECT_API_URL.value()}")
     serve_deployments(dep)
 
 
@@ -599,7 +603,8 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
             speaker_by: Annotated[str, typer.Option(
                 "--speaker-by", help="Which files share a voice, for a model trained with train.speaker_norm: "
                                      "file (each alone), folder, name (the speaker in a corpus's file names: "
-                                     "RAVDESS, CREMA-D, EmoDB, SAVEE, TESS), or all (one speaker).")] = "file",
+                                     "RAVDESS, CREMA-D, EmoDB, SAVEE, TESS), or all (one speaker). A "
+                                     "train.corpus_norm model takes all the files as one population.")] = "file",
             dask_address: DaskOpt = None,
             workers: Annotated[int | None, typer.Option(
                 "--workers", min=1, help="LocalCluster worker processes \\[default: the CPU cores]; one chunk "
@@ -615,6 +620,7 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     probabilities are averaged. A file that cannot be used gets its reason in the error column; the
     others are scored all the same. A model trained on speaker-normalised input normalises the
     files of one voice together (``--speaker-by folder``, ``name`` or ``all``); alone, each file by itself.
+    One trained on corpus-normalised input normalises all the files together, in one chunk.
     """
     import tempfile
 
@@ -692,7 +698,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
 
     Scored on the classes the model knows (the others are listed as ignored); the MLflow run is tagged
     with the model. A model trained with train.speaker_norm normalises each speaker's clips together
-    (speakers from the corpus's file names, --speaker-pattern for folder layouts, or the manifest).
+    (speakers from the corpus's file names, --speaker-pattern for folder layouts, or the manifest);
+    one trained with train.corpus_norm normalises all the corpus's clips together.
     """
     from ser_tasks import tracking
     from ser_tasks.score import score_corpus

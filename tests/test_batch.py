@@ -115,6 +115,10 @@ def test_the_scoring_flow_scores_only_new_recordings_and_all_again_for_a_new_cha
     dep = scoring_deployment("incoming", "s3://b/in/", "s3://b/out", cron="*/5 * * * *")
     assert dep.parameters["prefix"] == "s3://b/in/" and dep.parameters["model_uri"] == "models:/ser-emotion@champion"
     assert dep.schedules[0].schedule.cron == "*/5 * * * *"
+    every = scoring_deployment("incoming", "s3://b/in/", "s3://b/out", every_seconds=90)
+    assert every.schedules[0].schedule.interval.total_seconds() == 90
+    with pytest.raises(ValueError, match="positive"):
+        scoring_deployment("n", "s3://b/in/", "s3://b/out", every_seconds=0)
 
 
 def test_a_corpus_normalised_model_scores_its_files_in_one_call(tmp_path, monkeypatch):

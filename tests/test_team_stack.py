@@ -6,8 +6,11 @@ compose file's initialisation (``infra/postgres/``), the Prefect server on its `
 with its basic-auth app, and a Dask scheduler and two workers over TLS with the certificates of
 ``infra/dask-certs.py``. A request without credentials gets 401 from MLflow and Prefect; a Dask
 client without a certificate of the cluster's CA is refused; a pipeline user made by the admin
-runs ``ser run`` through all three; the rows are then read from PostgreSQL itself, and no secret
-appears in the run's output, summary, MLflow parameters or tags, or Prefect's parameters.
+runs ``ser run`` through all three; the rows are then read from PostgreSQL itself. Then a scheduled
+deployment (``ser deploy-scoring --every 15``) scores the corpus with the champion while four
+``ser train`` write at once: every run is recorded, every version distinct, one champion where the
+rule puts it, and the scheduled run completes with every file scored once. No secret appears in the
+outputs, the summary, MLflow parameters or tags, or Prefect's parameters.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -100,27 +105,38 @@ def test_a_run_with_credentials_through_the_team_stack_on_postgresql_and_no_way_
             assert cur.fetchall() == [("FINISHED",)]
             cur.execute("SELECT name, version FROM model_versions")
             assert cur.fetchall() == [("ser-emotion", summary["model_version"])]
-        with psycopg2.connect(f"{pg}/prefect") as conn, conn.cursor() as cur:
-            cur.execute("SELECT f.name, r.state_type, r.parameters::text FROM flow_run r "
-                        "JOIN flow f ON f.id = r.flow_id")
-            runs = cur.fetchall()
-        assert {"ser_pipeline", "extract_features", "train_model"} <= {name for name, _, _ in runs}
-        assert {state for _, state, _ in runs} == {"COMPLETED"}
-        # four writers at once: `ser train` on the same store and split, different seeds
+        runs = _flow_runs(pg)
+        assert {"ser_pipeline", "extract_features", "train_model"} <= {name for name, *_ in runs}
+        assert {state for _, state, *_ in runs} == {"COMPLETED"}
         base = {**env, **tls, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": prefect_auth,
                 "MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password}
-        procs = []
-        for seed in range(4):
-            cfg = tmp_path / f"seed{seed}.yaml"
-            cfg.write_text(config.read_text() + f"split: {{seed: 0}}\ntrain: {{model: utterance_mlp, epochs: 2, "
-                                                  f"ensemble: 1, seed: {seed + 1}}}\n")
-            procs.append(subprocess.Popen(
-                [str(Path(sys.executable).parent / "ser"), "train", str(tmp_path / "f.zarr"), "--mlflow-uri", url,
-                 "--config", str(cfg), "--summary-json", str(tmp_path / f"train{seed}.json"),
-                 "--out-dir", str(tmp_path / f"train{seed}")], env=base, cwd=tmp_path,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=900)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
+        # a scheduled deployment: the champion scores the corpus every 15 s, served by a runner here
+        scoring = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ser"), "deploy-scoring", str(ravdess_like), "--out",
+             str(tmp_path / "scored"), "--every", "15", "--mlflow-uri", url, "--workers", "1"],
+            env={**base, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            # the four writers start while its first run is running
+            _wait_for(lambda: "RUNNING" in _states(pg, "score-new-recordings"), 120, scoring,
+                      lambda: f"{_states(pg, 'score-new-recordings')}")
+            writers_started = datetime.now(timezone.utc)
+            outputs = _concurrent_trainers(tmp_path, config, url, base)
+            _wait_for(lambda: "COMPLETED" in _states(pg, "score-new-recordings"), 180, scoring,
+                      lambda: f"{_states(pg, 'score-new-recordings')}")
+        except AssertionError as exc:
+            scoring.terminate()
+            raise AssertionError(f"{exc}\nthe runner said: {scoring.communicate(timeout=60)[0][-5000:]}") from None
+        scoring.terminate()
+        scoring_out = scoring.communicate(timeout=60)[0]
+        scored = [r for r in _flow_runs(pg) if r[0] == "score-new-recordings"]
+        assert not {"FAILED", "CRASHED"} & {state for _, state, *_ in scored}, scoring_out[-3000:]
+        assert any(start < writers_started < end for _, state, _, start, end in scored if state == "COMPLETED")
+        import pandas as pd
+
+        rows = pd.read_parquet(tmp_path / "scored" / "model=ser-emotion-v1")  # v1 was champion when it ran
+        assert sorted(rows["path"]) == sorted(str(p) for p in ravdess_like.rglob("*.wav"))  # every file once
+        assert (rows["error"] == "").all()
         trained = [json.loads((tmp_path / f"train{seed}.json").read_text()) for seed in range(4)]
         assert sorted(t["model_version"] for t in trained) == [2, 3, 4, 5]
         os.environ.update({"MLFLOW_TRACKING_USERNAME": "nightly", "MLFLOW_TRACKING_PASSWORD": pipeline_password})
@@ -137,10 +153,51 @@ def test_a_run_with_credentials_through_the_team_stack_on_postgresql_and_no_way_
                 os.environ.pop(key)
         ranked = max(versions, key=lambda v: (float(v.tags["test_ua"]), -int(v.version)))
         assert str(aliases["champion"]) == str(ranked.version)  # one alias, where the rule puts it
-        haystacks = [out.stdout, out.stderr, *outputs, summary_path.read_text(), json.dumps(run.data.params),
-                     json.dumps(run.data.tags), *(params for _, _, params in runs)]
+        haystacks = [out.stdout, out.stderr, *outputs, scoring_out, summary_path.read_text(),
+                     json.dumps(run.data.params), json.dumps(run.data.tags), *(r[2] for r in _flow_runs(pg))]
         for secret in (admin_password, pipeline_password, prefect_auth.split(":")[1]):
             assert all(secret not in h for h in haystacks)
+
+
+def _concurrent_trainers(tmp_path: Path, config: Path, url: str, env: dict[str, str]) -> list[str]:
+    """Four `ser train` at once on the same store and split, seeds 1 to 4; their outputs, once all exit 0."""
+    procs = []
+    for seed in range(4):
+        cfg = tmp_path / f"seed{seed}.yaml"
+        cfg.write_text(config.read_text() + f"split: {{seed: 0}}\ntrain: {{model: utterance_mlp, epochs: 2, "
+                                              f"ensemble: 1, seed: {seed + 1}}}\n")
+        procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "ser"), "train", str(tmp_path / "f.zarr"), "--mlflow-uri", url,
+             "--config", str(cfg), "--summary-json", str(tmp_path / f"train{seed}.json"),
+             "--out-dir", str(tmp_path / f"train{seed}")], env=env, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
+    return outputs
+
+
+def _flow_runs(pg: str) -> list[tuple]:
+    """Every Prefect flow run, read from PostgreSQL: ``(flow name, state type, parameters, start, end)``."""
+    import psycopg2
+
+    with psycopg2.connect(f"{pg}/prefect") as conn, conn.cursor() as cur:
+        cur.execute("SELECT f.name, r.state_type, r.parameters::text, r.start_time, r.end_time FROM flow_run r "
+                    "JOIN flow f ON f.id = r.flow_id")
+        return cur.fetchall()
+
+
+def _states(pg: str, flow: str) -> set[str]:
+    """The state types of ``flow``'s runs."""
+    return {state for name, state, *_ in _flow_runs(pg) if name == flow}
+
+
+def _wait_for(condition, seconds: float, proc: subprocess.Popen, seen=lambda: "") -> None:
+    """Poll ``condition`` each second until it holds; fail after ``seconds`` (with ``seen()``) or if ``proc`` exits."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None, "the runner exited"
+        assert time.monotonic() < deadline, f"not within {seconds} s: {seen()}"
+        time.sleep(1)
 
 
 def _security_without_client_cert(tls: dict[str, str]):
