@@ -1,5 +1,6 @@
 """infra/k8s: well-formed manifests and values that run the commands the scale-out test runs."""
 
+import json
 from pathlib import Path
 
 import yaml
@@ -90,3 +91,36 @@ def test_mlflow_and_prefect_require_credentials_held_in_secrets():
     values = docs()["prefect-server-values.yaml"][0]
     (auth,) = [e for e in values["server"]["env"] if e["name"] == "PREFECT_SERVER_API_AUTH_STRING"]
     assert auth["valueFrom"]["secretKeyRef"] == {"name": "ser-credentials", "key": "PREFECT_API_AUTH_STRING"}
+
+
+def test_the_dask_cluster_speaks_tls_with_certificates_from_a_secret():
+    import subprocess
+    import sys
+    import tempfile
+
+    found = docs()
+    (tls_env,) = found["dask-tls.yaml"]
+    compose = yaml.safe_load((K8S.parents[1] / "docker-compose.yml").read_text())
+    assert tls_env["kind"] == "ConfigMap" and tls_env["data"] == compose["x-dask-tls-env"]  # the tested stack's
+    with tempfile.TemporaryDirectory() as tmp:  # and the keys the documented script writes
+        subprocess.run([sys.executable, str(K8S.parent / "dask-certs.py"), tmp], check=True, capture_output=True)
+        written = dict(line.split("=", 1) for line in Path(tmp, "dask-tls.env").read_text().splitlines())
+    assert set(written) == set(tls_env["data"])
+    cluster, gpu = found["dask-cluster.yaml"]
+    pods = [cluster["spec"]["scheduler"]["spec"], cluster["spec"]["worker"]["spec"], gpu["spec"]["worker"]["spec"],
+            next(d for d in found["ser-deploy.yaml"] if d["kind"] == "Deployment")["spec"]["template"]["spec"]]
+    for pod in pods:
+        assert {"name": "dask-tls", "secret": {"secretName": "ser-dask-tls"}} in pod["volumes"]
+        (c,) = pod["containers"]
+        assert {"configMapRef": {"name": "ser-dask-tls-env"}} in c["envFrom"], c["name"]
+        assert {"name": "dask-tls", "mountPath": "/run/dask-tls", "readOnly": True} in c["volumeMounts"], c["name"]
+    scheduler, worker, gpu_worker, deploy = (pod["containers"][0] for pod in pods)
+    assert scheduler["args"][scheduler["args"].index("--protocol") + 1] == "tls"
+    # the operator injects a tcp:// DASK_SCHEDULER_ADDRESS: the workers name the tls:// address themselves
+    for c in (worker, gpu_worker):
+        assert c["args"][:3] == ["dask", "worker", "tls://ser-dask-scheduler.ser.svc:8786"]
+    assert deploy["command"][deploy["command"].index("--dask-address") + 1] == "tls://ser-dask-scheduler.ser.svc:8786"
+    values = json.dumps([found["dask-cluster.yaml"], found["ser-deploy.yaml"]])
+    assert "tcp://" not in values
+    secret_names = {d["metadata"]["name"] for d in found["secrets.example.yaml"]}
+    assert "ser-dask-tls" not in secret_names  # certificates are made by infra/dask-certs.py, never committed
