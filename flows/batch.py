@@ -8,6 +8,7 @@ on Dask), and log what it did; :func:`scoring_deployment` puts it on a cron or i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -16,6 +17,9 @@ from prefect.schedules import Cron, Interval
 
 from ser_tasks.errors import InputError
 from ser_tasks.remote import reveal, secret_keys
+
+#: Seconds from making an interval deployment (``every_seconds``) to its first run.
+FIRST_RUN_AFTER = 10
 
 
 @flow(name="score-new-recordings", log_prints=True)
@@ -59,7 +63,8 @@ def scoring_deployment(name: str, prefix: str, out_url: str, *, cron: str = "*/1
     """A deployment of :func:`score_new_recordings` on a cron schedule (the flow's parameters fixed).
 
     ``every_seconds`` replaces the cron schedule by an interval one: a run every that many seconds,
-    the first one now.
+    the first one :data:`FIRST_RUN_AFTER` seconds from now (time to register the deployment), not
+    one interval away.
 
     Raises:
         InputError: ``storage_options`` holds a credential (the Prefect server stores parameters in
@@ -77,6 +82,7 @@ def scoring_deployment(name: str, prefix: str, out_url: str, *, cron: str = "*/1
                                   "storage_options": reveal(storage_options) or None, "per_window": per_window}
     return score_new_recordings.to_deployment(
         name=name, parameters=parameters, tags=["ser", "scoring"],
-        schedule=Cron(cron, timezone=timezone) if every_seconds is None else Interval(every_seconds, timezone=timezone),
+        schedule=Cron(cron, timezone=timezone) if every_seconds is None else Interval(
+            every_seconds, anchor_date=datetime.now(UTC) + timedelta(seconds=FIRST_RUN_AFTER), timezone=timezone),
         description=f"Scores the new recordings under {prefix} with {model_uri} into {out_url}.",
         entrypoint_type=EntrypointType.MODULE_PATH)

@@ -451,7 +451,7 @@ def deploy_scoring(prefix: Annotated[str, typer.Argument(help="A folder or s3://
                        "--name", help="Deployment name (score-new-recordings/NAME).")] = "incoming",
                    cron: Annotated[str, typer.Option("--cron", help="Cron schedule of the runs.")] = "*/15 * * * *",
                    every: Annotated[float | None, typer.Option(
-                       "--every", help="A run every this many seconds, the first now, instead of --cron.")] = None,
+                       "--every", help="A run every this many seconds, the first in 10 s, instead of --cron.")] = None,
                    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
                    windows: Annotated[bool, typer.Option("--windows", help="One row per window.")] = False,
                    mlflow_uri: MlflowOpt = None, dask_address: DaskOpt = None,

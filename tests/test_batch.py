@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -115,8 +116,11 @@ def test_the_scoring_flow_scores_only_new_recordings_and_all_again_for_a_new_cha
     dep = scoring_deployment("incoming", "s3://b/in/", "s3://b/out", cron="*/5 * * * *")
     assert dep.parameters["prefix"] == "s3://b/in/" and dep.parameters["model_uri"] == "models:/ser-emotion@champion"
     assert dep.schedules[0].schedule.cron == "*/5 * * * *"
+    made = datetime.now(UTC)
     every = scoring_deployment("incoming", "s3://b/in/", "s3://b/out", every_seconds=90)
     assert every.schedules[0].schedule.interval.total_seconds() == 90
+    first = every.schedules[0].schedule.anchor_date - made  # the first run soon, not one interval away
+    assert timedelta(seconds=9) < first < timedelta(seconds=15)
     with pytest.raises(ValueError, match="positive"):
         scoring_deployment("n", "s3://b/in/", "s3://b/out", every_seconds=0)
 

@@ -19,14 +19,23 @@ from ser_tasks.store import FeatureStore
 pytestmark = pytest.mark.slow
 
 
-def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, prefect_harness, monkeypatch):
+def config_text(encoder, extract: str, train: str, extra: str = "") -> str:
+    """A config file's text: 1 s clips, one augmented copy, the default model on ``encoder``.
+
+    The tiny random Whisper encoder of conftest: these tests are about the flows, not the encoder.
+    """
+    return (f"features: {{encoder: '{encoder}'}}\naudio: {{duration: 1.0}}\naugment: {{variants: 1}}\n"
+            f"extract: {extract}\ntrain: {train}\n{extra}")
+
+
+def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, prefect_harness, monkeypatch,
+                                                                      tiny_encoder_dir):
     monkeypatch.chdir(tmp_path)
     root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05", "04"), takes=2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
     config = tmp_path / "c.yaml"
-    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16}\n"
-                      "train: {batch_size: 8, epoch_rows: one_per_clip}\n")
+    config.write_text(config_text(tiny_encoder_dir, "{batch_rows: 16}", "{batch_size: 8, epoch_rows: one_per_clip}"))
     # A child process, as a user runs it: in-process, TensorFlow's and Prefect's log handlers would
     # bind to CliRunner's stream, which is closed afterwards, and break later tests' capture.
     from prefect.settings import PREFECT_API_URL
@@ -75,7 +84,8 @@ def test_ablation_nests_protocols_and_folds_and_scores_held_out_clips(tmp_path, 
     assert cv_run.data.params["train.schedule"] == "cosine" and cv_run.data.params["augment.scope"] == "all"
 
     # One protocol alone: its run is the top-level parent of its folds, carrying the store's tags.
-    cfg = PipelineConfig().with_overrides({"train.epochs": 1, "train.batch_size": 8, "train.schedule": "cosine"})
+    cfg = PipelineConfig().with_overrides({"features.encoder": str(tiny_encoder_dir), "train.epochs": 1,
+                                           "train.batch_size": 8, "train.schedule": "cosine"})
     alone = cross_validate(store_url, "cv-actor", cfg, None, uri, 3, 1,
                            out_dir=str(tmp_path / "alone"))
     top = client.get_run(alone["mlflow_run_id"])
@@ -94,7 +104,8 @@ def test_evaluate_refuses_an_unknown_protocol_before_any_work(tmp_path, prefect_
     assert not (tmp_path / "f.zarr").exists()
 
 
-def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_path, prefect_harness, monkeypatch):
+def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_path, prefect_harness, monkeypatch,
+                                                                            tiny_encoder_dir):
     from conftest import sine, write_wav
 
     monkeypatch.chdir(tmp_path)
@@ -106,8 +117,7 @@ def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
     config = tmp_path / "c.yaml"
-    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16}\n"
-                      "train: {batch_size: 8}\n")
+    config.write_text(config_text(tiny_encoder_dir, "{batch_rows: 16}", "{batch_size: 8}"))
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
@@ -137,7 +147,8 @@ def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_
     # cv-actor on a partition from a file, on the same store
     folds_csv = tmp_path / "folds.csv"
     folds_csv.write_text("fold,speaker\n1,ravdess:01\n1,emodb:03\n2,ravdess:02\n2,emodb:08\n")
-    cfg = PipelineConfig().with_overrides({"train.epochs": 1, "train.batch_size": 8, "train.schedule": "cosine"})
+    cfg = PipelineConfig().with_overrides({"features.encoder": str(tiny_encoder_dir), "train.epochs": 1,
+                                           "train.batch_size": 8, "train.schedule": "cosine"})
     on_file = cross_validate(store_url, "cv-actor", cfg, None, uri, max_folds=1, out_dir=str(tmp_path / "file"),
                              folds_file=str(folds_csv))
     assert on_file["n_folds"] == 2 and on_file["folds"] == 1
@@ -145,7 +156,8 @@ def test_cross_corpus_leaves_each_corpus_out_and_a_folds_file_sets_cv_actor(tmp_
     assert f"on the {folds_csv} partition" in on_file["evaluation"]
 
 
-def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, prefect_harness, monkeypatch):
+def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, prefect_harness, monkeypatch,
+                                                                    tiny_encoder_dir):
     from flows.extract import dask_runner
     from flows.train import train_model
 
@@ -154,8 +166,7 @@ def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, pr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store_url, summary_path = str(tmp_path / "f.zarr"), tmp_path / "s.json"
     config = tmp_path / "c.yaml"
-    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16, workers: 2}\n"
-                      "train: {batch_size: 8, where: cluster}\n")
+    config.write_text(config_text(tiny_encoder_dir, "{batch_rows: 16, workers: 2}", "{batch_size: 8, where: cluster}"))
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
@@ -181,7 +192,8 @@ def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, pr
     assert not list((tmp_path / "f.zarr" / ".ser-runs").iterdir())  # the models were fetched, then removed
 
     # ser run's model: fit and test scoring as one cluster task; the model comes back and is registered
-    cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 1, "augment.scope": "all",
+    cfg = PipelineConfig().with_overrides({"features.encoder": str(tiny_encoder_dir), "audio.duration": 1.0,
+                                           "augment.variants": 1, "augment.scope": "all",
                                            "extract.batch_rows": 16, "train.epochs": 1, "train.batch_size": 8,
                                            "train.where": "cluster"})
     trained = train_model.with_options(task_runner=dask_runner(None, 2, 1))(
@@ -193,15 +205,15 @@ def test_folds_and_the_model_train_as_tasks_on_a_two_worker_cluster(tmp_path, pr
 
 
 def test_a_sweep_trains_each_combination_in_parallel_and_compare_shows_what_differs(tmp_path, prefect_harness,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, tiny_encoder_dir):
     monkeypatch.chdir(tmp_path)
     root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = tmp_path / "grid.yaml"
     grid.write_text("train.learning_rate: [0.003, 0.001]\ntrain.spec_time_masks: [0, 1]\n")
     config = tmp_path / "c.yaml"
-    config.write_text("audio: {duration: 1.0}\naugment: {variants: 1}\nextract: {batch_rows: 16, workers: 2}\n"
-                      "train: {batch_size: 8, where: cluster}\ntracking: {experiment: sweep-test}\n")
+    config.write_text(config_text(tiny_encoder_dir, "{batch_rows: 16, workers: 2}", "{batch_size: 8, where: cluster}",
+                                  "tracking: {experiment: sweep-test}\n"))
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}

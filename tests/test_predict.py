@@ -243,10 +243,11 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
     score = functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)]))
     together = score(keras_model, prep, frame)[vocab].to_numpy()
     assert np.abs(together - stored).max() < 1e-4
-    # speakers play no part; a smaller call is another population, with other statistics
-    np.testing.assert_allclose(score(keras_model, prep, frame.drop(columns="speaker"))[vocab].to_numpy(), together)
+    # a smaller call is another population, with other statistics; speakers play no part
     part = score(keras_model, prep, frame.iloc[:12])[vocab].to_numpy()
     assert np.abs(part - together[:12]).max() > 1e-3
+    np.testing.assert_allclose(score(keras_model, prep, frame.iloc[:12].drop(columns="speaker"))[vocab].to_numpy(),
+                               part)
 
 
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
