@@ -76,7 +76,8 @@ def check_device(log=None) -> str:
     if device == "CPU" and gpu_hardware():
         (log or logging.getLogger(__name__)).warning(
             "this machine has an NVIDIA GPU, but the Keras backend (%s) sees none: training runs on the CPU. "
-            "Install the gpu extra and set KERAS_BACKEND=jax (README, 'Training on a GPU')", keras.backend.backend())
+            "Install the gpu extra and set KERAS_BACKEND=jax (docs/scaling-out.md, 'Training on a GPU')",
+            keras.backend.backend())
     return device
 
 

@@ -17,8 +17,14 @@ def build(root: Path, site: Path) -> subprocess.CompletedProcess:
 def test_the_docs_site_builds_in_strict_mode(tmp_path):
     done = build(ROOT, tmp_path / "site")
     assert done.returncode == 0, done.stderr[-3000:]
-    for page in ("index.html", "results/index.html", "benchmarks/index.html"):
-        assert (tmp_path / "site" / page).exists(), page
+    import yaml
+
+    nav = [next(iter(item.values())) for item in yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]]
+    assert {"results.md", "configuration.md", "serving.md", "scaling-out.md", "benchmarks.md"} <= set(nav)
+    for page in nav:  # every page in the navigation is built, and every Markdown page is in it
+        built = "index.html" if page == "index.md" else f"{page.removesuffix('.md')}/index.html"
+        assert (tmp_path / "site" / built).exists(), page
+    assert set(nav) == {p.name for p in (ROOT / "docs").glob("*.md")}
 
 
 def test_a_broken_anchor_or_page_fails_the_build(tmp_path):
