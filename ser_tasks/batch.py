@@ -69,7 +69,7 @@ def resolve_model(model_uri: str, local_dir: str | None = None) -> ModelRef:
     """
     import mlflow
 
-    from .score import model_version
+    from .registry import model_version
 
     try:
         found = model_version(model_uri)

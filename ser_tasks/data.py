@@ -22,54 +22,15 @@ import keras
 import numpy as np
 
 from .errors import InputError
+from .inputs import FRAME_ARRAYS, INPUTS, PER_ELEMENT, PROSODY_ARRAYS, arrays_for, log_mel_rows, norm_axis  # noqa: F401 - re-exported
 from .store import StoreView
 
-#: Model inputs and how each is assembled from store arrays; shapes per row.
-#: ``log_mel``: (n_mels, T, 1), normalised per mel band.  ``zcr_rms``: (T, 2), ZCR and RMS as the
-#: two channels of one frame sequence, normalised per channel.  ``mfcc``: (n_mfcc, T, 1).
-#: ``frames``: (T, n_mels + n_mfcc + 2), every frame's feature vector (log-mel bands, MFCCs, ZCR,
-#: RMS, in that order), normalised per channel.  ``log_mel_prosody``: (n_mels + 2, T, 1), the log-mel
-#: bands, then the F0 contour (octaves) and RMS energy in dB as two more rows: pitch and energy
-#: contours beside the spectrum (issue 17), normalised per row; the store needs ``features.f0``.
-#: ``encoder_stats``: (layers + 1, 2 * d_model), a pretrained encoder's hidden states pooled over
-#: the clip (:mod:`ser_tasks.encoder`), normalised per channel; the store needs ``features.encoder``.
-INPUTS = ("log_mel", "zcr_rms", "mfcc", "frames", "log_mel_prosody", "encoder_stats")
-FRAME_ARRAYS = ("log_mel", "mfcc", "zcr", "rms")
-PROSODY_ARRAYS = ("log_mel", "f0", "rms")
-#: Inputs with no frame axis: per-speaker statistics are kept per element of the row (each encoder
-#: state and channel its own), not pooled along a time axis.
-PER_ELEMENT = ("encoder_stats",)
 #: RMS below this (-100 dB re full scale) counts as silence in the energy row.
 RMS_FLOOR = 1e-5
 #: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
 VAR_FLOOR = 1e-6
 
 
-def log_mel_rows(input_name: str, rows: int) -> int:
-    """How many leading rows of a ``(rows, T, 1)`` input are log-mel bands.
-
-    Every row of ``log_mel``; all but the last two (F0, energy) of ``log_mel_prosody``; 0 for any other input.
-    """
-    return {"log_mel": rows, "log_mel_prosody": rows - 2}.get(input_name, 0)
-
-
-def arrays_for(input_name: str) -> tuple[str, ...]:
-    """The stored features a model input is built from (:func:`assemble`'s keys).
-
-    Raises:
-        InputError: ``input_name`` is not one of :data:`INPUTS`.
-    """
-    if input_name == "zcr_rms":
-        return ("zcr", "rms")
-    if input_name == "frames":
-        return FRAME_ARRAYS
-    if input_name == "log_mel_prosody":
-        return PROSODY_ARRAYS
-    if input_name in ("log_mel", "mfcc"):
-        return (input_name,)
-    if input_name == "encoder_stats":
-        return ("encoder",)
-    raise InputError(f"unknown model input {input_name!r}; choose one of {', '.join(INPUTS)}")
 
 
 def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -148,14 +109,12 @@ def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str) -> np.n
     Args:
         x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
         groups: ``(n,)`` group key of every row (a speaker).
-        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.models.norm_axis`).
+        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.inputs.norm_axis`).
 
     Returns:
         ``(n, ...)`` float32; each group's statistics are over all frames of all its rows (variance
         at least :data:`VAR_FLOOR`).
     """
-    from .models import norm_axis
-
     axis, groups = norm_axis(input_name), np.asarray(groups)
     if input_name in PER_ELEMENT:  # one "frame" per row, every element its own channel
         return normalise_groups(x.reshape(x.shape[0], 1, -1), groups, "frames").reshape(x.shape)
@@ -205,8 +164,6 @@ class SpeakerNorm:
 
     def __init__(self, view: StoreView, input_name: str, by: Literal["speaker", "corpus"] = "speaker"):
         """Read every completed original row once and keep each speaker's (or, ``by="corpus"``, corpus's) statistics."""
-        from .models import norm_axis
-
         clip_id = np.asarray(view.column("clip_id")).astype(str)
         if by == "corpus":  # clip ids are "<corpus>/<clip>" (ser_tasks.manifest)
             key = np.char.partition(clip_id, "/")[:, 0]

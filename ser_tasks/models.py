@@ -39,15 +39,7 @@ from keras import layers
 
 from .config import MODEL_INPUTS, WIDE_MODELS
 from .errors import InputError
-
-
-def norm_axis(input_name: str) -> int:
-    """Axis of the batched input ``(batch, ...)`` that keeps its own statistics.
-
-    The mel band, MFCC or prosody row index (1) of ``(batch, bands, T, 1)``, or the channel (-1) of
-    ``(batch, T, channels)``.
-    """
-    return 1 if input_name in SPECTROGRAMS else -1
+from .inputs import SPECTROGRAMS, log_mel_rows, norm_axis  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -77,8 +69,6 @@ class Normalizer:
                 "mean": self.mean.tolist(), "variance": self.variance.tolist()}
 
 
-#: Inputs laid out as ``(bands, T, 1)``, which :class:`SpecAugment` can mask.
-SPECTROGRAMS = ("log_mel", "mfcc", "log_mel_prosody")
 
 
 def _normalization(normalizer: Normalizer) -> layers.Layer:
@@ -621,8 +611,6 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
     x = _normalization(normalizer)(inputs)
     if clip_norm:
-        from .data import log_mel_rows  # data imports this module lazily too
-
         x = ClipMeanNorm(log_mel_rows(MODEL_INPUTS[name], input_shape[0]), name="clip_mean_norm")([inputs, x])
     if spec_augment is not None:
         x = spec_augment(x)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .augment import PARAM_NAMES, draw_params
 from .config import PipelineConfig
 from .errors import InputError
 from .split import SPLITS, split_groups
+from .store import with_params
 
 
 def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) -> pd.DataFrame:
@@ -53,19 +53,6 @@ def plan_rows(clips: pd.DataFrame, config: PipelineConfig, params: bool = True) 
     plan["speaker"] = plan["speaker"].map(lambda s: s if isinstance(s, str) else "")
     plan["variant"] = np.concatenate([np.arange(n) for n in repeats]) if len(repeats) else np.empty(0, int)
     return with_params(plan, config) if params else plan
-
-
-def with_params(plan: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES`; unchanged when it already has them.
-
-    The columns are float (NaN = not applied), drawn per (clip, variant) by
-    :func:`ser_tasks.augment.draw_params`.
-    """
-    if set(PARAM_NAMES) <= set(plan.columns):
-        return plan
-    drawn = [draw_params(config.augment, c, int(v)).as_dict() for c, v in zip(plan["clip_id"], plan["variant"],
-                                                                              strict=True)]
-    return pd.concat([plan.reset_index(drop=True), pd.DataFrame(drawn, columns=list(PARAM_NAMES))], axis=1)
 
 
 def planned_splits(url: str, config: PipelineConfig, storage_options: dict | None = None) -> dict[str, str]:

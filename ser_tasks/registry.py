@@ -21,6 +21,24 @@ from .errors import InputError
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+def model_version(model_uri: str) -> tuple[str, str] | None:
+    """``(name, version)`` of a ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` URI, else ``None``.
+
+    Raises:
+        MlflowException: the alias or version does not exist.
+    """
+    if not model_uri.startswith("models:/"):
+        return None
+    ref = model_uri.removeprefix("models:/").rstrip("/")
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, client.get_model_version_by_alias(name, alias).version
+    name, _, version = ref.rpartition("/")
+    return (name, version) if name and version.isdigit() else None
+
+
+
 @dataclass(frozen=True)
 class Promotion:
     """The alias a version was given and why.

@@ -28,23 +28,7 @@ from .batch import model_slug, predict_batch, read_predictions
 from .config import ManifestConfig
 from .errors import InputError
 from .manifest import build_manifest, read_manifest_csv
-
-
-def model_version(model_uri: str) -> tuple[str, str] | None:
-    """``(name, version)`` of a ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` URI, else ``None``.
-
-    Raises:
-        MlflowException: the alias or version does not exist.
-    """
-    if not model_uri.startswith("models:/"):
-        return None
-    ref = model_uri.removeprefix("models:/").rstrip("/")
-    client = mlflow.MlflowClient()
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return name, client.get_model_version_by_alias(name, alias).version
-    name, _, version = ref.rpartition("/")
-    return (name, version) if name and version.isdigit() else None
+from .registry import model_version
 
 
 def score_corpus(model_uri: str, root: str | list[str] | None, corpus: str | None = None,

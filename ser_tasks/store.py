@@ -121,13 +121,28 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def with_params(plan: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """``plan`` with one column per :data:`ser_tasks.augment.PARAM_NAMES`; unchanged when it already has them.
+
+    The columns are float (NaN = not applied), drawn per (clip, variant) by
+    :func:`ser_tasks.augment.draw_params`.
+    """
+    import pandas as pd  # the planner's; extraction workers import this module without pandas
+
+    from .augment import draw_params
+
+    if set(PARAM_NAMES) <= set(plan.columns):
+        return plan
+    drawn = [draw_params(config.augment, c, int(v)).as_dict() for c, v in zip(plan["clip_id"], plan["variant"],
+                                                                              strict=True)]
+    return pd.concat([plan.reset_index(drop=True), pd.DataFrame(drawn, columns=list(PARAM_NAMES))], axis=1)
+
+
 def _label_arrays(plan: pd.DataFrame, config: PipelineConfig, vocab: list[str]) -> dict[str, np.ndarray]:
     """The per-row label and provenance arrays of planned rows (shapes ``(rows,)``, augment ``(rows, 6)``).
 
-    The augmentation parameters of the rows are drawn here (:func:`ser_tasks.plan.with_params`).
+    The augmentation parameters of the rows are drawn here (:func:`with_params`).
     """
-    from .plan import with_params  # the planner needs pandas; extraction workers import this module without
-
     plan = with_params(plan, config)
     return {
         "emotion": plan["emotion"].map(vocab.index).to_numpy(np.int16),

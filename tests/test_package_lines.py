@@ -56,3 +56,25 @@ def test_comparing_runs_loads_no_deep_learning_framework():
             "sys.exit(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules) or 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_library_has_no_import_cycle_not_even_through_imports_inside_functions():
+    """Module imports inside functions count too: they hide a cycle, they do not break it."""
+    graph = {}
+    modules = {m.removesuffix(".__init__") for m in imported_modules("ser_tasks")}
+    for module, names in imported_modules("ser_tasks").items():
+        module = module.removesuffix(".__init__")
+        graph[module] = {n for n in names if n in modules and n != module and not module.startswith(n + ".")}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join([*path[path.index(nxt):], nxt])
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
