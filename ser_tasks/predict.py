@@ -363,8 +363,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
 
     Raises:
         InputError: ``frame`` has neither a ``path`` nor an ``audio`` column, a column other than
-            :data:`INPUT_COLUMNS`, no rows or more than ``limits.max_rows``, or a window or hop that
-            is not positive.
+            :data:`INPUT_COLUMNS`, no rows or more than ``limits.max_rows``, a window or hop that
+            is not positive, or, for a model trained with ``train.corpus_norm``, fewer than 2
+            readable files.
     """
     if not {"path", "audio"} & set(frame.columns):
         raise InputError(f"input needs a 'path' or an 'audio' column, got {list(map(str, frame.columns))[:8]}")
@@ -405,6 +406,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     k = len(vocab)
     owners_arr = np.asarray(owners, dtype=np.int64)
     x = np.concatenate(inputs) if inputs else None
+    if x is not None and prep.corpus_norm and len(set(owners)) < 2:
+        # one recording normalised by its own statistics is all zeros: the model would answer a constant
+        raise InputError("a corpus-normalised model scores a population: give it at least 2 readable files at once")
     if x is not None and (prep.speaker_norm or prep.corpus_norm):
         from .data import normalise_groups
 

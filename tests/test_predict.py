@@ -224,6 +224,7 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
     import keras
 
     from ser_tasks.data import SpeakerNorm
+    from ser_tasks.errors import InputError
     from ser_tasks.predict import allowed_roots
     from ser_tasks.train import trained_groups
 
@@ -248,6 +249,9 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
     assert np.abs(part - together[:12]).max() > 1e-3
     np.testing.assert_allclose(score(keras_model, prep, frame.iloc[:12].drop(columns="speaker"))[vocab].to_numpy(),
                                part)
+    # one file is no population: normalised by itself it would be all zeros, a constant answer
+    with pytest.raises(InputError, match="at least 2 readable files"):
+        score(keras_model, prep, frame.iloc[:1])
 
 
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
