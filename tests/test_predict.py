@@ -185,6 +185,19 @@ def test_the_registered_model_predicts_the_same_under_another_keras_backend(trai
     np.testing.assert_allclose(got[probs].to_numpy(), expected[probs].to_numpy(), atol=1e-4)
 
 
+def _stored_files(view, rows, tmp):
+    """The files of store ``rows`` as a ``path``/``speaker`` frame, the ``p_<label>`` columns, and
+    :func:`predict_frame` allowed to open them (``score(model, prep, frame)``)."""
+    import functools
+
+    from ser_tasks.predict import allowed_roots
+
+    frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
+                          "speaker": list(read_strings(view.group["speaker"])[rows])})
+    return (frame, [f"p_{c}" for c in view.vocabulary],
+            functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)])))
+
+
 def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_saw_it(trained):
     import keras
 
@@ -199,14 +212,7 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
     assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))).speaker_norm
     rows = view.rows("test", originals_only=True)  # every original of the test speakers
     stored = predict(keras_model, ZarrSequence(view, rows, name, 64, speaker_norm=SpeakerNorm(view, name)))
-    frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
-                          "speaker": list(read_strings(view.group["speaker"])[rows])})
-    vocab = [f"p_{c}" for c in view.vocabulary]
-    import functools
-
-    from ser_tasks.predict import allowed_roots
-
-    score = functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)]))
+    frame, vocab, score = _stored_files(view, rows, tmp)
     raw = score(keras_model, prep, frame)[vocab].to_numpy()
     assert np.abs(raw - stored).max() < 1e-4
     # without speakers each clip is normalised by itself: other inputs, other probabilities
@@ -219,13 +225,10 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
 
 
 def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_scoring_did(trained):
-    import functools
-
     import keras
 
     from ser_tasks.data import SpeakerNorm
     from ser_tasks.errors import InputError
-    from ser_tasks.predict import allowed_roots
     from ser_tasks.train import trained_groups
 
     view, cfg, tmp = trained["store"].view(), trained["cfg"], trained["tmp"]
@@ -238,10 +241,7 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
     assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))).corpus_norm
     rows = np.flatnonzero(view.done() & (view.column("variant") == 0))  # the corpus: every original
     stored = predict(keras_model, ZarrSequence(view, rows, name, 64, speaker_norm=SpeakerNorm(view, name, "corpus")))
-    frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
-                          "speaker": list(read_strings(view.group["speaker"])[rows])})
-    vocab = [f"p_{c}" for c in view.vocabulary]
-    score = functools.partial(predict_frame, allowed_paths=allowed_roots([str(tmp)]))
+    frame, vocab, score = _stored_files(view, rows, tmp)
     together = score(keras_model, prep, frame)[vocab].to_numpy()
     assert np.abs(together - stored).max() < 1e-4
     # a smaller call is another population, with other statistics; speakers play no part
