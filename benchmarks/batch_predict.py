@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/batch_predict.py --mlflow-uri sqlite:///mlflow.db [--model models:/ser-emotion@champion]
         [--data ../shared/data] [--files 240] [--out benchmarks/results/batch_predict.json]
 
-What ``ser predict DIR --out preds.parquet`` does (:func:`ser_tasks.batch.run_batch`: chunks of 32
+What ``ser predict DIR --out preds.parquet`` does (:func:`ser_tasks.serve.bulk.run_batch`: chunks of 32
 files, one single-threaded LocalCluster worker process per core, each chunk's rows one Parquet
 part), timed on ``--files`` clips spread evenly over the shared RAVDESS and CREMA-D folders under
 ``--data`` (half each). For each worker count, a fresh cluster first scores one chunk per worker
@@ -49,19 +49,19 @@ def _peak_rss_mib() -> float:
 
 
 def measure(model_uri: str, files: list[str], workers: int, warm: list[str]) -> dict:
-    """Files per second of :func:`ser_tasks.batch.run_batch` on a fresh LocalCluster of ``workers``.
+    """Files per second of :func:`ser_tasks.serve.bulk.run_batch` on a fresh LocalCluster of ``workers``.
 
     ``warm`` (other clips, one chunk per worker) is scored first, untimed.
     """
-    from ser_tasks import batch
+    from ser_tasks.serve import bulk
 
-    with tempfile.TemporaryDirectory() as tmp, batch.batch_client(None, workers) as client:
-        ref = batch.resolve_model(model_uri, f"{tmp}/model")
+    with tempfile.TemporaryDirectory() as tmp, bulk.batch_client(None, workers) as client:
+        ref = bulk.resolve_model(model_uri, f"{tmp}/model")
         roots = sorted({os.path.dirname(f) for f in files + warm})
-        batch.run_batch(ref, warm, {}, f"{tmp}/warm", roots, client=client, threads=1,
+        bulk.run_batch(ref, warm, {}, f"{tmp}/warm", roots, client=client, threads=1,
                         chunk_files=max(1, len(warm) // workers))
         t0 = time.perf_counter()
-        summary = batch.run_batch(ref, files, {}, f"{tmp}/out", roots, client=client, threads=1)
+        summary = bulk.run_batch(ref, files, {}, f"{tmp}/out", roots, client=client, threads=1)
         seconds = time.perf_counter() - t0
         rss = sorted(client.run(_peak_rss_mib).values())
     assert summary["scored"] == len(files), summary
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=240)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "batch_predict.json")
     args = ap.parse_args()
-    from ser_tasks import tracking
+    from ser_tasks.learn import tracking
 
     tracking.use(args.mlflow_uri)
     clips = real_clips(args.data, args.files + 8)

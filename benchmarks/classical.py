@@ -52,8 +52,8 @@ def utterance_statistics(view, rows: np.ndarray, chunk: int = 256) -> np.ndarray
 
     ``C`` = log-mel bands + MFCCs + 2 (ZCR, RMS); read ``chunk`` rows at a time.
     """
-    from ser_tasks.data import assemble
-    from ser_tasks.features import FEATURES
+    from ser_tasks.learn.data import assemble
+    from ser_tasks.signal.features import FEATURES
 
     out = []
     for s in range(0, len(rows), chunk):
@@ -97,7 +97,7 @@ def inner_ua(family: str, c: float | None, x: np.ndarray, y: np.ndarray, groups:
 def nested(x: np.ndarray, y: np.ndarray, speaker: np.ndarray, folds, families: list[str],
            vocabulary: list[str]) -> dict:
     """Outer folds scored once each, after choosing among ``families`` (and their ``C``) on inner folds."""
-    from ser_tasks import metrics
+    from ser_tasks.learn import metrics
 
     per_fold = []
     for fold in folds:
@@ -127,8 +127,8 @@ def extract(root: Path, store: Path) -> None:
 
 def corpus_rows(name: str, root: Path, partition: str | None) -> dict:
     """Every row of one corpus: nested selection for each family and for all of them jointly."""
-    from ser_tasks.crossval import load_partition, make_folds
-    from ser_tasks.store import FeatureStore
+    from ser_tasks.learn.folds import load_partition, make_folds
+    from ser_tasks.store.zarr_store import FeatureStore
 
     store = WORK / f"{name}.zarr"
     extract(root, store)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/concurrent_writers.py --backend sqlite|postgresql [--writers 4]
         [--out benchmarks/results/concurrent_writers_<backend>.json]
 
-Starts the dev stack (:class:`ser_tasks.devstack.LocalStack`: an S3 server, the Prefect server and the
+Starts the dev stack (:class:`ser_tasks.runtime.devstack.LocalStack`: an S3 server, the Prefect server and the
 MLflow server, on sqlite files or on one PostgreSQL server), runs ``ser run`` once on a synthetic
 6-actor corpus of tones (a small from-scratch model: the writes matter here, not the model), then
 ``--writers`` ``ser train`` processes on that store at the same moment, with different seeds. Reports
@@ -36,7 +36,7 @@ def main() -> None:
     import mlflow
 
     from conftest import make_ravdess_like
-    from ser_tasks.devstack import LocalStack
+    from ser_tasks.runtime.devstack import LocalStack
 
     ser = str(Path(sys.executable).parent / "ser")
     with tempfile.TemporaryDirectory() as tmp_dir, LocalStack(Path(tmp_dir) / "stack") as stack:

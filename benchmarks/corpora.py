@@ -46,8 +46,8 @@ CREMA_CLASSES = "neutral,happy,sad,angry,fearful,disgust"
 
 def crema_blocks_csv(crema_root: str, path: Path) -> Path:
     """Write the ``crema_cv`` step's folds (6 blocks of consecutive CREMA-D actors) as a ``--folds-file`` CSV."""
-    from ser_tasks.crossval import speaker_blocks
-    from ser_tasks.manifest import build_manifest
+    from ser_tasks.corpus.manifest import build_manifest
+    from ser_tasks.learn.folds import speaker_blocks
 
     speakers = build_manifest(crema_root).clips["speaker"].unique()
     rows = [f"{k},{spk}" for k, block in enumerate(speaker_blocks(speakers, 6)) for spk in block]

@@ -10,7 +10,7 @@ script exits:
 
 * ``old``: ``soundfile.read(path, dtype="float32", always_2d=True)``, the pipeline's decoder for
   every file before ``read_flac16``;
-* ``new``: :func:`ser_tasks.audio.read_flac16`, the pipeline's decoder for 16-bit FLAC now.
+* ``new``: :func:`ser_tasks.signal.audio.read_flac16`, the pipeline's decoder for 16-bit FLAC now.
 
 Timing: wall seconds per file (``perf_counter``), old and new called back to back on each file,
 their order swapped every repeat (this machine's speed drifts by tens of percent within minutes).
@@ -35,11 +35,11 @@ sys.path.insert(0, str(REPO))
 
 from yin_speed import clip_arguments, interleaved_ms, write_result  # noqa: E402  (this folder is the script's)
 
-from ser_tasks.audio import read_flac16  # noqa: E402
+from ser_tasks.signal.audio import read_flac16  # noqa: E402
 
 
 def old(path: str) -> tuple[np.ndarray, int]:
-    """The float32 read of libsndfile, as ``ser_tasks.audio`` decoded every file before ``read_flac16``."""
+    """The float32 read of libsndfile, as ``ser_tasks.signal.audio`` decoded every file before ``read_flac16``."""
     return sf.read(path, dtype="float32", always_2d=True)
 
 

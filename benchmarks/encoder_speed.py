@@ -6,10 +6,10 @@
 One process, one thread (TensorFlow's intra- and inter-op pools and BLAS set to 1), so the figures
 are per core. Clips: ``--clips`` RAVDESS files spread evenly over ``ravdess/**/*.flac`` under
 ``--data`` (default ``$SER_TEST_DATA`` or ``../shared/data``), each decoded and trimmed once as
-extraction does (:func:`ser_tasks.audio.speech`). Timed, per clip, from the trimmed waveform to
+extraction does (:func:`ser_tasks.signal.audio.speech`). Timed, per clip, from the trimmed waveform to
 the pooled statistics of every layer:
 
-* ``ours``: :meth:`ser_tasks.encoder.Encoder.embed`, the pipeline's path: Whisper's log-mel of the
+* ``ours``: :meth:`ser_tasks.signal.encoder.Encoder.embed`, the pipeline's path: Whisper's log-mel of the
   speech alone, the encoder on its frames (positions sliced), pooled over them;
 * ``padded``: the loop a plain transformers user writes: Whisper's feature extractor pads every
   clip to 30 s (3,000 frames) by default, the encoder runs over all 1,500 positions, and the states
@@ -56,9 +56,9 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from ser_tasks import audio
     from ser_tasks.config import AudioConfig
-    from ser_tasks.encoder import SAMPLE_RATE, Encoder, log_mel, pooled_stats
+    from ser_tasks.signal import audio
+    from ser_tasks.signal.encoder import SAMPLE_RATE, Encoder, log_mel, pooled_stats
 
     files = sorted((args.data / "ravdess").rglob("*.flac"))
     if not files:

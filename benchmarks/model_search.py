@@ -9,7 +9,7 @@ and the last epoch is scored on the originals of the development actors. No clas
 
 Candidates (``--model``):
 
-- ``compact``: the body of ``compact_cnn`` (2D, ``ser_tasks/models.py``);
+- ``compact``: the body of ``compact_cnn`` (2D, ``ser_tasks/learn/models.py``);
 - ``tdnn-strided``: the ``tdnn`` layers on full-rate (10 ms) frames, the first convolution with
   stride 2 (20 ms);
 - ``tdnn``: the ``tdnn`` of the zoo: frames averaged 4 at a time (40 ms) first.
@@ -34,8 +34,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from ser_tasks import metrics
-from ser_tasks.store import FeatureStore
+from ser_tasks.learn import metrics
+from ser_tasks.store.zarr_store import FeatureStore
 
 
 def stats_pool(x):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import boto3
 
-from ser_tasks.devstack import DEV_KEY, DEV_SECRET, LocalStack
+from ser_tasks.runtime.devstack import DEV_KEY, DEV_SECRET, LocalStack
 
 HERE = Path(__file__).resolve().parent
 SER = str(Path(sys.executable).parent / "ser")
@@ -42,7 +42,7 @@ def timed(argv: list[str], env: dict, cwd: Path) -> float:
 
 
 def main() -> None:
-    """Time the run embedded, then scaled out on a :class:`ser_tasks.devstack.LocalStack`; print and write both."""
+    """Time the run embedded, then scaled out on a :class:`ser_tasks.runtime.devstack.LocalStack`; print, write both."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("SER_TEST_DATA", str(HERE.parents[1] / "shared" / "data")))
     ap.add_argument("--actors", default="01,02,03")

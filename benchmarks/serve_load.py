@@ -111,7 +111,7 @@ def main() -> None:
     import httpx
     from batch_predict import measure, real_clips
 
-    from ser_tasks import tracking
+    from ser_tasks.learn import tracking
 
     tracking.use(args.mlflow_uri)
     clips = real_clips(args.data, args.clips + 8)

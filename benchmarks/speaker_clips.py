@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/speaker_clips.py RUN_DIR [--sizes 1 2 5 10 20] --out benchmarks/results/X.json
 
 A model trained with ``train.speaker_norm`` normalises its input by the statistics of the clips it
-is given for one speaker (:func:`ser_tasks.predict.predict_frame`). ``ser evaluate`` scores a
+is given for one speaker (:func:`ser_tasks.serve.predict.predict_frame`). ``ser evaluate`` scores a
 held-out speaker with the statistics of all of that speaker's clips (about 80 on CREMA-D, 60 on
 RAVDESS); a user may have fewer. For every fold model of a finished evaluation (RUN_DIR as in
 ``benchmarks/tta.py``: ``summary.json``, ``features.zarr``, ``runs/<protocol>/fold<k>/model.keras``),
 the held-out speakers' original clips are scored again with each speaker's clips cut into groups
 of ``k`` (a seeded random partition; the last group of a speaker may be smaller) and every group
-normalised by its own statistics (:func:`ser_tasks.data.normalise_groups`, what ``ser predict
+normalised by its own statistics (:func:`ser_tasks.learn.data.normalise_groups`, what ``ser predict
 --speaker-by`` does with ``k`` files of one voice). ``k = 1`` is a clip alone. ``all`` (every clip
 of the speaker) must reproduce the run's fold UA (to 0.005), which the script checks.
 
@@ -47,11 +47,11 @@ def main() -> None:
     """Score every fold model of a run at each group size and write the JSON."""
     import keras
 
-    from ser_tasks.data import iter_chunks, normalise_groups
-    from ser_tasks.metrics import scores
-    from ser_tasks.models import MODEL_INPUTS
-    from ser_tasks.store import FeatureStore
-    from ser_tasks.train import trained_per_speaker
+    from ser_tasks.learn.data import iter_chunks, normalise_groups
+    from ser_tasks.learn.metrics import scores
+    from ser_tasks.learn.models import MODEL_INPUTS
+    from ser_tasks.learn.training import trained_per_speaker
+    from ser_tasks.store.zarr_store import FeatureStore
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path)

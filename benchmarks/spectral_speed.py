@@ -6,20 +6,20 @@
 One process, one thread (``OMP_NUM_THREADS`` and friends set to 1 before numpy loads). Clips:
 every ``ravdess/**/*.flac`` or ``*.wav`` under ``--data`` (default ``$SER_TEST_DATA`` or
 ``../shared/data``), sorted, ``--clips`` of them spread evenly; each decoded, resampled to 16 kHz
-and trimmed once (:func:`ser_tasks.audio.speech`). Before any clock, every pair below must give
+and trimmed once (:func:`ser_tasks.signal.audio.speech`). Before any clock, every pair below must give
 equal arrays (``array_equal``) on every clip, or the script exits.
 
 Pairs, old (librosa's call, the code before ``292d52f`` / ``6a59bd9``) against new:
 
 * ``power_spectrogram``: ``np.abs(librosa.stft(y, 512, 160, 400, hann)) ** 2`` against
-  :func:`ser_tasks.features.power_spectrogram`, on the clip fixed to the store's 3 s (its zero
+  :func:`ser_tasks.signal.features.power_spectrogram`, on the clip fixed to the store's 3 s (its zero
   padding included, as a row has it);
-* ``log_mel_and_f0``: :func:`ser_tasks.features.extract` of the log-mel and F0 with librosa's STFT
-  and separate framings, against one shared framing (:func:`ser_tasks.features.centred_frames`);
+* ``log_mel_and_f0``: :func:`ser_tasks.signal.features.extract` of the log-mel and F0 with librosa's STFT
+  and separate framings, against one shared framing (:func:`ser_tasks.signal.features.centred_frames`);
 * ``time_stretch``: ``librosa.effects.time_stretch(y, rate=1.1)`` against
-  :func:`ser_tasks.augment.time_stretch`, on the trimmed clip, as augmentation gets it;
+  :func:`ser_tasks.signal.augment.time_stretch`, on the trimmed clip, as augmentation gets it;
 * ``pitch_shift``: ``librosa.effects.pitch_shift(y, sr=16000, n_steps=1.5)`` against
-  :func:`ser_tasks.augment.pitch_shift`.
+  :func:`ser_tasks.signal.augment.pitch_shift`.
 
 Timing: wall seconds per call (``perf_counter``), old and new called back to back on each clip,
 their order swapped every repeat, summed over ``--repeats`` passes: this machine's speed drifts by
@@ -46,8 +46,9 @@ sys.path.insert(0, str(REPO))
 
 from yin_speed import clip_arguments, interleaved_ms, write_result  # noqa: E402  (this folder is the script's)
 
-from ser_tasks import audio, augment, extract, features  # noqa: E402
 from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
+from ser_tasks.signal import audio, augment, features  # noqa: E402
+from ser_tasks.store import extraction  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # librosa.effects passes deprecated vocoder arguments
 
@@ -89,7 +90,7 @@ def main() -> None:
     args, files = clip_arguments(__doc__, 5, "spectral_speed.json")
     acfg, fcfg = AudioConfig(), FeatureConfig()
     sr = acfg.sample_rate
-    extract.warm_up(acfg, fcfg, augment=True)
+    extraction.warm_up(acfg, fcfg, augment=True)
     trimmed = [audio.speech(audio.load_audio(str(f), sr), acfg, str(f)) for f in files]
     inputs = {"trimmed": trimmed, "fixed": [audio.fix_length(y, acfg.n_samples) for y in trimmed]}
     results = {}

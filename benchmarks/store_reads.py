@@ -4,7 +4,7 @@ Runs the ``ser_pipeline`` flow in this process on a corpus root (default: the sh
 augmentation, 1 epoch: the counts do not depend on the size or the recipe) with Dask worker
 processes, and counts in this process:
 
-- ``opens``: root-group opens of the store (:func:`ser_tasks.store._open_root`);
+- ``opens``: root-group opens of the store (:func:`ser_tasks.store.zarr_store._open_root`);
 - ``label_reads``: reads of the per-row label and provenance arrays (``emotion``, ``split``,
   ``variant``, ``clip_id``, ``speaker``, ``path``, ``status``), by array.
 
@@ -38,10 +38,10 @@ def main() -> None:
 
     import zarr
 
+    from flows.engine.prefect_server import prefect_api
     from flows.pipeline import ser_pipeline
-    from flows.prefect_server import prefect_api
-    from ser_tasks import store as store_mod
     from ser_tasks.config import PipelineConfig
+    from ser_tasks.store import zarr_store as store_mod
 
     opens = collections.Counter()
     reads = collections.Counter()

@@ -11,7 +11,7 @@ Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes
   noisy and a pitch-shifted copy, zero padding on both sides to 3.5 s, then a 128-band dB mel
   spectrogram, ZCR and RMS (frame 2048, hop 512) of each of the three, kept in lists. One process.
 * **plain loop** (a single-threaded child process, as a Dask worker is): the pipeline's own task
-  body (:func:`ser_tasks.extract.process_region`) called over every batch of a planned store: the
+  body (:func:`ser_tasks.store.extraction.process_region`) called over every batch of a planned store: the
   work without Prefect or Dask.
 * **plain loop, two processes at once** (each single-threaded, on the clips of 12 actors): the
   same work with nothing shared but the machine, for the most two workers can gain on it
@@ -22,16 +22,16 @@ Scenarios, each on a fresh Dask LocalCluster of single-threaded worker processes
 * **no-op rerun**: the flow again on the 2-worker store: nothing new to compute.
 * **cold start, 1 and 2 workers**: the flow as ``ser extract --workers N`` runs it, starting and
   stopping its own LocalCluster inside the clock (``two_worker_speedup_cold``).
-* **training input**: samples per second of the Zarr loader alone (:class:`ser_tasks.data.ZarrSequence`
+* **training input**: samples per second of the Zarr loader alone (:class:`ser_tasks.learn.data.ZarrSequence`
   over the training rows) against the default model's training step alone.
 * **4x corpus**: every clip linked 4 times (folder-per-emotion layout, distinct names), 2 workers,
   for the peak memory per worker.
 
 Every process starts its clock after its one-time start-up: imports, then one synthetic clip
-through :func:`ser_tasks.extract.warm_up` (what librosa loads on first use: scipy's lazy modules,
+through :func:`ser_tasks.store.extraction.warm_up` (what librosa loads on first use: scipy's lazy modules,
 numba's cached kernels; about 3 s, reported as ``warm_up_s``). The seed loop's process warms up
 the same way, as do the pipeline's workers (which do it in the background when the pipeline
-starts them: :mod:`ser_tasks.worker_setup`). Everything after that is counted, in the workers and
+starts them: :mod:`ser_tasks.runtime.worker_setup`). Everything after that is counted, in the workers and
 in the flow's process: Prefect's and Dask's work per task, the first task's Prefect client and
 settings, building the manifest and planning the store.
 
@@ -64,7 +64,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ser_tasks import process_env  # noqa: E402
+from ser_tasks.runtime import process_env  # noqa: E402
 
 process_env.apply()
 
@@ -78,7 +78,7 @@ EMOTION_FOLDERS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "0
 # -- the seed notebooks' loop (REFERENCE.md), benchmark only ---------------------------------
 def seed_loop(paths: list[str]) -> dict:
     """Per file: load at the native rate, noisy + pitch-shifted copies, pad to 3.5 s, mel/ZCR/RMS."""
-    from ser_tasks.extract import warm_up
+    from ser_tasks.store.extraction import warm_up
 
     warm = warm_up()
     rng = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def run_flow(root: str, store: str, cfg: dict, workers: int, corpus: str | None 
     from prefect_dask import DaskTaskRunner
 
     from flows.extract import extract_features
-    from ser_tasks.extract import warm_up
+    from ser_tasks.store.extraction import warm_up
 
     out = []
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
@@ -168,7 +168,7 @@ def run_flow_cold(root: str, store: str, cfg: dict, workers: int) -> dict:
     flow's process plus its reaped descendants: the forkserver, stopped (and so reaped) after the
     flow, and the worker processes it forked and reaped.
     """
-    from flows import forkserver
+    from flows.engine import forkserver
     from flows.extract import dask_runner, extract_features
 
     forkserver.stop()  # cold: the server's imports and warm-up inside the clock
@@ -186,11 +186,11 @@ def run_flow_cold(root: str, store: str, cfg: dict, workers: int) -> dict:
 def plain_loop(root: str, store: str, cfg_dict: dict) -> dict:
     """The flow's task body over every batch, in this process (no Prefect, no Dask)."""
     from ser_tasks.config import PipelineConfig
-    from ser_tasks.extract import process_region, warm_up
-    from ser_tasks.manifest import build_manifest
-    from ser_tasks.plan import plan_rows
-    from ser_tasks.split import assign_split
-    from ser_tasks.store import FeatureStore
+    from ser_tasks.corpus.manifest import build_manifest
+    from ser_tasks.corpus.split import assign_split
+    from ser_tasks.store.extraction import process_region, warm_up
+    from ser_tasks.store.plan import plan_rows
+    from ser_tasks.store.zarr_store import FeatureStore
 
     cfg = PipelineConfig.model_validate(cfg_dict)
     warm = warm_up()
@@ -215,10 +215,10 @@ def loader_vs_model(store_url: str, model_name: str = "compact_cnn", batch_size:
     """
     import keras
 
-    from ser_tasks.data import ZarrSequence, input_shape
-    from ser_tasks.models import MODEL_INPUTS, build_model
-    from ser_tasks.store import FeatureStore
-    from ser_tasks.train import fit_normalizer
+    from ser_tasks.learn.data import ZarrSequence, input_shape
+    from ser_tasks.learn.models import MODEL_INPUTS, build_model
+    from ser_tasks.learn.training import fit_normalizer
+    from ser_tasks.store.zarr_store import FeatureStore
 
     view = FeatureStore.locate(store_url).view()
     name = MODEL_INPUTS[model_name]
@@ -366,9 +366,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     args = ap.parse_args()
 
-    from flows.prefect_server import prefect_api
+    from flows.engine.prefect_server import prefect_api
     from ser_tasks.config import FeatureConfig, PipelineConfig
-    from ser_tasks.features import feature_names
+    from ser_tasks.signal.features import feature_names
 
     work = Path(tempfile.mkdtemp(prefix="ser-throughput-"))
     ravdess = Path(args.data, "ravdess")

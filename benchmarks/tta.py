@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ua(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """UA over the classes present in ``y_true`` (:func:`ser_tasks.metrics.scores`, as ``ser evaluate`` scores)."""
-    from ser_tasks.metrics import scores
+    """UA over the classes present in ``y_true`` (:func:`ser_tasks.learn.metrics.scores`, as ``ser evaluate`` does)."""
+    from ser_tasks.learn.metrics import scores
 
     return scores(y_true, y_pred, [str(c) for c in range(int(max(y_true.max(), y_pred.max())) + 1)],
                   present_only=True)["ua"]
@@ -53,9 +53,9 @@ def fold_outputs(run: Path) -> list[dict]:
     """
     import keras
 
-    from ser_tasks.data import SpeakerNorm, ZarrSequence
-    from ser_tasks.store import FeatureStore
-    from ser_tasks.train import MODEL_INPUTS, predict, trained_per_speaker
+    from ser_tasks.learn.data import SpeakerNorm, ZarrSequence
+    from ser_tasks.learn.training import MODEL_INPUTS, predict, trained_per_speaker
+    from ser_tasks.store.zarr_store import FeatureStore
 
     summary = json.loads((run / "summary.json").read_text())
     ev, ext = summary["evaluation"], summary["extract"]

@@ -1,4 +1,4 @@
-"""YIN: ``librosa.yin`` against ``ser_tasks.features.yin``, same values, on RAVDESS clips.
+"""YIN: ``librosa.yin`` against ``ser_tasks.signal.features.yin``, same values, on RAVDESS clips.
 
     .venv/bin/python benchmarks/yin_speed.py [--data ../shared/data] [--clips 240] [--repeats 3]
         [--out benchmarks/results/yin_speed.json]
@@ -6,14 +6,14 @@
 One process, one thread (``OMP_NUM_THREADS`` and friends set to 1 before numpy loads). Clips:
 every ``ravdess/**/*.flac`` or ``*.wav`` under ``--data`` (default ``$SER_TEST_DATA`` or
 ``../shared/data``), sorted, ``--clips`` of them spread evenly; each decoded, resampled to 16 kHz
-and trimmed once (:func:`ser_tasks.audio.speech`), then fixed to the store's 3 s. Before any clock:
+and trimmed once (:func:`ser_tasks.signal.audio.speech`), then fixed to the store's 3 s. Before any clock:
 ``features.yin`` must equal ``librosa.yin`` (``array_equal``) on every clip, or the script exits.
 
 Two measurements, each alternated old / new ``--repeats`` times, CPU seconds (``process_time``):
 
-* ``yin_ms_per_clip``: the F0 call alone, on the store's frame (:func:`ser_tasks.features.f0_frame_length`:
+* ``yin_ms_per_clip``: the F0 call alone, on the store's frame (:func:`ser_tasks.signal.features.f0_frame_length`:
   512 samples) and hop (160 samples).
-* ``row_ms_per_clip``: a whole unaugmented row's features (:func:`ser_tasks.extract.clip_features`:
+* ``row_ms_per_clip``: a whole unaugmented row's features (:func:`ser_tasks.store.extraction.clip_features`:
   log-mel, MFCC, ZCR, RMS, F0) with ``features.yin`` and with it replaced by ``librosa.yin``.
 
 Writes ``--out`` (``date``, ``commit``, ``clips``, ``repeats``, each measurement's ``old`` and
@@ -40,15 +40,16 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ser_tasks import audio, extract, features  # noqa: E402
-from ser_tasks.augment import AugmentParams  # noqa: E402
 from ser_tasks.config import AudioConfig, FeatureConfig  # noqa: E402
+from ser_tasks.signal import audio, features  # noqa: E402
+from ser_tasks.signal.augment import AugmentParams  # noqa: E402
+from ser_tasks.store import extraction  # noqa: E402
 
 
 def librosa_yin(y: np.ndarray, sr: int, frame_length: int, hop_length: int, fmin: float = features.F0_FMIN,
                 fmax: float = features.F0_FMAX, trough_threshold: float = 0.1,
                 framed: features.Framed | None = None) -> np.ndarray:
-    """``librosa.yin`` with :func:`ser_tasks.features.yin`'s signature (the code before the change).
+    """``librosa.yin`` with :func:`ser_tasks.signal.features.yin`'s signature (the code before the change).
 
     ``framed`` is taken and not used: librosa frames the signal itself.
     """
@@ -142,7 +143,7 @@ def main() -> None:
     def row(fn, y):
         features.yin = fn
         try:
-            extract.clip_features(y, acfg, fcfg, params, rng, trim=False)
+            extraction.clip_features(y, acfg, fcfg, params, rng, trim=False)
         finally:
             features.yin = new
 

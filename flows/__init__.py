@@ -5,6 +5,6 @@
 - :func:`flows.pipeline.ser_pipeline`: both, under one MLflow run.
 """
 
-from ser_tasks import process_env
+from ser_tasks.runtime import process_env
 
 process_env.apply()

@@ -1,7 +1,7 @@
 """The scheduled flow that scores only the recordings a folder or prefix gained, with the champion.
 
 :func:`score_new_recordings` is a Prefect flow: list a folder or prefix, score with the champion
-every file that has no rows yet for the champion's version (:func:`ser_tasks.batch.predict_batch`,
+every file that has no rows yet for the champion's version (:func:`ser_tasks.serve.bulk.predict_batch`,
 on Dask), and log what it did; :func:`scoring_deployment` puts it on a cron or interval schedule
 (``ser deploy-scoring``).
 """
@@ -40,11 +40,11 @@ def score_new_recordings(prefix: str, out_url: str, model_uri: str = "models:/se
         per_window: one row per window instead of one per file.
 
     Returns:
-        :func:`ser_tasks.batch.run_batch`'s summary plus ``model_uri`` (the version used).
+        :func:`ser_tasks.serve.bulk.run_batch`'s summary plus ``model_uri`` (the version used).
     """
-    from ser_tasks import tracking
-    from ser_tasks.batch import predict_batch
-    from ser_tasks.predict import expand_inputs
+    from ser_tasks.learn import tracking
+    from ser_tasks.serve.bulk import predict_batch
+    from ser_tasks.serve.predict import expand_inputs
 
     logger = get_run_logger()
     tracking.use(mlflow_uri)

@@ -22,9 +22,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from ser_tasks import metrics, tracking
+from flows.extract import extract_features, extraction_runner, training_placed
+from flows.train import local_threads, train_job_task
 from ser_tasks.config import PipelineConfig
-from ser_tasks.crossval import (
+from ser_tasks.learn import metrics, tracking
+from ser_tasks.learn.folds import (
     ABLATION,
     CROSS_CORPUS,
     DESCRIPTIONS,
@@ -35,13 +37,10 @@ from ser_tasks.crossval import (
     make_folds,
     summarize,
 )
-from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement
+from ser_tasks.learn.jobs import TrainJob, fetch_fit, outputs_url_for, placement
+from ser_tasks.learn.training import score_rows, train_rows
 from ser_tasks.remote import redact_url
-from ser_tasks.store import FeatureStore, StoreView
-from ser_tasks.train import score_rows, train_rows
-
-from .extract import extract_features, extraction_runner, training_placed
-from .train import local_threads, train_job_task
+from ser_tasks.store.zarr_store import FeatureStore, StoreView
 
 #: Settings ``ser evaluate`` needs whatever the configuration says: every clip augmented (a
 #: split-agnostic store) and a fixed schedule that selects nothing on held-out speakers.
@@ -94,7 +93,7 @@ def fold_task(view: StoreView, fold: Fold, config: PipelineConfig, out_dir: Path
 def _cluster_folds(view: StoreView, folds: list[Fold], cfg: PipelineConfig, out: Path, protocol: str) -> list[dict]:
     """Every fold as a training task on the Dask cluster at once; each logged to its child run as it finishes.
 
-    The workers write each model to the store's filesystem (:mod:`ser_tasks.jobs`); the flow
+    The workers write each model to the store's filesystem (:mod:`ser_tasks.learn.jobs`); the flow
     fetches it, and logs the fold (parameters, every epoch's metrics, scores, plots) to MLflow.
     """
     logger = get_run_logger()
@@ -166,7 +165,7 @@ def cross_validate(store_url: str, protocol: str = "cv-actor", config: PipelineC
     Args:
         store_url: Zarr store path or URL.
         protocol: ``cv-actor``, ``clip-split``, ``row-split``, ``cross-corpus`` (see
-            :mod:`ser_tasks.crossval`) or ``ablation`` (the first three, each under its own run,
+            :mod:`ser_tasks.learn.folds`) or ``ablation`` (the first three, each under its own run,
             nested in one parent run).
         config: the pipeline settings (a dict is validated into one); ``train``, ``split.seed`` and
             ``tracking`` are used here.

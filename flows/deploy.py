@@ -4,7 +4,7 @@
 with a cron schedule and fixed parameters, registers it on the server ``PREFECT_API_URL`` points
 at, and runs the flow runs the server schedules (or that are triggered from the UI/API) in
 subprocesses until stopped. Each scheduled run is incremental: extraction appends only the files
-the corpus root gained since the last run (see :meth:`ser_tasks.store.FeatureStore.create_or_resume`),
+the corpus root gained since the last run (see :meth:`ser_tasks.store.zarr_store.FeatureStore.create_or_resume`),
 then the model is retrained and a new version registered.
 
 Deployment parameters are stored by the Prefect server in clear, so credentials must not be among
@@ -18,11 +18,10 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
+from flows.pipeline import ser_pipeline
 from ser_tasks.config import PipelineConfig
 from ser_tasks.errors import InputError
 from ser_tasks.remote import reveal, secret_keys
-
-from .pipeline import ser_pipeline
 
 DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00
 

@@ -18,17 +18,16 @@ from prefect.futures import as_completed
 from prefect_dask import DaskTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flows.engine import forkserver
 from ser_tasks.config import ManifestConfig, PipelineConfig
-from ser_tasks.extract import extraction_summary, log_extraction, process_region
-from ser_tasks.lease import WriterLease
 from ser_tasks.remote import redact_url
-from ser_tasks.store import FeatureStore, group_name
-from ser_tasks.worker_setup import WARM_UP_ENV, WARM_UP_MODES, warm_up_for
-
-from . import forkserver
+from ser_tasks.runtime.worker_setup import WARM_UP_ENV, WARM_UP_MODES, warm_up_for
+from ser_tasks.store.extraction import extraction_summary, log_extraction, process_region
+from ser_tasks.store.lease import WriterLease
+from ser_tasks.store.zarr_store import FeatureStore, group_name
 
 if TYPE_CHECKING:
-    from ser_tasks.manifest import Manifest
+    from ser_tasks.corpus.manifest import Manifest
 
 # The manifest, the split and the row plan (pandas) are imported where the flow uses them: every
 # extraction worker imports this module (Prefect ships the flow run's context, which names the
@@ -39,10 +38,10 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
                 warm_up: str = "augment") -> DaskTaskRunner:
     """A Dask task runner: the scheduler at ``address``, or a LocalCluster of worker processes.
 
-    The LocalCluster's workers are forked from a warmed-up server (:mod:`flows.forkserver`,
-    started here unless running), and preload :mod:`ser_tasks.worker_setup`, which warms up
+    The LocalCluster's workers are forked from a warmed-up server (:mod:`flows.engine.forkserver`,
+    started here unless running), and preload :mod:`ser_tasks.runtime.worker_setup`, which warms up
     whatever that server did not; workers of a cluster given by address are started by their owner
-    (``dask worker --preload ser_tasks.worker_setup`` does the same there).
+    (``dask worker --preload ser_tasks.runtime.worker_setup`` does the same there).
 
     Args:
         address: a Dask scheduler's address, or ``None`` for a LocalCluster.
@@ -62,7 +61,7 @@ def dask_runner(address: str | None = None, workers: int = 2, threads_per_worker
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": workers, "threads_per_worker": threads_per_worker,
                                           "processes": True, "dashboard_address": None,
-                                          "preload": ["ser_tasks.worker_setup"],
+                                          "preload": ["ser_tasks.runtime.worker_setup"],
                                           "env": {**forkserver.worker_env(), WARM_UP_ENV: warm_up}})
 
 
@@ -89,15 +88,15 @@ def training_placed(training_flow, cfg: PipelineConfig, address: str | None = No
 @task(name="build-manifest", cache_policy=NO_CACHE)
 def manifest_task(root: str | list[str], corpus: str | None, storage_options: dict | None,
                   crema_demographics: str | None, config: ManifestConfig | None = None) -> Manifest:
-    """:func:`ser_tasks.manifest.build_manifest` as a task (runs in the flow's process)."""
-    from ser_tasks.manifest import build_manifest
+    """:func:`ser_tasks.corpus.manifest.build_manifest` as a task (runs in the flow's process)."""
+    from ser_tasks.corpus.manifest import build_manifest
 
     return build_manifest(root, corpus, storage_options, crema_demographics, config)
 
 
 @task(name="extract-batch", cache_policy=NO_CACHE, task_run_name="rows-{start}-{stop}")
 def extract_batch(url: str, group: str, start: int, stop: int, storage_options: dict | None = None) -> dict:
-    """:func:`ser_tasks.extract.process_region` on a worker (whole chunks); retried on store errors."""
+    """:func:`ser_tasks.store.extraction.process_region` on a worker (whole chunks); retried on store errors."""
     return process_region(url, group, start, stop, storage_options)
 
 
@@ -124,14 +123,14 @@ def extract_features(root: str | list[str], store_url: str, config: PipelineConf
         ``rows_per_second``, ``store``, ``group``, ``manifest_fingerprint``, ``corpus``; when an MLflow
         run is active, the manifest, skipped files, split and failures are logged to it.
     """
-    from ser_tasks.plan import plan_rows, planned_splits
-    from ser_tasks.split import assign_split, split_table
+    from ser_tasks.corpus.split import assign_split, split_table
+    from ser_tasks.store.plan import plan_rows, planned_splits
 
     logger = get_run_logger()
     t0 = time.perf_counter()
     cfg = PipelineConfig.model_validate(config or {})
     manifest = manifest_task(root, corpus, storage_options, crema_demographics, cfg.manifest)
-    # One writer per group, from reading its planned splits to finalising it (ser_tasks.lease).
+    # One writer per group, from reading its planned splits to finalising it (ser_tasks.store.lease).
     lease = WriterLease(store_url, group_name(cfg), storage_options, cfg.extract.lease_seconds,
                         cfg.extract.lease_wait_seconds,
                         on_wait=lambda held: logger.warning(

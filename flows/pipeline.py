@@ -7,11 +7,10 @@ import time
 import mlflow
 from prefect import flow
 
-from ser_tasks import tracking
+from flows.extract import extract_features, extraction_runner, training_placed
+from flows.train import train_model
 from ser_tasks.config import PipelineConfig
-
-from .extract import extract_features, extraction_runner, training_placed
-from .train import train_model
+from ser_tasks.learn import tracking
 
 
 def _roots_text(root: str | list[str]) -> str:

@@ -1,7 +1,7 @@
 """Flow ``ser_sweep``: one store group, a grid of training settings, one MLflow child run per combination.
 
 The combinations train as parallel tasks on the Dask cluster with ``train.where: cluster``, else
-one after another in this process (:mod:`ser_tasks.jobs` either way). Each child run holds the
+one after another in this process (:mod:`ser_tasks.learn.jobs` either way). Each child run holds the
 combination's parameters, every epoch's metrics, its validation UA at the last epoch
 (``val_ua_final``) and its test-speaker scores, so ``ser compare`` lists them side by side. Choose
 among them on validation UA: the test speakers are for reporting the choice once.
@@ -17,15 +17,14 @@ import mlflow
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
-from ser_tasks import tracking
+from flows.extract import extract_features, extraction_runner, training_placed
+from flows.train import local_threads, train_job_task
 from ser_tasks.config import PipelineConfig
-from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
-from ser_tasks.store import FeatureStore
-from ser_tasks.sweep import expand
-from ser_tasks.train import split_scores
-
-from .extract import extract_features, extraction_runner, training_placed
-from .train import local_threads, train_job_task
+from ser_tasks.learn import tracking
+from ser_tasks.learn.grid import expand
+from ser_tasks.learn.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
+from ser_tasks.learn.training import split_scores
+from ser_tasks.store.zarr_store import FeatureStore
 
 
 @flow(name="sweep_trainings", log_prints=True)

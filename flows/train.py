@@ -16,28 +16,29 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from ser_tasks import registry, tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
-from ser_tasks.store import FeatureStore, StoreView
-from ser_tasks.train import FitResult, fit, score_split, split_scores
+from ser_tasks.learn import tracking
+from ser_tasks.learn.jobs import TrainJob, fetch_fit, outputs_url_for, placement, run_job
+from ser_tasks.learn.training import FitResult, fit, score_split, split_scores
+from ser_tasks.serve import registry
+from ser_tasks.store.zarr_store import FeatureStore, StoreView
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
 def fit_task(view: StoreView, config: PipelineConfig, out_dir: Path) -> FitResult:
-    """:func:`ser_tasks.train.fit`, logging each epoch to the active MLflow run."""
+    """:func:`ser_tasks.learn.training.fit`, logging each epoch to the active MLflow run."""
     return fit(view, config.train, out_dir, extra_callbacks=[tracking.epoch_logger()])
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_task(view: StoreView, model_path: Path, out_dir: Path) -> dict:
-    """:func:`ser_tasks.train.score_split` on the test speakers."""
+    """:func:`ser_tasks.learn.training.score_split` on the test speakers."""
     return score_split(view, model_path, out_dir, "test")
 
 
 @task(name="train-job", cache_policy=NO_CACHE, task_run_name="{job.name}")
 def train_job_task(job: TrainJob) -> dict:
-    """:func:`ser_tasks.jobs.run_job` on whichever Dask worker takes it (resource annotations apply)."""
+    """:func:`ser_tasks.learn.jobs.run_job` on whichever Dask worker takes it (resource annotations apply)."""
     return run_job(job)
 
 
@@ -50,7 +51,7 @@ def cluster_fit(view: StoreView, cfg: PipelineConfig, out: Path) -> tuple[FitRes
     """Fit and score the test speakers as one task on the Dask cluster; fetch the model; log the epochs.
 
     Returns:
-        The fit (model and normaliser fetched into ``out``) and :func:`ser_tasks.train.split_scores`
+        The fit (model and normaliser fetched into ``out``) and :func:`ser_tasks.learn.training.split_scores`
         of the test speakers.
     """
     rows = {s: view.rows(s, originals_only=s != "train") for s in ("train", "val", "test")}
@@ -68,7 +69,7 @@ def cluster_fit(view: StoreView, cfg: PipelineConfig, out: Path) -> tuple[FitRes
 @task(name="log-model", cache_policy=NO_CACHE)
 def log_model_task(fit_result: FitResult, config: PipelineConfig, vocabulary: list[str], scores: dict,
                    tags: dict) -> dict:
-    """:func:`ser_tasks.registry.register_model`: the raw-audio model, a new version, its alias."""
+    """:func:`ser_tasks.serve.registry.register_model`: the raw-audio model, a new version, its alias."""
     return registry.register_model(fit_result.model_path, fit_result.normalizer_path, config, vocabulary, scores,
                                    tags)
 

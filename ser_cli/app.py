@@ -42,7 +42,7 @@ def _end_process() -> None:
 
 atexit.register(_end_process)  # before any library registers its own: handlers run last-registered first
 
-from ser_tasks import process_env  # noqa: E402
+from ser_tasks.runtime import process_env  # noqa: E402
 
 process_env.apply()  # before Prefect or TensorFlow are imported anywhere
 
@@ -186,7 +186,7 @@ def run(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflo
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.prefect_server import await_api, prefect_api
+    from flows.engine.prefect_server import await_api, prefect_api
 
     with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
         _start_forkserver(cfg, dask_address)
@@ -210,14 +210,14 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
             storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
             crema_demographics: DemoOpt = None, workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
     """Features only: corpora -> manifest -> actor-disjoint split -> Zarr (resumable)."""
-    from flows.prefect_server import early_server, prefect_api
+    from flows.engine.prefect_server import early_server, prefect_api
 
     with early_server():  # spawned now, the server's start overlaps the checks below too
         root, corpus = _sources(roots, corpus)
         cfg = _config(config, **{"extract.workers": workers, "augment.variants": variants,
                                  **_manifest_overrides(emotions, speaker_pattern)})
         storage = _storage(storage_options, endpoint_url)
-        from ser_tasks.plan import up_to_date
+        from ser_tasks.store.plan import up_to_date
 
         with _user_errors():  # a finished store answers here: the server is stopped unused, no Dask or MLflow run
             summary = up_to_date(root, store, cfg, corpus, storage, crema_demographics)
@@ -235,14 +235,14 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
 
 
 def _start_forkserver(cfg, dask_address: str | None) -> None:
-    """Start the local workers' forkserver now (:mod:`flows.forkserver`), unless the workers are remote.
+    """Start the local workers' forkserver now (:mod:`flows.engine.forkserver`), unless the workers are remote.
 
     Its imports and warm-up then overlap the Prefect server's start and this command's imports,
     instead of delaying the flow's first task. Call it after ``prefect_api`` has exported the API URL.
     """
     if dask_address is None:
-        from flows import forkserver
-        from ser_tasks.worker_setup import warm_up_for
+        from flows.engine import forkserver
+        from ser_tasks.runtime.worker_setup import warm_up_for
 
         forkserver.start(warm_up_for(cfg))
 
@@ -252,9 +252,9 @@ def _extract_flow(root: list[str], store: str, cfg, corpus: str | None, storage:
     """``extract_features`` on a Dask runner, in an MLflow run of its own; the summary with ``mlflow_run_id``."""
     import mlflow
 
+    from flows.engine.prefect_server import await_api
     from flows.extract import extract_features, extraction_runner
-    from flows.prefect_server import await_api
-    from ser_tasks import tracking
+    from ser_tasks.learn import tracking
 
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active:
@@ -274,8 +274,8 @@ def train(store: str,
           model: ModelOpt = None, dask_address: DaskOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store (on the Dask cluster with train.where: cluster)."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
-    from flows.prefect_server import await_api, prefect_api
-    from ser_tasks.store import FeatureStore
+    from flows.engine.prefect_server import await_api, prefect_api
+    from ser_tasks.store.zarr_store import FeatureStore
 
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
@@ -322,8 +322,8 @@ def evaluate(roots: RootsArg = None, store: StoreOpt = "ser-out/eval-features.za
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.prefect_server import await_api, prefect_api
-    from ser_tasks.crossval import check_protocol, load_partition
+    from flows.engine.prefect_server import await_api, prefect_api
+    from ser_tasks.learn.folds import check_protocol, load_partition
 
     n_folds, partition = (int(folds), None) if folds.isdigit() else (6, folds)
     with _user_errors():  # before any server starts
@@ -378,8 +378,8 @@ def sweep(roots: RootsArg = None,
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs,
                              **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.prefect_server import await_api, prefect_api
-    from ser_tasks.sweep import expand, read_grid
+    from flows.engine.prefect_server import await_api, prefect_api
+    from ser_tasks.learn.grid import expand, read_grid
 
     with _user_errors():  # before any server starts
         grid_values = read_grid(grid)
@@ -492,7 +492,7 @@ def compare(experiment: Annotated[str, typer.Argument(help="MLflow experiment na
     Each run's UA (± sd over folds), WA, macro-F1, duration, and the parameters whose values differ
     among the runs listed, one per line; --csv writes every column (model, features, augmentation...).
     """
-    from ser_tasks.compare import plot_runs, runs_table
+    from ser_tasks.serve.compare import plot_runs, runs_table
 
     with _user_errors():
         table = runs_table(experiment, mlflow_uri)
@@ -523,8 +523,8 @@ def manifest(roots: RootsArg = None,
              storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
              crema_demographics: DemoOpt = None, config: ConfigOpt = None) -> None:
     """List corpora: clips per corpus, emotion and speaker, the split, and the skipped files."""
-    from ser_tasks.manifest import build_manifest
-    from ser_tasks.split import assign_split
+    from ser_tasks.corpus.manifest import build_manifest
+    from ser_tasks.corpus.split import assign_split
 
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **_manifest_overrides(emotions, speaker_pattern))
@@ -624,9 +624,9 @@ def predict(paths: Annotated[list[str], typer.Argument(help="Audio files, folder
     """
     import tempfile
 
-    from ser_tasks import tracking
-    from ser_tasks.batch import predict_batch, read_predictions
-    from ser_tasks.predict import expand_inputs, speakers_of
+    from ser_tasks.learn import tracking
+    from ser_tasks.serve.bulk import predict_batch, read_predictions
+    from ser_tasks.serve.predict import expand_inputs, speakers_of
 
     tracking.use(mlflow_uri)
     uri = model or _default_model()
@@ -701,8 +701,8 @@ def score(model: Annotated[str, typer.Argument(help="MLflow model URI, e.g. mode
     (speakers from the corpus's file names, --speaker-pattern for folder layouts, or the manifest);
     one trained with train.corpus_norm normalises all the corpus's clips together.
     """
-    from ser_tasks import tracking
-    from ser_tasks.score import score_corpus
+    from ser_tasks.learn import tracking
+    from ser_tasks.serve.score import score_corpus
 
     if manifest_csv is None:
         sources, corpus = _sources([root] if root else None, corpus)
@@ -746,8 +746,9 @@ def promote(version: Annotated[int, typer.Argument(help="Registered model versio
 
             mlflow_uri: MlflowOpt = None) -> None:
     """Make a registered model version the champion (the model `ser predict` uses by default)."""
-    from ser_tasks import registry, tracking
     from ser_tasks.config import TrackingConfig
+    from ser_tasks.learn import tracking
+    from ser_tasks.serve import registry
 
     tracking.use(mlflow_uri)
     with _user_errors():
@@ -785,8 +786,8 @@ def serve(model: Annotated[str | None, typer.Argument(
     of path, audio (base64) and speaker columns; every error is one sentence; no path a request names
     is opened unless --allow-path covers it.
     """
-    from ser_tasks import tracking
-    from ser_tasks.serve import serve as run_server
+    from ser_tasks.learn import tracking
+    from ser_tasks.serve.server import serve as run_server
 
     tracking.use(mlflow_uri)
     settings = {"allowed_paths": list(allow_path or []), "max_rows": max_rows, "max_seconds": max_seconds,

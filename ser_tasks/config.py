@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .emotions import EMOTIONS
+from ser_tasks.emotions import EMOTIONS
 
 
 class _Section(BaseModel):
@@ -107,7 +107,7 @@ class FeatureConfig(_Section):
     at 16 kHz; 64 mel bands from 50 Hz (below any voice's F0) to 8 kHz (Nyquist at 16 kHz); 40
     MFCCs, the largest count the seed notebooks used.
 
-    ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.features.f0_contour`, YIN), the pitch
+    ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.signal.features.f0_contour`, YIN), the pitch
     view that ``tdnn_prosody``, the default model, reads (docs/benchmarks.md, "Pitch and energy
     contours"); a store extracted without it keeps the name it had before the setting existed.
     ``f0_stride``: YIN runs on every ``f0_stride``-th frame only and the contour is interpolated
@@ -117,7 +117,7 @@ class FeatureConfig(_Section):
     fourth frame").
 
     ``encoder``: also store a pretrained speech encoder's pooled hidden states (``encoder``,
-    ``(layers + 1, 2 * d_model)`` per row; :mod:`ser_tasks.encoder`): a packaged name
+    ``(layers + 1, 2 * d_model)`` per row; :mod:`ser_tasks.signal.encoder`): a packaged name
     (``whisper-base``, ``whisper-tiny.en``), a local Hugging Face or CTranslate2 folder, or a hub
     id (``openai/whisper-base``). ``None`` (the default of stores made before it) stores none.
     The encoder reads the row's speech without the padding to ``audio.duration``; it needs
@@ -177,8 +177,8 @@ class FeatureConfig(_Section):
 F0_MODELS = ("tdnn_prosody",)
 #: Models that read a pretrained encoder's pooled states, so their store needs ``features.encoder``.
 ENCODER_MODELS = ("layer_weighted", "layer_concat", "linear_probe")
-#: Model name -> the input it reads (see :data:`ser_tasks.data.INPUTS`); here, not in
-#: :mod:`ser_tasks.models`, so that naming a model's input (``ser compare``) does not load Keras.
+#: Model name -> the input it reads (see :data:`ser_tasks.learn.data.INPUTS`); here, not in
+#: :mod:`ser_tasks.learn.models`, so that naming a model's input (``ser compare``) does not load Keras.
 MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
                 "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
                 "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats",
@@ -257,7 +257,7 @@ class ExtractConfig(_Section):
     workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     retries: int = Field(2, ge=0)
-    #: One writer per store group (:mod:`ser_tasks.lease`): the lease's time to live in seconds
+    #: One writer per store group (:mod:`ser_tasks.store.lease`): the lease's time to live in seconds
     #: (renewed every third of it; a writer that died blocks the group this long at most), and how
     #: long a second writer waits for it before stopping with the holder's name.
     lease_seconds: float = Field(120.0, ge=5)
@@ -289,47 +289,47 @@ class TrainConfig(_Section):
         memory_mib: the training rows' decoded input is read once and held in RAM when it fits
             under this many MiB, else streamed from the store every epoch; 0 always streams. Held
             in RAM, a ``one_per_clip`` epoch reads no chunk it uses a fifth of, and under
-            TensorFlow it is fed as in-graph batches (:func:`ser_tasks.data.resident_tf_dataset`);
+            TensorFlow it is fed as in-graph batches (:func:`ser_tasks.learn.data.resident_tf_dataset`);
             the sizes and epoch times are in docs/benchmarks.md ("Measurements behind the code").
         spec_freq_masks, spec_freq_width, spec_time_masks, spec_time_width: SpecAugment in
-            training (:class:`ser_tasks.models.SpecAugment`): that many masks per example of up to
+            training (:class:`ser_tasks.learn.models.SpecAugment`): that many masks per example of up to
             ``spec_freq_width`` mel bands and ``spec_time_width`` frames (10 ms each at the default
             hop); off while both counts are 0. Spectrogram models only.
-        mixup_alpha: mixup in training (:class:`ser_tasks.data.ZarrSequence`; Zhang et al., ICLR
+        mixup_alpha: mixup in training (:class:`ser_tasks.learn.data.ZarrSequence`; Zhang et al., ICLR
             2018): each example is mixed with another of its epoch by ``lam ~ Beta(alpha, alpha)``,
             inputs and one-hot labels alike; 0 (the default) turns it off.
         label_smoothing: train on ``(1 - e) * onehot + e / n_classes`` (Szegedy et al., CVPR
-            2016; :func:`ser_tasks.train.training_loss`); 0 (the default) turns it off.
-        width: convolution channels of ``tdnn`` / ``tdnn_prosody`` (:func:`ser_tasks.models.tdnn`;
+            2016; :func:`ser_tasks.learn.training.training_loss`); 0 (the default) turns it off.
+        width: convolution channels of ``tdnn`` / ``tdnn_prosody`` (:func:`ser_tasks.learn.models.tdnn`;
             ``None``: 128, the measured default); any other model refuses a width.
         dropout: rate of the two dropout layers of ``tdnn`` / ``tdnn_prosody``, before and after
             the Dense 128 (``None``: 0.3, the rate they were measured with); any other model
             refuses a rate.
         pooling: pooling over time of ``tdnn`` / ``tdnn_prosody``: ``"stats"`` (mean and
             standard deviation, Snyder et al. 2018) or ``"attentive"`` (attention-weighted, Okabe
-            et al. 2018; :class:`ser_tasks.models.AttentiveStatisticsPooling`); ``None``: ``"stats"``,
+            et al. 2018; :class:`ser_tasks.learn.models.AttentiveStatisticsPooling`); ``None``: ``"stats"``,
             the measured default. Any other model refuses it.
         frame_pool: input frames ``tdnn`` / ``tdnn_prosody`` average into one before the first
             convolution (``None``: 4, i.e. 40 ms steps at the 10 ms hop, the measured default);
             8 halves the frames the convolutions see. Any other model refuses it.
         clip_norm: centre every log-mel band of ``tdnn`` / ``tdnn_prosody`` on its mean over the
             clip's frames after the training-set normalisation (cepstral mean normalisation on
-            log-mel; :class:`ser_tasks.models.ClipMeanNorm`); F0 and energy rows keep the
+            log-mel; :class:`ser_tasks.learn.models.ClipMeanNorm`); F0 and energy rows keep the
             training-set scale. Off by default. Any other model refuses it.
         voice_swap: probability that a training row is re-voiced: its speaker's per-band mean and
-            sd exchanged for another training speaker's (:class:`ser_tasks.data.VoiceSwap`; the
+            sd exchanged for another training speaker's (:class:`ser_tasks.learn.data.VoiceSwap`; the
             speaker-level analogue of MixStyle, Zhou et al. ICLR 2021). Training only: the model
             still predicts from the clip alone. 0 (off) by default; not with ``speaker_norm``.
         speaker_adversary: adversarial training against the speaker: a speaker classifier on the
             pooled statistics of ``tdnn`` / ``tdnn_prosody`` behind gradient reversal, whose
             reversed gradient reaches this scale by the last epoch (Ganin & Lempitsky, ICML 2015;
-            :func:`ser_tasks.models.speaker_adversary`). Training only: the saved model is the
+            :func:`ser_tasks.learn.models.speaker_adversary`). Training only: the saved model is the
             emotion model alone. 0 (off) by default: at 0.3 and 0.1 it lost 2.5 and 1.5 points UA
             on CREMA-D's folds (docs/benchmarks.md, "Adversarial training against the speaker").
             Any other model refuses it, and so does mixup (a mixed row has no one speaker).
         speaker_norm: normalise the model input per speaker before the model (speaker-level mean
             and variance normalisation of every log-mel band, F0 and energy row over the
-            speaker's original clips; :class:`ser_tasks.data.SpeakerNorm`, Busso et al. 2013).
+            speaker's original clips; :class:`ser_tasks.learn.data.SpeakerNorm`, Busso et al. 2013).
             Scoring normalises held-out speakers by their own clips' statistics (no labels), and
             prediction by the clips given per speaker (``ser predict --speaker-by``); a clip alone
             is normalised by its own statistics. Off by default: +4.4 points UA on CREMA-D's
@@ -350,7 +350,7 @@ class TrainConfig(_Section):
         where: ``"local"`` trains in the flow's process (folds one after another); ``"cluster"``
             runs each training (the model of ``ser run``, every fold of ``ser evaluate``) as a
             task on the Dask cluster (``--dask-address``, or a LocalCluster of
-            ``extract.workers``), folds in parallel (:mod:`ser_tasks.jobs`).
+            ``extract.workers``), folds in parallel (:mod:`ser_tasks.learn.jobs`).
         resources: Dask resource annotations of a training task on the cluster, e.g.
             ``{"GPU": 1}`` so that only workers started with ``--resources GPU=1`` train.
         threads: TensorFlow threads per training task on the cluster; ``None``: the machine's

@@ -17,7 +17,7 @@ from typing import Any
 from fsspec.utils import get_protocol
 from pydantic import SecretStr
 
-from .errors import InputError
+from ser_tasks.errors import InputError
 
 # Option names whose values are credentials, in the spellings s3fs, gcsfs, adlfs and botocore use.
 SECRET_KEYS = frozenset({

@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ser_tasks import process_env
+from ser_tasks.runtime import process_env
 
 process_env.apply()
 
@@ -74,11 +74,11 @@ def make_ravdess_like(root: Path, actors=(1, 2, 3, 4, 5, 6), emotions=("01", "05
 
 def extracted_store(root: Path, cfg, url: str):
     """Every clip under ``root``, split and extracted in-process with ``cfg``: the ``FeatureStore`` at ``url``."""
-    from ser_tasks.extract import process_region
-    from ser_tasks.manifest import build_manifest
-    from ser_tasks.plan import plan_rows
-    from ser_tasks.split import assign_split
-    from ser_tasks.store import FeatureStore
+    from ser_tasks.corpus.manifest import build_manifest
+    from ser_tasks.corpus.split import assign_split
+    from ser_tasks.store.extraction import process_region
+    from ser_tasks.store.plan import plan_rows
+    from ser_tasks.store.zarr_store import FeatureStore
 
     clips, _ = assign_split(build_manifest(str(root)).clips, cfg.split)
     store = FeatureStore.create_or_resume(url, cfg, plan_rows(clips, cfg))
@@ -249,11 +249,12 @@ def small_registered_model(tmp: Path, name: str = "tones", actors=tuple(range(1,
     """
     import mlflow
 
-    from ser_tasks import registry, tracking
     from ser_tasks.config import PipelineConfig
-    from ser_tasks.models import MODEL_INPUTS
-    from ser_tasks.predict import Preprocessing, log_emotion_model
-    from ser_tasks.train import fit
+    from ser_tasks.learn import tracking
+    from ser_tasks.learn.models import MODEL_INPUTS
+    from ser_tasks.learn.training import fit
+    from ser_tasks.serve import registry
+    from ser_tasks.serve.predict import Preprocessing, log_emotion_model
 
     root = make_ravdess_like(tmp / "corpus", actors=actors, emotions=("01", "05"), takes=4)
     cfg = PipelineConfig.model_validate({"features": {"encoder": None, "f0": False},

@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 
 from conftest import dominant_freq, sine, write_wav
-from ser_tasks.audio import (
+from ser_tasks.config import AudioConfig
+from ser_tasks.signal.audio import (
     AudioError,
     decode_audio,
     fix_length,
@@ -16,7 +17,6 @@ from ser_tasks.audio import (
     speech_bounds,
     trim_silence,
 )
-from ser_tasks.config import AudioConfig
 
 
 def test_stereo_is_mixed_down_and_resampled_keeping_frequency(tmp_path):

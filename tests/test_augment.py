@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import SR, dominant_freq, sine
-from ser_tasks.augment import (
+from ser_tasks.config import AugmentConfig
+from ser_tasks.errors import InputError
+from ser_tasks.signal.augment import (
     NO_AUGMENTATION,
     PARAM_NAMES,
     AugmentParams,
@@ -18,8 +20,6 @@ from ser_tasks.augment import (
     time_shift,
     time_stretch,
 )
-from ser_tasks.config import AugmentConfig
-from ser_tasks.errors import InputError
 
 
 def test_pitch_shift_two_semitones_moves_frequency_by_the_right_ratio():
@@ -157,7 +157,7 @@ def test_vocoder_warnings_are_filtered_in_any_thread():
     import sys
 
     code = ("import threading, numpy as np\n"
-            "from ser_tasks.augment import pitch_shift, time_stretch, stretch_and_pitch_shift\n"
+            "from ser_tasks.signal.augment import pitch_shift, time_stretch, stretch_and_pitch_shift\n"
             "y = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)\n"
             "t = threading.Thread(target=lambda: (pitch_shift(y, 16000, 1.0), time_stretch(y, 1.1),\n"
             "                                     stretch_and_pitch_shift(y, 16000, 1.1, -1.0)))\n"
@@ -171,8 +171,8 @@ def test_istft_is_librosas_bit_for_bit(frames, length):
     """Every frame count and length, including ones that drop frames and ones shorter than the head block."""
     import librosa
 
-    from ser_tasks.augment import istft
-    from ser_tasks.features import hann_window
+    from ser_tasks.signal.augment import istft
+    from ser_tasks.signal.features import hann_window
 
     rng = np.random.default_rng(frames + length)
     spec = (rng.standard_normal((frames, 1025)) + 1j * rng.standard_normal((frames, 1025))).astype(np.complex64)
@@ -184,8 +184,8 @@ def test_the_squared_window_sum_is_librosas_at_every_frame_count():
     """Built from a head, one repeated hop and a tail; librosa sums every frame's window."""
     import librosa
 
-    from ser_tasks.augment import _window_sumsquare
-    from ser_tasks.features import hann_window
+    from ser_tasks.signal.augment import _window_sumsquare
+    from ser_tasks.signal.features import hann_window
 
     for n_frames in [*range(1, 12), 97, 1000]:
         expected = librosa.filters.window_sumsquare(window=hann_window(2048), n_frames=n_frames, hop_length=512,

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from conftest import small_registered_model
-from ser_tasks import tracking
-from ser_tasks.predict import log_emotion_model, preprocessing_of
+from ser_tasks.learn import tracking
+from ser_tasks.serve.predict import log_emotion_model, preprocessing_of
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +80,8 @@ def test_ser_predict_resumes_a_killed_run_and_a_cluster_scores_as_one_process(tr
 def test_the_scoring_flow_scores_only_new_recordings_and_all_again_for_a_new_champion(trained, tmp_path,
                                                                                       prefect_harness):
     from flows.batch import score_new_recordings, scoring_deployment
-    from ser_tasks import registry
     from ser_tasks.remote import parse_options
+    from ser_tasks.serve import registry
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
@@ -126,8 +126,8 @@ def test_the_scoring_flow_scores_only_new_recordings_and_all_again_for_a_new_cha
 
 
 def test_a_corpus_normalised_model_scores_its_files_in_one_call(tmp_path, monkeypatch):
-    import ser_tasks.batch as batch
-    from ser_tasks.batch import ModelRef, corpus_normalised, predict_batch
+    from ser_tasks.serve import bulk
+    from ser_tasks.serve.bulk import ModelRef, corpus_normalised, predict_batch
 
     def model_dir(flag: bool | None) -> Path:
         folder = tmp_path / f"m{flag}"
@@ -141,12 +141,12 @@ def test_a_corpus_normalised_model_scores_its_files_in_one_call(tmp_path, monkey
     assert not corpus_normalised(folders[False]) and not corpus_normalised(folders[None])
     assert not corpus_normalised(None)
     speakers_seen = []
-    monkeypatch.setattr(batch, "done_paths", lambda *a: set())
-    monkeypatch.setattr(batch, "run_batch", lambda ref, paths, params, out, roots, speakers, *a: speakers_seen.append(
+    monkeypatch.setattr(bulk, "done_paths", lambda *a: set())
+    monkeypatch.setattr(bulk, "run_batch", lambda ref, paths, params, out, roots, speakers, *a: speakers_seen.append(
         speakers) or {})
     paths = [f"/data/{i}.wav" for i in range(5)]
     for flag in (True, False):
-        monkeypatch.setattr(batch, "resolve_model",
+        monkeypatch.setattr(bulk, "resolve_model",
                             lambda uri, local, flag=flag: ModelRef(uri, "m-v1", "sqlite://", folders[flag]))
         predict_batch("models:/m/1", paths, {}, str(tmp_path / "out"), ["/data"], None, workers=1)
     assert speakers_seen == [["all"] * 5, None]  # one population in one chunk; else chunks of chunk_files

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser_tasks.devstack import COMMANDS
+from ser_tasks.runtime.devstack import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -2,8 +2,8 @@ import csv
 
 import pytest
 
-from ser_tasks.corpora import NAME_PARSERS, PARSERS, ParseError
-from ser_tasks.corpora.crema_d import read_demographics
+from ser_tasks.corpus.corpora import NAME_PARSERS, PARSERS, ParseError
+from ser_tasks.corpus.corpora.crema_d import read_demographics
 from ser_tasks.emotions import EMOTIONS
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ser_tasks.crossval import PROTOCOLS, make_folds, natural_key, speaker_blocks, summarize
+from ser_tasks.learn.folds import PROTOCOLS, make_folds, natural_key, speaker_blocks, summarize
 
 
 def rows(actors=24, clips_per_actor=6, variants=2):
@@ -84,7 +84,7 @@ def test_summary_is_mean_and_sample_sd_over_folds():
 
 
 def test_the_emobox_partition_holds_out_its_published_actors():
-    from ser_tasks.crossval import EMOBOX_RAVDESS, load_partition
+    from ser_tasks.learn.folds import EMOBOX_RAVDESS, load_partition
 
     spk, clip, var, ok = rows()
     folds = make_folds("cv-actor", spk, clip, var, ok, partition=load_partition("emobox"))
@@ -100,7 +100,7 @@ def test_the_emobox_partition_holds_out_its_published_actors():
 
 
 def test_a_folds_file_names_speakers_with_or_without_their_corpus(tmp_path):
-    from ser_tasks.crossval import load_partition
+    from ser_tasks.learn.folds import load_partition
 
     spk, clip, var, ok = rows(actors=6)
     path = tmp_path / "folds.csv"
@@ -121,7 +121,7 @@ def test_a_folds_file_names_speakers_with_or_without_their_corpus(tmp_path):
 
 
 def test_cross_corpus_leaves_each_corpus_out_and_scores_the_shared_classes():
-    from ser_tasks.store import row_corpus
+    from ser_tasks.store.zarr_store import row_corpus
 
     spk = np.array(["ravdess:01"] * 4 + ["ravdess:02"] * 4 + ["crema_d:1001"] * 4 + [""] * 2)
     clip = np.array([f"ravdess/r{i}" for i in range(8)] + [f"crema_d/c{i}" for i in range(4)]

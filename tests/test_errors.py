@@ -3,10 +3,10 @@
 import pytest
 
 from ser_tasks import errors
-from ser_tasks.audio import AudioError
-from ser_tasks.corpora.base import ParseError
-from ser_tasks.split import LeakageError
-from ser_tasks.store import StoreConflictError
+from ser_tasks.corpus.corpora.base import ParseError
+from ser_tasks.corpus.split import LeakageError
+from ser_tasks.signal.audio import AudioError
+from ser_tasks.store.zarr_store import StoreConflictError
 
 
 @pytest.mark.parametrize("cls, builtin", [(errors.InputError, ValueError), (AudioError, ValueError),
@@ -17,7 +17,7 @@ def test_each_project_error_is_a_ser_error_and_still_its_builtin(cls, builtin):
 
 
 def test_library_input_errors_are_ser_errors(tmp_path):
-    from ser_tasks.manifest import build_manifest
+    from ser_tasks.corpus.manifest import build_manifest
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(errors.SerError, match="no audio files"):

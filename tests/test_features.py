@@ -5,7 +5,7 @@ import scipy.fft
 
 from conftest import SR, sine
 from ser_tasks.config import AudioConfig, FeatureConfig
-from ser_tasks.features import (
+from ser_tasks.signal.features import (
     centred_frames,
     extract,
     f0_contour,
@@ -203,7 +203,7 @@ def test_centred_frames_keep_the_frames_with_a_nonzero_sample():
 
 def test_extract_shares_one_framing_between_log_mel_and_yin(monkeypatch):
     """At the defaults the log-mel's frames are YIN's (512 samples, 160 hop): framed once per clip."""
-    import ser_tasks.features as features
+    import ser_tasks.signal.features as features
 
     calls = []
     real = features.centred_frames

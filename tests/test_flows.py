@@ -11,11 +11,11 @@ from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 from conftest import make_ravdess_like, sine, write_wav
+from flows.engine.prefect_server import prefect_api
 from flows.extract import dask_runner, extract_features
-from flows.prefect_server import prefect_api
 from ser_cli.app import app
 from ser_tasks.config import PipelineConfig
-from ser_tasks.store import FeatureStore
+from ser_tasks.store.zarr_store import FeatureStore
 
 pytestmark = pytest.mark.slow
 
@@ -113,11 +113,11 @@ def test_a_temporary_server_starts_during_the_block_records_the_flow_runs_and_st
 
     code = """
 import os, sys
-from flows.prefect_server import await_api, prefect_api
+from flows.engine.prefect_server import await_api, prefect_api
 with prefect_api(ready=False) as url:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from flows.prefect_server import _PENDING
+    from flows.engine.prefect_server import _PENDING
     server = _PENDING[-1]
     assert os.environ["PREFECT_API_URL"] == url == server.api_url
     @flow(name="probe")
@@ -147,7 +147,7 @@ def test_an_early_server_is_taken_by_the_next_prefect_api_block_or_stopped_unuse
 
     code = """
 import os
-from flows.prefect_server import _EARLY, _PENDING, early_server, prefect_api
+from flows.engine.prefect_server import _EARLY, _PENDING, early_server, prefect_api
 with early_server():
     unused = _EARLY[-1]
 assert unused.process.poll() is not None and not _EARLY, "an untaken server outlived its block"
@@ -190,7 +190,7 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
     import subprocess
     import sys
 
-    code = ("import sys, flows.extract, ser_tasks.extract;"
+    code = ("import sys, flows.extract, ser_tasks.store.extraction;"
             "heavy = [m for m in ('tensorflow', 'keras', 'mlflow', 'pandas') if m in sys.modules];"
             "print(heavy); sys.exit(1 if heavy else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -201,11 +201,11 @@ def test_dask_workers_import_neither_keras_nor_mlflow():
                          [("augment", True, True), ("features", True, False), ("none", False, False)])
 def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up, extract_loaded, vocoder_loaded):
     """dask_runner's LocalCluster forks its workers from a fresh forkserver that warmed up as asked
-    (and preloads ser_tasks.worker_setup): the worker has librosa's lazily imported modules before
+    (and preloads ser_tasks.runtime.worker_setup): the worker has librosa's lazily imported modules before
     it is sent any task. Without augmentation it never loads scipy.interpolate (the phase vocoder's);
     neither loads scipy.signal (the windows are built without it); a training cluster
     warms nothing up and does not import the extraction code."""
-    from flows import forkserver
+    from flows.engine import forkserver
 
     assert forkserver.stop()  # a server from an earlier test would have warmed up for its own run
     kwargs = dask_runner(workers=1, warm_up=warm_up).cluster_kwargs
@@ -217,13 +217,13 @@ def test_pipeline_workers_warm_up_for_extraction_before_their_first_task(warm_up
         for thread in threading.enumerate():
             if thread.name == "ser-warm-up":
                 thread.join(120)
-        return {m: m in sys.modules for m in ("ser_tasks.extract", "scipy.interpolate", "scipy.signal", "mlflow",
-                                               "keras")}
+        return {m: m in sys.modules for m in ("ser_tasks.store.extraction", "scipy.interpolate", "scipy.signal",
+                                               "mlflow", "keras")}
 
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         loaded = list(client.run(warmed).values())
-    assert loaded == [{"ser_tasks.extract": extract_loaded, "scipy.interpolate": vocoder_loaded, "scipy.signal": False,
-                       "mlflow": False, "keras": False}]
+    assert loaded == [{"ser_tasks.store.extraction": extract_loaded, "scipy.interpolate": vocoder_loaded,
+                       "scipy.signal": False, "mlflow": False, "keras": False}]
 
 
 def test_extraction_runner_warms_up_for_what_the_run_computes():
@@ -243,7 +243,7 @@ def test_warm_up_runs_a_clip_through_and_leaves_nothing_behind():
     import fsspec
 
     from ser_tasks.config import AudioConfig
-    from ser_tasks.extract import warm_up
+    from ser_tasks.store.extraction import warm_up
 
     assert warm_up(AudioConfig(duration=0.5)) > 0
     assert fsspec.filesystem("memory").glob("/ser-warm-up-*") == []
@@ -253,7 +253,7 @@ def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
     """A task arriving mid-warm-up must not run librosa alongside it (numba compiles twice)."""
     import threading
 
-    from ser_tasks import extract
+    from ser_tasks.store import extraction
 
     entered = threading.Event()
 
@@ -261,9 +261,9 @@ def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
         entered.set()
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(extract, "FeatureStore", stub_store)
-    task = threading.Thread(target=lambda: pytest.raises(RuntimeError, extract.process_region, "u", "g", 0, 1))
-    with extract._WARMING:  # as warm_up holds it
+    monkeypatch.setattr(extraction, "FeatureStore", stub_store)
+    task = threading.Thread(target=lambda: pytest.raises(RuntimeError, extraction.process_region, "u", "g", 0, 1))
+    with extraction._WARMING:  # as warm_up holds it
         task.start()
         assert not entered.wait(0.5)
     assert entered.wait(30)
@@ -271,14 +271,14 @@ def test_a_task_waits_for_its_workers_warm_up(monkeypatch):
 
 
 def test_the_extract_and_manifest_commands_load_no_tensorflow():
-    """`ser extract` logs to MLflow through ser_tasks.tracking; Keras (and TensorFlow, seconds of
+    """`ser extract` logs to MLflow through ser_tasks.learn.tracking; Keras (and TensorFlow, seconds of
     start-up) is imported by training only, scikit-learn by scoring only, Prefect's server
     application by its own process only."""
     import subprocess
     import sys
 
-    code = ("import sys, ser_cli.app, flows.extract, flows.prefect_server, ser_tasks.tracking, ser_tasks.manifest,"
-            " ser_tasks.plan;"
+    code = ("import sys, ser_cli.app, flows.extract, flows.engine.prefect_server, ser_tasks.learn.tracking,"
+            " ser_tasks.corpus.manifest, ser_tasks.store.plan;"
             "heavy = [m for m in ('tensorflow', 'keras', 'jax', 'sklearn', 'prefect.server.api.server')"
             " if m in sys.modules]; print(heavy);"
             "sys.exit(1 if heavy else 0)")

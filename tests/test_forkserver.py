@@ -1,4 +1,4 @@
-"""Local Dask workers forked from the warmed-up forkserver (flows.forkserver)."""
+"""Local Dask workers forked from the warmed-up forkserver (flows.engine.forkserver)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 from distributed import Client, LocalCluster
 
-from flows import forkserver
+from flows.engine import forkserver
 
 
 def _worker_view() -> dict:
@@ -19,7 +19,7 @@ def _worker_view() -> dict:
 
     import prefect.settings
 
-    from ser_tasks.extract import warm_up
+    from ser_tasks.store.extraction import warm_up
 
     return {"ppid": os.getppid(), "librosa": "librosa" in sys.modules, "mlflow": "mlflow" in sys.modules,
             "warm_up_s": warm_up(augment=False), "late": os.environ.get("SER_TEST_LATE"),
@@ -35,7 +35,7 @@ def _one_worker() -> dict:
 def test_preload_imports_and_warms_up_without_starting_a_thread():
     """The server forks: a thread started by its preload would not exist in the workers (and a lock
     it held would stay held), so the preload must leave the main thread alone."""
-    code = ("import sys, threading, flows.forkserver_preload\n"
+    code = ("import sys, threading, flows.engine.forkserver_preload\n"
             "from ser_tasks import extract\n"
             "print(threading.active_count(), len(extract._WARMED), 'librosa' in sys.modules,\n"
             "      'mlflow' in sys.modules, 'tensorflow' in sys.modules)")

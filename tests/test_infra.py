@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from ser_tasks.devstack import COMMANDS
+from ser_tasks.runtime.devstack import COMMANDS
 
 K8S = Path(__file__).resolve().parents[1] / "infra" / "k8s"
 

@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cli.app import app
-from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.data import ZarrSequence
-from ser_tasks.models import MODEL_INPUTS
-from ser_tasks.store import FeatureStore, read_strings
-from ser_tasks.train import predict
+from ser_tasks.learn import tracking
+from ser_tasks.learn.data import ZarrSequence
+from ser_tasks.learn.models import MODEL_INPUTS
+from ser_tasks.learn.training import predict
+from ser_tasks.store.zarr_store import FeatureStore, read_strings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ import dask
 
 from conftest import extracted_store, make_ravdess_like
 from ser_tasks.config import PipelineConfig
-from ser_tasks.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
-from ser_tasks.store import FeatureStore
+from ser_tasks.learn.jobs import TrainJob, fetch_outputs, outputs_url_for, placement, run_job
+from ser_tasks.store.zarr_store import FeatureStore
 
 
 def test_a_pickled_job_trains_scores_and_hands_its_model_over_through_the_store(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_tasks.kernels import cumsum
+from ser_tasks.signal.kernels import cumsum
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
@@ -48,7 +48,7 @@ def test_empty_input_and_bad_arguments():
 def test_phasor_equals_librosas_signs_of_zero_included():
     import librosa
 
-    from ser_tasks.kernels import phasor
+    from ser_tasks.signal.kernels import phasor
 
     rng = np.random.default_rng(2)
     angles = (rng.standard_normal((50, 301)) * 10.0 ** rng.integers(-3, 4, (50, 301))).astype(np.float32)

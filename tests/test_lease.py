@@ -12,10 +12,10 @@ import pytest
 
 from conftest import make_ravdess_like
 from ser_tasks.config import PipelineConfig
-from ser_tasks.devstack import free_port
 from ser_tasks.errors import StoreBusyError
-from ser_tasks.lease import WriterLease
-from ser_tasks.store import FeatureStore, group_name
+from ser_tasks.runtime.devstack import free_port
+from ser_tasks.store.lease import WriterLease
+from ser_tasks.store.zarr_store import FeatureStore, group_name
 
 
 def test_a_second_writer_stops_with_the_holder_named(tmp_path):

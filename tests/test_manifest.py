@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from conftest import make_ravdess_like, sine, write_wav
-from ser_tasks.manifest import COLUMNS, build_manifest, detect_corpus
+from ser_tasks.corpus.manifest import COLUMNS, build_manifest, detect_corpus
 
 
 def test_ravdess_tree_with_bad_names_lists_skips_with_reasons(tmp_path):
@@ -87,7 +87,7 @@ def test_fsspec_url_root_reads_through_fsspec():
         fs.pipe(f"/corpus/Actor_x/{name}", buf.getvalue())
     m = build_manifest("memory://corpus")
     assert len(m.clips) == 2 and m.clips["path"].str.startswith("memory://").all()
-    from ser_tasks.audio import load_audio
+    from ser_tasks.signal.audio import load_audio
 
     assert load_audio(m.clips["path"][0], 16000).shape == (16000,)
 
@@ -106,7 +106,7 @@ def test_detect_prefers_majority():
 
 def test_fingerprint_changes_with_split(ravdess_like):
     from ser_tasks.config import SplitConfig
-    from ser_tasks.split import assign_split
+    from ser_tasks.corpus.split import assign_split
 
     m = build_manifest(str(ravdess_like))
     m.clips, _ = assign_split(m.clips, SplitConfig(seed=0))
@@ -161,7 +161,7 @@ def test_kept_emotions_skip_the_others_with_the_reason(tmp_path):
 
 def test_speaker_pattern_names_the_speakers_of_a_folder_layout(tmp_path):
     from ser_tasks.config import ManifestConfig
-    from ser_tasks.split import assign_split
+    from ser_tasks.corpus.split import assign_split
 
     root = tmp_path / "kaggle"
     for spk in ("SM1", "SM2", "SF3", "SF4"):

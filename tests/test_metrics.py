@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ser_tasks.metrics import plot_confusion, plot_history, scores
-from ser_tasks.train import class_weights
+from ser_tasks.learn.metrics import plot_confusion, plot_history, scores
+from ser_tasks.learn.training import class_weights
 
 
 def test_ua_differs_from_wa_on_unbalanced_classes():

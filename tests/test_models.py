@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from ser_tasks.models import (
+from ser_tasks.learn.models import (
     MODEL_INPUTS,
     AdversaryRamp,
     AttentiveStatisticsPooling,

@@ -25,13 +25,13 @@ from conftest import (
     wait_for_ping,
     write_wav,
 )
-from ser_tasks import tracking
 from ser_tasks.config import PipelineConfig
-from ser_tasks.data import ZarrSequence
-from ser_tasks.models import MODEL_INPUTS
-from ser_tasks.predict import Preprocessing, log_emotion_model, predict_frame, preprocessing_of, window_bounds
-from ser_tasks.store import read_strings
-from ser_tasks.train import fit, predict
+from ser_tasks.learn import tracking
+from ser_tasks.learn.data import ZarrSequence
+from ser_tasks.learn.models import MODEL_INPUTS
+from ser_tasks.learn.training import fit, predict
+from ser_tasks.serve.predict import Preprocessing, log_emotion_model, predict_frame, preprocessing_of, window_bounds
+from ser_tasks.store.zarr_store import read_strings
 
 pytestmark = pytest.mark.slow
 
@@ -136,9 +136,9 @@ def test_long_recordings_are_scored_in_windows(trained, model, tmp_path):
 def test_a_raw_clip_becomes_the_model_input_its_stored_row_gives(trained, input_name):
     """Every model input, the frame vectors of notebook_deep_cnn1d and utterance_mlp included, is
     built from raw audio as training read it from the store."""
-    from ser_tasks import audio
-    from ser_tasks.data import assemble
-    from ser_tasks.features import feature_names
+    from ser_tasks.learn.data import assemble
+    from ser_tasks.signal import audio
+    from ser_tasks.signal.features import feature_names
 
     view, cfg = trained["store"].view(), trained["cfg"]
     row = int(view.rows("test", originals_only=True)[0])
@@ -190,7 +190,7 @@ def _stored_files(view, rows, tmp):
     :func:`predict_frame` allowed to open them (``score(model, prep, frame)``)."""
     import functools
 
-    from ser_tasks.predict import allowed_roots
+    from ser_tasks.serve.predict import allowed_roots
 
     frame = pd.DataFrame({"path": list(read_strings(view.group["path"])[rows]),
                           "speaker": list(read_strings(view.group["speaker"])[rows])})
@@ -201,7 +201,7 @@ def _stored_files(view, rows, tmp):
 def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_saw_it(trained):
     import keras
 
-    from ser_tasks.data import SpeakerNorm
+    from ser_tasks.learn.data import SpeakerNorm
 
     view, cfg, tmp = trained["store"].view(), trained["cfg"], trained["tmp"]
     fitted = fit(view, cfg.train.model_copy(update={"epochs": 2, "ensemble": 1, "speaker_norm": True}),
@@ -227,9 +227,9 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
 def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_scoring_did(trained):
     import keras
 
-    from ser_tasks.data import SpeakerNorm
     from ser_tasks.errors import InputError
-    from ser_tasks.train import trained_groups
+    from ser_tasks.learn.data import SpeakerNorm
+    from ser_tasks.learn.training import trained_groups
 
     view, cfg, tmp = trained["store"].view(), trained["cfg"], trained["tmp"]
     fitted = fit(view, cfg.train.model_copy(update={"epochs": 2, "ensemble": 1, "corpus_norm": True}),
@@ -255,7 +255,7 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
 
 
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):
-    from ser_tasks.predict import predict_files, speaker_batches, speakers_of
+    from ser_tasks.serve.predict import predict_files, speaker_batches, speakers_of
 
     assert speaker_batches(["a", "b", "a", ""], 2) == [[0, 2], [1, 3]]
     assert speaker_batches(["a"] * 3 + ["b"], 2) == [[0, 1, 2], [3]]  # a speaker is never split
@@ -306,7 +306,7 @@ def test_a_fresh_process_loads_the_registered_model_with_nothing_imported_first(
             f"m = mlflow.pyfunc.load_model('models:/tones/{trained['version']}')\n"
             f"out = m.predict(pd.DataFrame({{'path': [{path!r}]}}))\n"
             "print(json.dumps({'emotion': out['emotion'][0], 'error': out['error'][0],"
-            " 'zoo_imported_by_loading': 'ser_tasks.models' in sys.modules}))\n")
+            " 'zoo_imported_by_loading': 'ser_tasks.learn.models' in sys.modules}))\n")
     import os
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -360,7 +360,7 @@ def test_ser_score_reports_shared_classes_lists_the_others_and_logs_a_run(traine
     from typer.testing import CliRunner
 
     from ser_cli.app import app
-    from ser_tasks import registry
+    from ser_tasks.serve import registry
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
@@ -388,7 +388,7 @@ def test_ser_score_takes_a_manifest_csv_and_emotions_and_keeps_each_corpus_in_it
     from typer.testing import CliRunner
 
     from ser_cli.app import app
-    from ser_tasks import registry
+    from ser_tasks.serve import registry
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
@@ -441,7 +441,7 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
     from typer.testing import CliRunner
 
     from ser_cli.app import app
-    from ser_tasks import registry
+    from ser_tasks.serve import registry
 
     tracking.use(trained["uri"])
     registry.promote("tones", trained["version"])
@@ -487,7 +487,7 @@ def test_the_served_model_answers_base64_clips_as_ser_predict_does(trained, tmp_
 def test_inputs_expand_remote_prefixes_and_folders_and_keep_files_as_given(tmp_path):
     import fsspec
 
-    from ser_tasks.predict import expand_inputs, read_bytes
+    from ser_tasks.serve.predict import expand_inputs, read_bytes
 
     fs = fsspec.filesystem("memory")
     for name in ("bucket/a/x.wav", "bucket/a/b/y.flac", "bucket/a/notes.txt"):
@@ -505,7 +505,7 @@ def test_inputs_expand_remote_prefixes_and_folders_and_keep_files_as_given(tmp_p
 
 def test_a_model_loaded_plainly_opens_no_path_a_request_names(trained, tmp_path, monkeypatch):
     """Requests are untrusted: by default no path is opened, whatever it names; one answer for all."""
-    from ser_tasks import audio
+    from ser_tasks.signal import audio
 
     tracking.use(trained["uri"])
     monkeypatch.delenv("SER_ALLOWED_PATHS", raising=False)
@@ -527,7 +527,7 @@ def test_a_model_loaded_plainly_opens_no_path_a_request_names(trained, tmp_path,
 
 def test_allowed_roots_admit_their_files_only(trained, tmp_path, monkeypatch):
     from ser_tasks.errors import InputError
-    from ser_tasks.predict import allowed_roots, path_allowed
+    from ser_tasks.serve.predict import allowed_roots, path_allowed
 
     inside = tmp_path / "allowed"
     inside.mkdir()

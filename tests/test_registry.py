@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cli.app import app
-from ser_tasks import registry
+from ser_tasks.serve import registry
 
 NAME = "ser-emotion"
 

@@ -24,10 +24,10 @@ import pytest
 from prefect.client.schemas.sorting import FlowRunSort, LogSort, TaskRunSort
 
 from conftest import make_ravdess_like
-from ser_tasks import tracking
-from ser_tasks.devstack import DEV_KEY, LocalStack
+from ser_tasks.learn import tracking
 from ser_tasks.remote import parse_options
-from ser_tasks.store import FeatureStore, read_strings
+from ser_tasks.runtime.devstack import DEV_KEY, LocalStack
+from ser_tasks.store.zarr_store import FeatureStore, read_strings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -143,7 +143,7 @@ def test_pipeline_on_s3_with_dask_prefect_and_mlflow_servers(stack, tmp_path):
     assert version.run_id == run.info.run_id and version.status == "READY"
     assert version.aliases == ["champion"] and version.tags["manifest_fingerprint"] == ext["manifest_fingerprint"]
     # the registered model takes audio: a clip read from S3, its artifacts read through the MLflow server
-    from ser_tasks.predict import read_bytes
+    from ser_tasks.serve.predict import read_bytes
 
     model = mlflow.pyfunc.load_model(f"models:/ser-emotion/{summary['model_version']}")
     clip = str(read_strings(g["path"])[0])

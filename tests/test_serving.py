@@ -27,10 +27,10 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, sine, small_registered_model, wait_for_ping
-from ser_tasks import tracking
-from ser_tasks.audio import DecodeLimits
-from ser_tasks.predict import PATH_REFUSED
-from ser_tasks.serve import Refused, check_request
+from ser_tasks.learn import tracking
+from ser_tasks.serve.predict import PATH_REFUSED
+from ser_tasks.serve.server import Refused, check_request
+from ser_tasks.signal.audio import DecodeLimits
 
 pytestmark = pytest.mark.slow
 
@@ -286,8 +286,8 @@ def test_the_guard_checks_the_shape_of_a_request_before_the_model():
 
 
 def test_decoding_stops_at_the_limits_from_the_header():
-    from ser_tasks.audio import decode_audio
     from ser_tasks.errors import AudioError
+    from ser_tasks.signal.audio import decode_audio
 
     long = wav_bytes(sine(220.0, 6.0))
     limits = DecodeLimits(max_seconds=2.0, max_bytes=len(long), max_channels=1)

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from ser_tasks.config import SplitConfig
-from ser_tasks.split import LeakageError, assign_split, check_disjoint, split_table
+from ser_tasks.corpus.split import LeakageError, assign_split, check_disjoint, split_table
 
 
 def corpus(n_speakers=24, clips=10, unknown=0):

@@ -3,13 +3,13 @@ import pytest
 import zarr
 
 from conftest import make_ravdess_like
-from ser_tasks.augment import PARAM_NAMES
 from ser_tasks.config import PipelineConfig
-from ser_tasks.extract import clip_features, process_region
-from ser_tasks.manifest import build_manifest
-from ser_tasks.plan import plan_rows, planned_splits
-from ser_tasks.split import assign_split
-from ser_tasks.store import DONE, FAILED, FeatureStore, StoreConflictError, group_name, read_strings
+from ser_tasks.corpus.manifest import build_manifest
+from ser_tasks.corpus.split import assign_split
+from ser_tasks.signal.augment import PARAM_NAMES
+from ser_tasks.store.extraction import clip_features, process_region
+from ser_tasks.store.plan import plan_rows, planned_splits
+from ser_tasks.store.zarr_store import DONE, FAILED, FeatureStore, StoreConflictError, group_name, read_strings
 
 CFG = PipelineConfig().with_overrides({"extract.batch_rows": 8, "audio.duration": 1.0, "augment.variants": 2})
 
@@ -77,8 +77,8 @@ def _mtimes(root):
 
 
 def test_rows_are_recomputable_from_stored_parameters(ravdess_like, tmp_path):
-    from ser_tasks.audio import load_audio
-    from ser_tasks.augment import AugmentParams, variant_rng
+    from ser_tasks.signal.audio import load_audio
+    from ser_tasks.signal.augment import AugmentParams, variant_rng
 
     clips, plan = planned(ravdess_like)
     url = str(tmp_path / "f.zarr")
@@ -216,7 +216,7 @@ def test_finalize_writes_only_what_changed(tmp_path):
 def test_a_read_view_opens_the_group_once_and_reads_each_label_array_once(ravdess_like, tmp_path, monkeypatch):
     import pickle
 
-    from ser_tasks import store as store_mod
+    from ser_tasks.store import zarr_store as store_mod
 
     clips, plan = planned(ravdess_like)
     url = str(tmp_path / "f.zarr")

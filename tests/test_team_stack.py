@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_tasks.devstack import LocalStack, postgres_bin, read_env_file, tls_security
+from ser_tasks.runtime.devstack import LocalStack, postgres_bin, read_env_file, tls_security
 
 pytestmark = pytest.mark.slow
 

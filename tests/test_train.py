@@ -8,12 +8,12 @@ import pytest
 
 from conftest import extracted_store, make_ravdess_like, require_backend
 from ser_tasks.config import PipelineConfig
-from ser_tasks.extract import process_region
-from ser_tasks.manifest import build_manifest
-from ser_tasks.plan import plan_rows
-from ser_tasks.split import assign_split
-from ser_tasks.store import FeatureStore
-from ser_tasks.train import fit, score_split, training_loss
+from ser_tasks.corpus.manifest import build_manifest
+from ser_tasks.corpus.split import assign_split
+from ser_tasks.learn.training import fit, score_split, training_loss
+from ser_tasks.store.extraction import process_region
+from ser_tasks.store.plan import plan_rows
+from ser_tasks.store.zarr_store import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,8 @@ import json, sys
 from pathlib import Path
 import keras
 from ser_tasks.config import TrainConfig
-from ser_tasks.store import FeatureStore
-from ser_tasks.train import fit, score_split, training_loss
+from ser_tasks.store.zarr_store import FeatureStore
+from ser_tasks.learn.training import fit, score_split, training_loss
 view = FeatureStore.locate(sys.argv[1]).view()
 cfg = TrainConfig.model_validate_json(sys.argv[2])
 out = Path(sys.argv[3])
@@ -171,23 +171,23 @@ def test_training_runs_under_another_backend_and_its_model_loads_under_tensorflo
 
 
 def test_a_gpu_the_backend_does_not_see_is_reported(monkeypatch, caplog):
-    from ser_tasks import train
+    from ser_tasks.learn import training
 
-    monkeypatch.setattr(train, "accelerator", lambda: "CPU")
-    monkeypatch.setattr(train, "gpu_hardware", lambda: True)
-    assert train.check_device() == "CPU"
+    monkeypatch.setattr(training, "accelerator", lambda: "CPU")
+    monkeypatch.setattr(training, "gpu_hardware", lambda: True)
+    assert training.check_device() == "CPU"
     assert "has an NVIDIA GPU, but the Keras backend" in caplog.text and "KERAS_BACKEND=jax" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(train, "gpu_hardware", lambda: False)
-    assert train.check_device() == "CPU" and caplog.text == ""
+    monkeypatch.setattr(training, "gpu_hardware", lambda: False)
+    assert training.check_device() == "CPU" and caplog.text == ""
 
 
 def test_an_ensemble_is_one_model_averaging_its_members(tone_store, capsys):
     import keras
     import numpy as np
 
-    from ser_tasks.data import ZarrSequence
-    from ser_tasks.models import MODEL_INPUTS
+    from ser_tasks.learn.data import ZarrSequence
+    from ser_tasks.learn.models import MODEL_INPUTS
 
     store, cfg, tmp = tone_store
     view = store.view()
@@ -221,11 +221,11 @@ def test_tdnn_prosody_trains_on_pitch_and_energy_rows_that_serving_rebuilds(tmp_
     a raw clip becomes the same input at serving time, and a store without F0 is refused by name."""
     import numpy as np
 
-    from ser_tasks import audio
-    from ser_tasks.data import assemble, input_shape
     from ser_tasks.errors import InputError
-    from ser_tasks.features import feature_names
-    from ser_tasks.predict import Preprocessing
+    from ser_tasks.learn.data import assemble, input_shape
+    from ser_tasks.serve.predict import Preprocessing
+    from ser_tasks.signal import audio
+    from ser_tasks.signal.features import feature_names
 
     root = make_ravdess_like(tmp_path / "c", actors=tuple(range(1, 7)), emotions=("01", "05"), takes=2)
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.0, "augment.variants": 0, "extract.batch_rows": 16,
@@ -261,9 +261,9 @@ def test_tdnn_prosody_trains_on_pitch_and_energy_rows_that_serving_rebuilds(tmp_
 
 
 def test_a_speaker_normalised_model_is_scored_on_speaker_normalised_rows(tone_store):
-    from ser_tasks.data import SpeakerNorm, ZarrSequence
-    from ser_tasks.models import MODEL_INPUTS
-    from ser_tasks.train import score_rows, trained_per_speaker
+    from ser_tasks.learn.data import SpeakerNorm, ZarrSequence
+    from ser_tasks.learn.models import MODEL_INPUTS
+    from ser_tasks.learn.training import score_rows, trained_per_speaker
 
     store, cfg, tmp = tone_store
     view = store.view()
@@ -283,8 +283,8 @@ def test_a_speaker_normalised_model_is_scored_on_speaker_normalised_rows(tone_st
 
 
 def test_voice_swap_re_voices_each_members_training_rows_and_leaves_scoring_alone(tone_store, monkeypatch):
-    import ser_tasks.train as train_module
-    from ser_tasks.train import trained_per_speaker
+    import ser_tasks.learn.training as train_module
+    from ser_tasks.learn.training import trained_per_speaker
 
     store, cfg, tmp = tone_store
     view = store.view()
@@ -308,8 +308,8 @@ def test_voice_swap_re_voices_each_members_training_rows_and_leaves_scoring_alon
 
 
 def test_speaker_adversary_trains_two_heads_and_saves_the_emotion_model_alone(tone_store, monkeypatch):
-    import ser_tasks.train as train_module
-    from ser_tasks.train import speaker_classes
+    import ser_tasks.learn.training as train_module
+    from ser_tasks.learn.training import speaker_classes
 
     store, cfg, tmp = tone_store
     view = store.view()
@@ -340,7 +340,7 @@ def test_speaker_adversary_trains_two_heads_and_saves_the_emotion_model_alone(to
 
 
 def test_speaker_adversary_needs_every_training_speaker(tone_store):
-    from ser_tasks.train import speaker_classes
+    from ser_tasks.learn.training import speaker_classes
 
     store, _, _ = tone_store
     view = store.view()

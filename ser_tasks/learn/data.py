@@ -1,0 +1,583 @@
+"""Training input from the Zarr store: streamed (at most two row chunks in memory) or held in RAM.
+
+A :class:`ZarrSequence` (a ``keras.utils.PyDataset``, so it needs no ``tf.data`` and runs under
+any Keras backend) serves mini-batches of one model input for a set of store rows. Each epoch it
+shuffles the order of the row chunks and the rows within each chunk, so reads stay chunk-sequential
+while batches stay mixed. :func:`iter_chunks` reads given rows chunk by chunk (the normalisation
+statistics, :func:`ser_tasks.learn.training.fit_normalizer`, are computed from it). When the decoded
+input of its rows fits under ``memory_limit_mib``, a sequence reads them once and serves every
+epoch from RAM instead (see :class:`ZarrSequence`); under TensorFlow, :func:`resident_tf_dataset`
+turns such a sequence into in-graph batches, the same ones in the same order, three times faster.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Literal
+
+import keras
+import numpy as np
+
+from ser_tasks.errors import InputError
+from ser_tasks.learn.inputs import (
+    FRAME_ARRAYS,
+    PER_ELEMENT,
+    arrays_for,
+    log_mel_rows,
+    norm_axis,
+)  # noqa: F401 - re-exported
+from ser_tasks.store.zarr_store import StoreView
+
+#: RMS below this (-100 dB re full scale) counts as silence in the energy row.
+RMS_FLOOR = 1e-5
+#: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
+VAR_FLOOR = 1e-6
+
+
+
+
+def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack raw store arrays of ``n`` rows into model input ``(n, ...)`` float32 (see :data:`INPUTS`)."""
+    if input_name == "zcr_rms":
+        return np.stack([arrays["zcr"], arrays["rms"]], axis=-1).astype(np.float32)
+    if input_name == "frames":  # (n, bands, T) spectrograms and (n, T) curves -> (n, T, channels)
+        parts = [arrays[k].transpose(0, 2, 1) if arrays[k].ndim == 3 else arrays[k][..., np.newaxis]
+                 for k in FRAME_ARRAYS]
+        return np.concatenate(parts, axis=-1).astype(np.float32)
+    if input_name == "log_mel_prosody":  # (n, n_mels, T) + two (n, T) rows -> (n, n_mels + 2, T, 1)
+        energy_db = 20.0 * np.log10(np.maximum(arrays["rms"], RMS_FLOOR))
+        rows = np.concatenate([arrays["log_mel"], arrays["f0"][:, np.newaxis], energy_db[:, np.newaxis]], axis=1)
+        return rows[..., np.newaxis].astype(np.float32)
+    if input_name == "encoder_stats":
+        return arrays["encoder"].astype(np.float32)
+    return arrays[input_name][..., np.newaxis].astype(np.float32)
+
+
+def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
+    """Per-row model input shape of a store group (see :data:`INPUTS`)."""
+    if input_name == "zcr_rms":
+        return (view.features("zcr").shape[1], 2)
+    if input_name == "frames":
+        return (view.features("zcr").shape[1], view.features("log_mel").shape[1] + view.features("mfcc").shape[1] + 2)
+    if input_name == "log_mel_prosody":
+        view.features("f0")  # raises, naming the store, when it was extracted without F0
+        n_mels, t = view.features("log_mel").shape[1:]
+        return (n_mels + 2, t, 1)
+    if input_name == "encoder_stats":
+        return tuple(view.features("encoder").shape[1:])  # raises, naming the store, without features.encoder
+    return (*view.features(arrays_for(input_name)[0]).shape[1:], 1)
+
+
+def read_chunk(view: StoreView, input_name: str, c: int) -> np.ndarray:
+    """Model input of every row of store chunk ``c``: ``(chunk rows, ...)`` float32."""
+    sl = slice(c * view.chunk_rows, (c + 1) * view.chunk_rows)
+    return assemble(input_name, {n: view.features(n)[sl] for n in arrays_for(input_name)})
+
+
+def _by_chunk(indices: np.ndarray, chunk: int) -> OrderedDict[int, np.ndarray]:
+    out: OrderedDict[int, np.ndarray] = OrderedDict()
+    for c in np.unique(indices // chunk):
+        out[int(c)] = indices[indices // chunk == c]
+    return out
+
+
+def iter_chunks(view: StoreView, indices: np.ndarray, input_name: str,
+                speaker_norm: SpeakerNorm | None = None) -> Iterator[np.ndarray]:
+    """Model input of the given rows, read one store chunk at a time.
+
+    Chunks come in ascending order, and the rows of a chunk in their order in ``indices``.
+
+    Args:
+        view: the store group's read view.
+        indices: store row indices, ``(n,)`` int.
+        input_name: one of :data:`INPUTS`.
+        speaker_norm: when given, each row is normalised by its speaker's statistics.
+
+    Yields:
+        ``(rows of one chunk, ...)`` float32, as :func:`assemble` builds it.
+    """
+    arrays_for(input_name)  # an unknown input fails before any read
+    chunk = view.chunk_rows
+    for c, rows in _by_chunk(indices, chunk).items():
+        x = read_chunk(view, input_name, c)[rows - c * chunk]
+        yield x if speaker_norm is None else speaker_norm.apply(x, rows)
+
+
+def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str) -> np.ndarray:
+    """Each group's rows minus the group's mean, over its standard deviation, per input row or channel.
+
+    What :class:`SpeakerNorm` does with a speaker's stored clips, done on inputs in memory: the
+    clips of one voice given together at prediction time (:func:`ser_tasks.serve.predict.predict_frame`).
+
+    Args:
+        x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
+        groups: ``(n,)`` group key of every row (a speaker).
+        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.learn.inputs.norm_axis`).
+
+    Returns:
+        ``(n, ...)`` float32; each group's statistics are over all frames of all its rows (variance
+        at least :data:`VAR_FLOOR`).
+    """
+    axis, groups = norm_axis(input_name), np.asarray(groups)
+    if input_name in PER_ELEMENT:  # one "frame" per row, every element its own channel
+        return normalise_groups(x.reshape(x.shape[0], 1, -1), groups, "frames").reshape(x.shape)
+    out = np.empty(x.shape, dtype=np.float32)
+    for key in dict.fromkeys(groups.tolist()):
+        sel = groups == key
+        part = np.moveaxis(x[sel].astype(np.float64), axis, -1)
+        flat = part.reshape(-1, part.shape[-1])
+        mean, sd = flat.mean(0), np.sqrt(np.maximum(flat.var(0), VAR_FLOOR))
+        out[sel] = np.moveaxis((part - mean) / sd, -1, axis)
+    return out
+
+
+class SpeakerNorm:
+    """Per-speaker normalisation of a model input: each speaker's rows minus that speaker's mean, over its sd.
+
+    Speaker-level mean and variance normalisation of the features, the speaker normalisation of SER
+    (e.g. Busso, Mariooryad, Metallinou & Narayanan, "Iterative feature normalization scheme for
+    automatic emotion detection from speech", IEEE Trans. Affective Computing 2013), applied to the
+    frames of the model input: per log-mel band, F0 and energy row (or channel), over every frame
+    of the speaker's original clips. It removes what a voice keeps across emotions (timbre, mean
+    pitch, level, the room) and leaves how each clip departs from it. No label is read: a held-out
+    speaker's statistics come from that speaker's own clips, as they would from a user's
+    recordings of one voice. Rows with no speaker (an empty ``speaker`` column) use their clip's
+    own statistics. Augmented copies use their speaker's statistics from the originals.
+
+    With ``by="corpus"`` the groups are corpora instead (``train.corpus_norm``: corpus
+    normalisation, Schuller et al., IEEE Trans. Affective Computing 2010): the corpus is the part
+    of a clip id before its ``/``.
+
+    Args:
+        view: the store group's read view (``speaker``, ``clip_id``, ``variant`` and status are read).
+        input_name: one of :data:`INPUTS`.
+        by: ``"speaker"`` or ``"corpus"``: what a group is.
+
+    Raises:
+        ValueError: ``by`` is neither.
+
+    Attributes:
+        codes: ``(rows,)`` int, each store row's group (-1: no completed original, left as it is).
+        mean, sd: ``(groups, C)`` float32 (``C`` the bands or channels of the input; every element
+            of a row for :data:`PER_ELEMENT` inputs).
+        axis: the input axis the statistics run along (of an ``(n, ...)`` batch).
+
+    Memory: reads the originals one chunk at a time and keeps ``(groups, C)`` sums.
+    """
+
+    def __init__(self, view: StoreView, input_name: str, by: Literal["speaker", "corpus"] = "speaker"):
+        """Read every completed original row once and keep each speaker's (or, ``by="corpus"``, corpus's) statistics."""
+        clip_id = np.asarray(view.column("clip_id")).astype(str)
+        if by == "corpus":  # clip ids are "<corpus>/<clip>" (ser_tasks.corpus.manifest)
+            key = np.char.partition(clip_id, "/")[:, 0]
+        elif by == "speaker":
+            speaker = np.asarray(view.column("speaker")).astype(str)
+            key = np.where(speaker != "", speaker, "clip:" + clip_id)
+        else:
+            raise ValueError(f"group statistics by 'speaker' or 'corpus', not {by!r}")
+        self.by = by
+        names, codes = np.unique(key, return_inverse=True)
+        originals = np.flatnonzero(view.done() & (view.column("variant") == 0))
+        self.axis = norm_axis(input_name)
+        self.input_name = input_name
+        total = sq = None
+        count = np.zeros(names.size)
+        for rows, x in zip(_by_chunk(originals, view.chunk_rows).values(),
+                           iter_chunks(view, originals, input_name), strict=True):
+            x = np.moveaxis(x.astype(np.float64), self.axis, -1)
+            if input_name in PER_ELEMENT:
+                x = x.reshape(x.shape[0], 1, -1)
+            frames = x.reshape(x.shape[0], -1, x.shape[-1])
+            if total is None:
+                total, sq = np.zeros((names.size, x.shape[-1])), np.zeros((names.size, x.shape[-1]))
+            np.add.at(total, codes[rows], frames.sum(1))
+            np.add.at(sq, codes[rows], (frames**2).sum(1))
+            np.add.at(count, codes[rows], frames.shape[1])
+        has = count > 0
+        self.codes = np.where(has[codes], codes, -1)
+        if total is None:
+            self.mean = self.sd = np.zeros((names.size, 0), np.float32)
+            return
+        mean = total / np.maximum(count, 1)[:, None]
+        var = sq / np.maximum(count, 1)[:, None] - mean**2
+        self.mean = mean.astype(np.float32)
+        self.sd = np.sqrt(np.maximum(var, VAR_FLOOR)).astype(np.float32)
+
+    def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) normalised per speaker, float32."""
+        codes = self.codes[rows]
+        keep = codes >= 0
+        if not keep.any():
+            return x
+        if self.input_name in PER_ELEMENT:
+            flat = x.reshape(x.shape[0], -1)
+            out = flat.astype(np.float32, copy=True)
+            out[keep] = (flat[keep] - self.mean[codes[keep]]) / self.sd[codes[keep]]
+            return out.reshape(x.shape)
+        shape = [1] * x.ndim
+        shape[0], shape[self.axis] = -1, self.mean.shape[1]
+        out = x.astype(np.float32, copy=True)
+        out[keep] = (x[keep] - self.mean[codes[keep]].reshape(shape)) / self.sd[codes[keep]].reshape(shape)
+        return out
+
+
+class VoiceSwap:
+    """Training rows re-voiced: a row's speaker statistics exchanged for another training speaker's.
+
+    Each training row is drawn once (probability ``p``, seeded) for re-voicing; a drawn row of
+    speaker A gets a speaker B drawn uniformly among the other speakers of the training rows, and
+    every log-mel band, F0 and energy row (or channel) ``c`` becomes
+    ``(x - mean_A[c]) / sd_A[c] * sd_B[c] + mean_B[c]`` (:class:`SpeakerNorm`'s statistics, over
+    every frame of each speaker's originals). On ``log_mel`` and ``log_mel_prosody`` the store's
+    zero padding (frames whose log-mel is one floor value in every band) is left as it is, as a
+    held-out clip's padding is. What the clip does relative to its own voice (the
+    emotion, by the speaker-normalisation argument) stays; the voice it is heard in changes, so the
+    model learns to read the first without the second, and needs nothing but the clip at
+    prediction. The speaker-level analogue of MixStyle's exchange of instance statistics (Zhou,
+    Yang, Qiao & Xiang, "Domain generalization with MixStyle", ICLR 2021). Training only: nothing is
+    read from validation or test speakers.
+
+    Args:
+        speakers: the store's per-speaker statistics (read once, labels never).
+        rows: ``(n,)`` int store row indices of the training rows; the speakers to draw B from are theirs.
+        p: probability a training row is re-voiced, in ``[0, 1]``.
+        seed: seed of the draws (the same rows, ``p`` and seed give the same swaps).
+
+    Attributes:
+        target: ``(store rows,)`` int, the group each row is re-voiced as (-1: left as it is).
+
+    Raises:
+        InputError: ``p`` outside ``[0, 1]``.
+    """
+
+    def __init__(self, speakers: SpeakerNorm, rows: np.ndarray, p: float, seed: int = 0):
+        """Draw which training rows are re-voiced, and as whom (arguments in the class docstring)."""
+        if not 0 <= p <= 1:
+            raise InputError(f"voice swap probability must be in [0, 1], got {p}")
+        self.speakers = speakers
+        self.target = np.full(speakers.codes.size, -1)
+        rows = np.sort(np.asarray(rows))
+        own = speakers.codes[rows]
+        pool = np.unique(own[own >= 0])
+        if pool.size < 2:  # one voice: nobody to swap with
+            return
+        rng = np.random.default_rng([seed, 2])
+        drawn = rows[(own >= 0) & (rng.random(rows.size) < p)]
+        k = rng.integers(0, pool.size - 1, drawn.size)  # among the others: skip the row's own speaker
+        k += k >= np.searchsorted(pool, speakers.codes[drawn])
+        self.target[drawn] = pool[k]
+
+    def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) with the drawn rows re-voiced, float32."""
+        target = self.target[rows]
+        keep = target >= 0
+        if not keep.any():
+            return x
+        own, to, picked = self.speakers.codes[rows][keep], target[keep], x[keep]
+        shape = [1] * x.ndim
+        shape[0], shape[self.speakers.axis] = -1, self.speakers.mean.shape[1]
+        if self.speakers.input_name in PER_ELEMENT:  # statistics per element of the row
+            shape = [-1, *x.shape[1:]]
+        mean, sd = self.speakers.mean, self.speakers.sd
+        voiced = (picked - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[to].reshape(shape) \
+            + mean[to].reshape(shape)
+        n_bands = log_mel_rows(self.speakers.input_name, picked.shape[1])
+        if n_bands:  # (n, rows, T, 1); the same rule as models.ClipMeanNorm
+            bands = picked[:, :n_bands, :, 0]
+            live = bands.max(axis=1) > bands.min(axis=1)  # (n, T): padding is flat across the bands
+            voiced = np.where(live[:, None, :, None], voiced, picked)
+        out = x.astype(np.float32, copy=True)
+        out[keep] = voiced
+        return out
+
+
+class ZarrSequence(keras.utils.PyDataset):
+    """Mini-batches ``(x, y)`` of store rows, read chunk by chunk.
+
+    Args:
+        view: the store group's read view (labels come from it, read once).
+        indices: store row indices to serve.
+        input_name: one of :data:`INPUTS`.
+        batch_size: rows per batch.
+        shuffle: reshuffle chunk order and rows within chunks each epoch (seeded).
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        class_weights: class index -> loss weight; when given, batches carry per-row sample
+            weights (cheaper than Keras's ``class_weight``, which maps them inside the input pipeline).
+        one_per_clip: ``(rows,)`` clip id of every store row; when given, each epoch serves one
+            row of each clip, drawn at random (seeded) from that clip's rows in ``indices`` (its
+            original or an augmented copy), so an epoch costs one pass over the clips however
+            many copies the store holds.
+        memory_limit_mib: when the decoded input of ``indices`` (``rows x prod(input_shape) x 4``
+            bytes) fits under this many MiB, it is read once here, chunk by chunk, and every epoch
+            is served from RAM; otherwise (and at 0) rows are streamed. Why: with
+            ``one_per_clip`` an epoch needs one row in ``1 + variants`` of every chunk, so streaming
+            decodes the whole store each epoch, which cost as much as the ``tdnn`` step itself
+            (docs/benchmarks.md, "Measurements behind the code").
+        mixup_alpha: when > 0, mixup (Zhang et al., "mixup: Beyond Empirical Risk
+            Minimization", ICLR 2018): each served row is mixed with a partner row of the same
+            epoch (a seeded permutation of its order), ``x = lam * x + (1 - lam) * x_partner``
+            with ``lam ~ Beta(alpha, alpha)`` per row, and so are its one-hot label and weight.
+        n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
+        speaker_norm: when given, every row is served normalised by its speaker's statistics
+            (:class:`SpeakerNorm`).
+        voice_swap: when given, the rows it drew are served re-voiced (:class:`VoiceSwap`; training).
+        speaker_targets: ``(store rows,)`` int, each row's speaker class for a speaker adversary
+            (:func:`ser_tasks.learn.models.speaker_adversary`); when given, ``y`` is the pair
+            ``(class indices, speaker classes)``, both int32 ``(batch,)``. Not with mixup.
+        **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
+
+    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
+    (under mixup, float32 soft labels ``(batch, n_classes)``, for a categorical cross-entropy);
+    with ``class_weights``, a third item ``w`` float32 ``(batch,)``. With ``speaker_targets``, ``y`` is
+    ``(y, speaker)``.
+    Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each) are held in the
+    cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
+
+    Raises:
+        InputError: no rows, an unknown ``input_name``, or ``speaker_targets`` with mixup.
+    """
+
+    def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
+                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
+                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
+                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None,
+                 voice_swap: VoiceSwap | None = None, speaker_targets: np.ndarray | None = None, **kwargs):
+        """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
+        super().__init__(**kwargs)
+        if indices.size == 0:
+            raise InputError("ZarrSequence needs at least one row")
+        arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
+        self.view, self.input_name, self.batch_size = view, input_name, batch_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.speaker_norm = speaker_norm
+        self.voice_swap = voice_swap
+        self.chunk = view.chunk_rows
+        self.indices = np.sort(indices)
+        self.labels_all = view.labels()
+        if mixup_alpha < 0:
+            raise InputError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
+        self.mixup_alpha = float(mixup_alpha)
+        if speaker_targets is not None and self.mixup_alpha > 0:
+            raise InputError("a speaker adversary needs one speaker per row; mixup mixes two")
+        self.speaker_targets = None if speaker_targets is None else np.asarray(speaker_targets, dtype=np.int32)
+        self.n_classes = int(n_classes if n_classes is not None else self.labels_all.max() + 1)
+        self.weights = None
+        if class_weights is not None:
+            table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
+            for c, w in class_weights.items():
+                if c < table.size:
+                    table[c] = w
+            self.weights = table[self.labels_all]
+        self._clip_of = None
+        if one_per_clip is not None:
+            # Integer codes of the clips of ``indices`` (same order), for a cheap per-epoch draw.
+            _, self._clip_of = np.unique(np.asarray(one_per_clip)[self.indices], return_inverse=True)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._resident: np.ndarray | None = None
+        if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(view, input_name)) \
+                <= memory_limit_mib * 2**20:
+            self._resident = self._read_rows()
+        self._order = self.order_for(0)
+        self._mix = self.mix_for(0, self._order)
+
+    def _read_rows(self) -> np.ndarray:
+        """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
+        out = np.empty((self.indices.size, *input_shape(self.view, self.input_name)), dtype=np.float32)
+        at = 0
+        for c, rows in _by_chunk(self.indices, self.chunk).items():
+            out[at:at + rows.size] = self._chunk_input(c)[rows - c * self.chunk]
+            at += rows.size
+        self._cache.clear()
+        return out
+
+    @property
+    def resident(self) -> bool:
+        """Whether rows are served from RAM (read once) rather than streamed from the store."""
+        return self._resident is not None
+
+    def order_for(self, epoch: int) -> np.ndarray:
+        """Store row indices ``(rows served per epoch,)`` int64 in epoch ``epoch``'s serving order.
+
+        Epochs are numbered from 0; the order depends only on ``seed`` and ``epoch``.
+        """
+        rng = np.random.default_rng(self.seed + epoch)
+        indices = self.indices
+        if self._clip_of is not None:  # a random permutation, then each clip's first row in it
+            perm = rng.permutation(indices.size)
+            _, first = np.unique(self._clip_of[perm], return_index=True)
+            indices = np.sort(indices[perm[first]])
+        if not self.shuffle:
+            return indices
+        groups = _by_chunk(indices, self.chunk)
+        keys = list(groups)
+        rng.shuffle(keys)
+        return np.concatenate([rng.permutation(groups[k]) for k in keys])
+
+    def mix_for(self, epoch: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mixup partners of epoch ``epoch``: ``(partner rows (len(order),) int64, lam (len(order),) float32)``.
+
+        ``None`` without mixup. Partners are a permutation of ``order`` (the epoch's rows), drawn
+        from ``(seed, epoch)`` on a stream of its own, so the serving order is the same with and
+        without mixup.
+        """
+        if self.mixup_alpha <= 0:
+            return None
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        return order[rng.permutation(order.size)], rng.beta(self.mixup_alpha, self.mixup_alpha,
+                                                             order.size).astype(np.float32)
+
+    def soft_labels(self, rows: np.ndarray, partners: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Mixed one-hot labels ``(len(rows), n_classes)`` float32: ``lam`` of each row's, the rest its partner's."""
+        eye = np.eye(self.n_classes, dtype=np.float32)
+        return lam[:, None] * eye[self.labels_all[rows]] + (1 - lam[:, None]) * eye[self.labels_all[partners]]
+
+    @property
+    def order(self) -> np.ndarray:
+        """Store row indices in this epoch's serving order."""
+        return self._order
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class indices in serving order ``(len(order),)`` int32 (for evaluation)."""
+        return self.labels_all[self._order]
+
+    def __len__(self) -> int:
+        """Batches per epoch: ``ceil(len(order) / batch_size)``, the last one possibly short."""
+        return math.ceil(self._order.size / self.batch_size)
+
+    def _chunk_input(self, c: int) -> np.ndarray:
+        with self._lock:  # prefetch threads share the cache
+            return self._chunk_input_locked(c)
+
+    def _chunk_input_locked(self, c: int) -> np.ndarray:
+        if c not in self._cache:
+            x = read_chunk(self.view, self.input_name, c)
+            rows = np.arange(c * self.chunk, c * self.chunk + x.shape[0])
+            if self.speaker_norm is not None:
+                x = self.speaker_norm.apply(x, rows)
+            if self.voice_swap is not None:
+                x = self.voice_swap.apply(x, rows)
+            self._cache[c] = x
+            while len(self._cache) > 2:
+                self._cache.popitem(last=False)
+        return self._cache[c]
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
+        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights.
+
+        With ``speaker_targets``, ``y`` is ``(y, speaker)``.
+        """
+        part = slice(idx * self.batch_size, (idx + 1) * self.batch_size)
+        rows = self._order[part]
+        x, y = self._inputs(rows), self.labels_all[rows]
+        w = None if self.weights is None else self.weights[rows]
+        if self._mix is not None:
+            partners, lam = self._mix[0][part], self._mix[1][part]
+            lx = lam.reshape(-1, *[1] * (x.ndim - 1))
+            x = lx * x + (1 - lx) * self._inputs(partners)
+            y = self.soft_labels(rows, partners, lam)
+            if w is not None:
+                w = lam * w + (1 - lam) * self.weights[partners]
+        if self.speaker_targets is not None:
+            y = (y, self.speaker_targets[rows])
+        return (x, y) if w is None else (x, y, w)
+
+    def _inputs(self, rows: np.ndarray) -> np.ndarray:
+        if self._resident is not None:
+            return self._resident[np.searchsorted(self.indices, rows)]
+        # Each chunk read once per call: mixup partners come from anywhere in the epoch, and a
+        # row-by-row walk would miss the two-chunk cache about once per row.
+        chunks = rows // self.chunk
+        out = None
+        for c in np.unique(chunks):
+            sel = chunks == c
+            part = self._chunk_input(int(c))[rows[sel] % self.chunk]
+            if out is None:
+                out = np.empty((rows.size, *part.shape[1:]), part.dtype)
+            out[sel] = part
+        return out
+
+    def on_epoch_end(self) -> None:
+        """Advance the epoch and reshuffle (when shuffling)."""
+        self.epoch += 1
+        if self.shuffle:
+            self._order = self.order_for(self.epoch)
+        self._mix = self.mix_for(self.epoch, self._order)
+
+
+def resident_tf_dataset(seq: ZarrSequence, epochs: int):
+    """A ``tf.data.Dataset`` of exactly the batches ``seq`` serves in its epochs ``0 .. epochs - 1``.
+
+    For a resident sequence under the TensorFlow backend.
+
+
+    Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
+    whose per-batch Python calls stall the training step far beyond the cost of producing the
+    batches (an epoch about three times longer; docs/benchmarks.md, "Measurements behind the
+    code"). Here the rows live
+    in a CPU ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a
+    ``tf.gather`` of its positions, with every epoch's order drawn up front by
+    :meth:`ZarrSequence.order_for`.
+
+    Pass it to ``model.fit`` with ``epochs`` and ``steps_per_epoch=len(seq)``: Keras then keeps one
+    iterator across epochs, so epoch ``e`` gets order ``e``.
+
+    Returns:
+        Batches as ``seq[i]`` gives them: ``x`` float32 ``(batch, *input_shape)``, ``y`` int32
+        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup; ``(y, speaker)`` with
+        speaker targets) and, with class weights, ``w`` float32 ``(batch,)``.
+        Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
+        per epoch`` int32 positions (and as many partner positions and float32 weights under mixup).
+
+    Raises:
+        InputError: the sequence streams (is not resident), or ``epochs < 1``.
+    """
+    import tensorflow as tf  # only under the TensorFlow backend
+
+    if seq._resident is None:
+        raise InputError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, got {epochs}")
+    # Positions into the resident array: one row of them per epoch (every epoch serves as many rows).
+    orders = [seq.order_for(e if seq.shuffle else 0) for e in range(epochs)]
+    positions = np.stack([np.searchsorted(seq.indices, o) for o in orders]).astype(np.int32)
+    with tf.device("/CPU:0"):
+        x_all = tf.Variable(seq._resident, trainable=False, name="resident_rows")
+    y_all = tf.constant(seq.labels_all[seq.indices])
+    w_all = None if seq.weights is None else tf.constant(seq.weights[seq.indices])
+    s_all = None if seq.speaker_targets is None else tf.constant(seq.speaker_targets[seq.indices])
+
+    if seq.mixup_alpha > 0:  # partners and lam drawn up front by mix_for, as the sequence draws them
+        mixes = [seq.mix_for(e, o) for e, o in enumerate(orders)]
+        partners = np.stack([np.searchsorted(seq.indices, m[0]) for m in mixes]).astype(np.int32)
+        lams = np.stack([m[1] for m in mixes])
+        eye = tf.eye(seq.n_classes, dtype=tf.float32)
+
+        def batch(pos, other, lam):
+            x, x2 = tf.gather(x_all, pos), tf.gather(x_all, other)
+            lx = tf.reshape(lam, [-1] + [1] * (len(x_all.shape) - 1))
+            x = lx * x + (1 - lx) * x2
+            y = lam[:, None] * tf.gather(eye, tf.gather(y_all, pos)) \
+                + (1 - lam[:, None]) * tf.gather(eye, tf.gather(y_all, other))
+            if w_all is None:
+                return x, y
+            return x, y, lam * tf.gather(w_all, pos) + (1 - lam) * tf.gather(w_all, other)
+
+        slices = (positions, partners, lams)
+    else:
+        def batch(pos):
+            x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
+            if s_all is not None:
+                y = (y, tf.gather(s_all, pos))
+            return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
+
+        slices = (positions,)
+
+    return (tf.data.Dataset.from_tensor_slices(slices)
+            .flat_map(lambda *p: tf.data.Dataset.from_tensor_slices(p).batch(seq.batch_size))
+            .map(batch, num_parallel_calls=1)
+            .prefetch(2))
