@@ -26,6 +26,7 @@ from conftest import (
     write_wav,
 )
 from ser_tasks.config import PipelineConfig
+from ser_tasks.errors import InputError
 from ser_tasks.learn import tracking
 from ser_tasks.learn.data import ZarrSequence
 from ser_tasks.learn.models import MODEL_INPUTS
@@ -84,6 +85,41 @@ def test_raw_test_files_get_the_classes_and_probabilities_of_the_stored_feature_
     assert np.abs(raw - stored).max() < 1e-4
     assert list(out["emotion"]) == [g.attrs["vocabulary"][i] for i in stored.argmax(axis=1)]
     assert np.allclose(raw.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_plain_python_classifier_answers_as_the_registered_model_it_was_loaded_from(trained, model, tmp_path):
+    """``EmotionClassifier``: a file, or decoded waveforms at any rate, give the registered model's
+    probabilities; a waveform with no speech gets its own error and loses nothing else."""
+    from ser_tasks.serve.classifier import EmotionClassifier
+
+    tracking.use(trained["uri"])
+    classifier = EmotionClassifier.load(trained["model_uri"])
+    assert classifier.labels == tuple(trained["store"].open().attrs["vocabulary"])
+    paths = [str(p) for p in read_strings(trained["store"].open()["path"], slice(0, 3))]
+    table = model.predict(pd.DataFrame({"path": paths}))
+    expected = table[[f"p_{c}" for c in classifier.labels]].to_numpy()
+
+    one = classifier.classify_file(paths[0])
+    assert one.error == "" and one.windows == 1 and one.emotion == table["emotion"][0]
+    assert np.abs(np.array(list(one.probabilities.values())) - expected[0]).max() < 1e-5
+
+    import soundfile as sf
+
+    from ser_tasks.signal.audio import resample
+
+    waves = [sf.read(p, dtype="float32")[0] for p in paths]
+    rate = sf.info(paths[0]).samplerate
+    at_44k = [resample(w, rate, 44100).astype(np.float32) for w in waves[:2]]
+    batch = classifier.classify_batch([waves[0], np.zeros(rate, np.float32), waves[1], waves[2]], sample_rate=rate)
+    assert [p.emotion for p in batch] == [table["emotion"][0], "", table["emotion"][1], table["emotion"][2]]
+    assert "waveform 1: silent" in batch[1].error and batch[1].probabilities == {} and batch[1].windows == 0
+    got = np.array([list(p.probabilities.values()) for p in (batch[0], batch[2], batch[3])])
+    assert np.abs(got - expected).max() < 1e-5
+    resampled = classifier.classify_batch(at_44k, sample_rate=44100)
+    assert [p.emotion for p in resampled] == list(table["emotion"][:2])
+    with pytest.raises(InputError, match="2 speakers for 1 waveforms"):
+        classifier.classify_batch([waves[0]], speakers=["a", "b"])
+    assert "not a 1-D waveform" in classifier.classify_batch([np.zeros((2, 100), np.float32)])[0].error
 
 
 def test_bytes_and_paths_agree_and_a_bad_file_fails_alone(trained, model, tmp_path):
@@ -227,7 +263,6 @@ def test_a_speaker_normalised_model_sees_each_voice_from_raw_files_as_scoring_sa
 def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_scoring_did(trained):
     import keras
 
-    from ser_tasks.errors import InputError
     from ser_tasks.learn.data import SpeakerNorm
     from ser_tasks.learn.training import trained_groups
 
@@ -252,6 +287,16 @@ def test_a_corpus_normalised_model_normalises_the_files_of_one_call_together_as_
     # one file is no population: normalised by itself it would be all zeros, a constant answer
     with pytest.raises(InputError, match="at least 2 readable files"):
         score(keras_model, prep, frame.iloc[:1])
+    # the plain classifier: the same population, the same answers; one file alone refused
+    from ser_tasks.serve.classifier import EmotionClassifier
+    from ser_tasks.signal.audio import load_audio
+
+    classifier = EmotionClassifier(keras_model, prep)
+    waves = [load_audio(p, cfg.audio.sample_rate) for p in frame["path"][:12]]
+    batch = classifier.classify_batch(waves)
+    assert np.abs(np.array([list(p.probabilities.values()) for p in batch]) - part).max() < 1e-5
+    with pytest.raises(InputError, match="at least 2 readable files"):
+        classifier.classify_file(frame["path"][0])
 
 
 def test_files_of_one_speaker_share_a_call_and_come_back_in_order(tmp_path):

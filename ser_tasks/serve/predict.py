@@ -1,4 +1,4 @@
-"""Emotions from raw audio: the registered model (an MLflow pyfunc) and the windows of long recordings.
+"""The registered model (an MLflow pyfunc): an adapter over :class:`~ser_tasks.serve.classifier.EmotionClassifier`.
 
 Each registered version of the model is an :class:`EmotionModel`. It takes a DataFrame of files,
 ``path`` (local path or fsspec URL) or ``audio`` (the encoded file's bytes; base64 in JSON, which
@@ -6,15 +6,10 @@ MLflow decodes for a binary column), and returns one row per input: ``emotion``,
 every class, ``windows`` and ``error`` (empty, or why the file could not be used; a bad file never
 fails the batch).
 
-Inside, every clip goes through the functions extraction uses (one implementation): decode, mono,
-resample (:mod:`ser_tasks.signal.audio`), trim and refuse silence (:func:`ser_tasks.signal.audio.speech_bounds`),
-pad or crop to ``audio.duration`` (:func:`ser_tasks.signal.audio.fix_length`), features
-(:mod:`ser_tasks.signal.features`), model input (:func:`ser_tasks.learn.data.assemble`), then the Keras model,
-whose first layer holds the training rows' normalisation.
-
-A recording whose speech is longer than the training duration is scored in windows
-(:func:`window_bounds`); the result is the mean of the windows' probabilities, or one row per window
-on request (``per_window``).
+What it adds to the classifier is what an untrusted request needs: a row's ``path`` opened only
+under allowed roots, limits on rows, bytes, seconds and channels, and errors of one sentence.
+Windows, normalisation and the network are the classifier's (:mod:`ser_tasks.serve.classifier`);
+``ser predict``, ``ser score`` and bulk scoring (:mod:`ser_tasks.serve.bulk`) load this model.
 """
 
 from __future__ import annotations
@@ -31,104 +26,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from ser_tasks.config import AudioConfig, FeatureConfig
 from ser_tasks.errors import InputError
-from ser_tasks.signal import audio, features
+from ser_tasks.serve.classifier import BATCH, EmotionClassifier, Preprocessing, window_bounds  # noqa: F401
+from ser_tasks.signal import audio
 
 _log = logging.getLogger(__name__)
 
 #: Artifact keys of a logged :class:`EmotionModel` (``encoder``: the weight folder of an encoder
 #: given as a folder or hub id; packaged encoders come from their pinned, checksummed packages).
 KERAS_MODEL, PREPROCESSING, NORMALIZER, ENCODER = "keras_model", "preprocessing", "normalizer", "encoder"
-#: Rows per call of the Keras model; batches are padded to it, so the graph is traced once.
-BATCH = 64
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What turns a file into the model's input, saved beside the model as ``preprocessing.json``.
-
-    Attributes:
-        audio, features: the extraction settings the model was trained on.
-        input_name: the model input (``log_mel``, ``mfcc``, ``zcr_rms``, ``frames`` or ``log_mel_prosody``;
-            :data:`ser_tasks.learn.data.INPUTS`).
-        vocabulary: class labels, in the order of the model's outputs.
-        model: the zoo model's name.
-        speaker_norm: the model was trained on input normalised per speaker (``train.speaker_norm``):
-            inputs are normalised by the statistics of the clips given for their speaker
-            (:func:`predict_frame`). Models saved before the setting existed read ``False``.
-        corpus_norm: the model was trained on input normalised per corpus (``train.corpus_norm``):
-            all the inputs of one call are normalised together, as one corpus.
-    """
-
-    audio: AudioConfig
-    features: FeatureConfig
-    input_name: str
-    vocabulary: tuple[str, ...]
-    model: str
-    speaker_norm: bool = False
-    corpus_norm: bool = False
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"audio": self.audio.model_dump(mode="json"), "features": self.features.model_dump(mode="json"),
-                "input_name": self.input_name, "vocabulary": list(self.vocabulary), "model": self.model,
-                "speaker_norm": self.speaker_norm, "corpus_norm": self.corpus_norm}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        """Inverse of :meth:`to_dict`."""
-        return cls(AudioConfig(**data["audio"]), FeatureConfig.stored(data["features"]), data["input_name"],
-                   tuple(data["vocabulary"]), data["model"], bool(data.get("speaker_norm", False)),
-                   bool(data.get("corpus_norm", False)))
-
-    def model_input(self, y: np.ndarray) -> np.ndarray:
-        """Model input of one clip's speech, padded or cropped to ``audio.duration`` as extraction does.
-
-        Args:
-            y: ``(samples,)`` float32 speech at ``audio.sample_rate`` (any length; an encoder sees
-                the speech without the padding, as in the store).
-
-        Returns:
-            ``(1, ...)`` float32, as :func:`ser_tasks.learn.data.assemble` builds it from stored rows.
-        """
-        from ser_tasks.learn.data import arrays_for, assemble
-
-        speech = audio.speech_span(y.shape[0], self.audio.n_samples)
-        y = audio.fix_length(y, self.audio.n_samples)
-        arrays = features.extract(y, self.audio.sample_rate, self.features, names=arrays_for(self.input_name),
-                                  speech=speech)
-        return assemble(self.input_name, {k: v[np.newaxis] for k, v in arrays.items()})
-
-
-def window_bounds(n: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """Windows over ``n`` samples of speech.
-
-    One window ``(0, n)`` when ``n <= window`` (padded later, as in training). Otherwise windows of
-    ``window`` samples starting every ``hop`` samples, and one more ending at ``n`` when the speech
-    runs on past the last of them by at least a quarter of a hop: every window is whole, and at
-    most ``hop // 4`` samples of tail go unscored (trimming's frame granularity alone leaves a few
-    milliseconds, which must not add a near-copy of the last window).
-
-    Args:
-        n: length of the speech, in samples.
-        window: window length in samples (> 0).
-        hop: samples between the starts of consecutive windows (> 0).
-
-    Returns:
-        ``[(start, stop), ...]`` in samples, in order.
-
-    Raises:
-        InputError: a window or hop that is not positive.
-    """
-    if window <= 0 or hop <= 0:
-        raise InputError(f"window ({window}) and hop ({hop}) must be positive numbers of samples")
-    if n <= window:
-        return [(0, n)]
-    starts = list(range(0, n - window + 1, hop))
-    if n - (starts[-1] + window) >= max(1, hop // 4):
-        starts.append(n - window)
-    return [(s, s + window) for s in starts]
 
 
 #: The one answer to a ``path`` the model will not or cannot open: it does not tell whether the path exists.
@@ -307,17 +213,6 @@ def _decoded(row: dict, index: int, rate: int, storage_options: dict | None,
         raise
 
 
-def _probabilities(model, x: np.ndarray) -> np.ndarray:
-    """``(n, k)`` float32 probabilities, :data:`BATCH` rows a call, the last batch padded.
-
-    One input shape, so the graph is traced once however many files come.
-    """
-    n = x.shape[0]
-    padded = np.concatenate([x, np.zeros((-n % BATCH, *x.shape[1:]), x.dtype)]) if n % BATCH else x
-    out = [np.asarray(model.predict_on_batch(padded[i:i + BATCH])) for i in range(0, len(padded), BATCH)]
-    return np.concatenate(out)[:n]
-
-
 def _speaker_of(row: dict, index: int) -> str:
     """The group of an input row: its ``speaker`` when it names one, else the row alone."""
     speaker = row.get("speaker")
@@ -383,20 +278,16 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
     hop = int(round((hop_seconds or (window_seconds or cfg.duration) / 2) * sr))
     if window <= 0 or hop <= 0:
         raise InputError(f"window_seconds and hop_seconds must be positive, got {window_seconds}, {hop_seconds}")
+    classifier = EmotionClassifier(model, prep)
     inputs, owners, spans, errors = [], [], [], {}
     records = frame.to_dict("records")
     for i, row in enumerate(records):
         try:
             y, name = _decoded(row, i, sr, storage_options, allowed_paths, limits.decode)
-            start, stop = audio.speech_bounds(y, cfg, name)
-            bounds = window_bounds(stop - start, window, hop) if windows else [(0, stop - start)]
-            loud = [(s, e) for s, e in bounds  # a pause inside a long recording says nothing of its emotion
-                    if len(bounds) == 1
-                    or np.max(np.abs(y[start + s:start + e])) >= 10 ** (cfg.silence_floor_dbfs / 20)]
-            row_inputs = [prep.model_input(y[start + s:start + e]) for s, e in loud]
+            row_inputs, row_spans = classifier.windows(y, name, window, hop, windowed=windows)
             inputs += row_inputs  # only once every window of the row is ready
-            owners += [i] * len(loud)
-            spans += [((start + s) / sr, (start + e) / sr) for s, e in loud]
+            owners += [i] * len(row_inputs)
+            spans += row_spans
         except audio.AudioError as exc:
             errors[i] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
@@ -405,17 +296,10 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             errors[i] = f"row {i}: could not be scored ({type(exc).__name__})"
     k = len(vocab)
     owners_arr = np.asarray(owners, dtype=np.int64)
-    x = np.concatenate(inputs) if inputs else None
-    if x is not None and prep.corpus_norm and len(set(owners)) < 2:
-        # one recording normalised by its own statistics is all zeros: the model would answer a constant
-        raise InputError("a corpus-normalised model scores a population: give it at least 2 readable files at once")
-    if x is not None and (prep.speaker_norm or prep.corpus_norm):
-        from ser_tasks.learn.data import normalise_groups
-
-        groups = (np.zeros(len(owners), np.int64) if prep.corpus_norm
-                  else np.asarray([_speaker_of(records[o], o) for o in owners]))
-        x = normalise_groups(x, groups, prep.input_name)
-    probs = _probabilities(model, x) if x is not None else np.zeros((0, k), np.float32)
+    if inputs:
+        classifier.check_population(len(set(owners)))
+    groups = np.asarray([_speaker_of(records[o], o) for o in owners])
+    probs = classifier.probabilities(np.concatenate(inputs), groups) if inputs else np.zeros((0, k), np.float32)
     columns = [f"p_{label}" for label in vocab]
     if per_window:
         records = [{"input": int(o), "start": round(a, 4), "end": round(b, 4), "windows": 1, "error": ""}
@@ -477,7 +361,7 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
 
         from ser_tasks.learn import models  # noqa: F401 - registers the pooling layers and SpecAugment for loading
 
-        self.keras_model = keras.models.load_model(context.artifacts[KERAS_MODEL], compile=False)
+        keras_model = keras.models.load_model(context.artifacts[KERAS_MODEL], compile=False)
         prep = Preprocessing.from_dict(json.loads(Path(context.artifacts[PREPROCESSING]).read_text()))
         if ENCODER in context.artifacts:  # the weights travelled with the model
             prep = replace(prep, features=prep.features.model_copy(update={"encoder": context.artifacts[ENCODER]}))
@@ -485,7 +369,8 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
             from ser_tasks.signal.encoder import shared
 
             shared(prep.features.encoder)
-        self.preprocessing = prep
+        self.classifier = EmotionClassifier(keras_model, prep)
+        self.keras_model, self.preprocessing = keras_model, prep
         # Paths a request may name: none, unless whoever loads the model allows roots (model_config
         # at load time, or the serving process's environment). Requests are untrusted by default.
         config = dict(getattr(context, "model_config", None) or {})
