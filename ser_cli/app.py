@@ -112,6 +112,26 @@ def _user_errors():
         raise typer.Exit(2) from exc
 
 
+@contextlib.contextmanager
+def _flow_runtime(cfg=None, dask_address: str | None = None, local_workers: bool = False):
+    """The start-up every flow command shares: a Prefect API, the local workers' forkserver, errors as one line.
+
+    The Prefect server (:func:`flows.engine.prefect_server.prefect_api`) starts at once, without
+    waiting for it, so that it comes up while the caller imports TensorFlow and the flows; with
+    ``local_workers`` and no ``dask_address``, the forkserver of the local Dask workers starts too
+    (:func:`_start_forkserver`). Expected failures end the command as :func:`_user_errors` does.
+
+    Yields:
+        ``ready()``: blocks until the API answers; call it after the imports, before the flow.
+    """
+    from flows.engine.prefect_server import await_api, prefect_api
+
+    with _user_errors(), prefect_api(ready=False):
+        if local_workers:
+            _start_forkserver(cfg, dask_address)
+        yield await_api
+
+
 def _config(path: Path | None, **overrides: Any):
     from ser_tasks.config import load_config
 
@@ -186,13 +206,10 @@ def run(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", mlflo
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.engine.prefect_server import await_api, prefect_api
-
-    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
-        _start_forkserver(cfg, dask_address)
+    with _flow_runtime(cfg, dask_address, local_workers=True) as ready:
         from flows.pipeline import ser_pipeline
 
-        await_api()
+        ready()
         summary = ser_pipeline(root, store, cfg, corpus, mlflow_uri, dask_address,
                                _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     ext = summary["extract"]
@@ -210,7 +227,7 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
             storage_options: StorageOpt = None, endpoint_url: EndpointOpt = None,
             crema_demographics: DemoOpt = None, workers: WorkersOpt = None, variants: VariantsOpt = None) -> None:
     """Features only: corpora -> manifest -> actor-disjoint split -> Zarr (resumable)."""
-    from flows.engine.prefect_server import early_server, prefect_api
+    from flows.engine.prefect_server import early_server
 
     with early_server():  # spawned now, the server's start overlaps the checks below too
         root, corpus = _sources(roots, corpus)
@@ -224,8 +241,7 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
         if summary is not None:
             console.print(f"up to date: nothing new under {' '.join(root)}")
         else:
-            with _user_errors(), prefect_api(ready=False):  # takes the early server; the imports below overlap it
-                _start_forkserver(cfg, dask_address)
+            with _flow_runtime(cfg, dask_address, local_workers=True):  # takes the early server
                 summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri,
                                         dask_address)
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
@@ -274,17 +290,16 @@ def train(store: str,
           model: ModelOpt = None, dask_address: DaskOpt = None, out_dir: OutOpt = Path("ser-out/train")) -> None:
     """Train and evaluate on an existing feature store (on the Dask cluster with train.where: cluster)."""
     cfg = _config(config, **{"train.epochs": epochs, "train.model": model})
-    from flows.engine.prefect_server import await_api, prefect_api
     from ser_tasks.store.zarr_store import FeatureStore
 
     with _user_errors():  # before any server starts
         FeatureStore.locate(store, group, _storage(storage_options, endpoint_url))
-    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+    with _flow_runtime() as ready:
         from flows.extract import training_placed
         from flows.train import train_model
 
         train_model = training_placed(train_model, cfg, dask_address)
-        await_api()
+        ready()
         summary = train_model(store, cfg, group, mlflow_uri, None,
                               _storage(storage_options, endpoint_url), str(out_dir))
     _print_scores(summary)
@@ -322,17 +337,16 @@ def evaluate(roots: RootsArg = None, store: StoreOpt = "ser-out/eval-features.za
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs, "train.model": model,
                              "augment.variants": variants, **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.engine.prefect_server import await_api, prefect_api
     from ser_tasks.learn.folds import check_protocol, load_partition
 
     n_folds, partition = (int(folds), None) if folds.isdigit() else (6, folds)
     with _user_errors():  # before any server starts
         check_protocol(protocol, max_folds)
         load_partition(partition or n_folds, str(folds_file) if folds_file else None)
-    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+    with _flow_runtime() as ready:
         from flows.crossval import ser_evaluate
 
-        await_api()
+        ready()
         summary = ser_evaluate(root, store, protocol, cfg, corpus, mlflow_uri, dask_address,
                                n_folds, max_folds, _storage(storage_options, endpoint_url), crema_demographics,
                                str(out_dir), partition=partition,
@@ -378,16 +392,15 @@ def sweep(roots: RootsArg = None,
     root, corpus = _sources(roots, corpus)
     cfg = _config(config, **{"extract.workers": workers, "train.epochs": epochs,
                              **_manifest_overrides(emotions, speaker_pattern)})
-    from flows.engine.prefect_server import await_api, prefect_api
     from ser_tasks.learn.grid import expand, read_grid
 
     with _user_errors():  # before any server starts
         grid_values = read_grid(grid)
         expand(cfg, grid_values)
-    with _user_errors(), prefect_api(ready=False):  # the server starts while TensorFlow and the flows import
+    with _flow_runtime() as ready:
         from flows.sweep import ser_sweep
 
-        await_api()
+        ready()
         summary = ser_sweep(root, store, grid_values, cfg, corpus, mlflow_uri, dask_address,
                             _storage(storage_options, endpoint_url), crema_demographics, str(out_dir))
     table = Table(title=f"Sweep of {len(summary['sweep']['combinations'])} combinations, best validation UA first "
