@@ -116,3 +116,28 @@ def test_the_from_scratch_recipe_still_loads():
 
     scratch = load_config(Path(__file__).parents[1] / "benchmarks" / "accuracy.yaml")
     assert scratch.train.model == "tdnn_prosody" and scratch.features.f0 and scratch.augment.variants == 4
+
+
+def test_the_configuration_page_is_the_table_the_schema_generates(tmp_path):
+    """docs/configuration.md's reference is generated from the fields' docstrings: a setting added,
+    renamed or given another default without regenerating it fails here."""
+    from pathlib import Path
+
+    from ser_tasks.config import REFERENCE_BEGIN, REFERENCE_END, reference_markdown, write_reference
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    table = page[page.index(REFERENCE_BEGIN):page.index(REFERENCE_END) + len(REFERENCE_END) + 1]
+    assert table == reference_markdown(), "run: python -m ser_tasks.config docs/configuration.md"
+    keys = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert keys == list(PipelineConfig().flat_params())  # every setting, once, in order
+    assert "| `train.ensemble` | 3 | integer ≥ 1 |" in table
+    assert "| `train.schedule` | cosine | `plateau` or `cosine` |" in table
+    assert "| `audio.trim_top_db` | 30 | number > 0, or none |" in table
+    stale = tmp_path / "page.md"
+    stale.write_text(f"intro\n{REFERENCE_BEGIN}\n| old |\n{REFERENCE_END}\noutro\n")
+    assert write_reference(stale) and stale.read_text() == f"intro\n{reference_markdown()}outro\n"
+    assert not write_reference(stale)
+    plain = tmp_path / "plain.md"
+    plain.write_text("no table here\n")
+    with pytest.raises(ValueError, match="no generated-table markers"):
+        write_reference(plain)
