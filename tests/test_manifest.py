@@ -1,5 +1,6 @@
 import io
 import os
+from pathlib import Path
 
 import fsspec
 import pandas as pd
@@ -180,3 +181,37 @@ def test_speaker_pattern_names_the_speakers_of_a_folder_layout(tmp_path):
     # whole match when the pattern has no group
     whole = build_manifest(str(root), config=ManifestConfig(speaker_pattern=r"^S[MF]\d"))
     assert "folders:SM1" in set(whole.clips["speaker"])
+
+
+def test_a_new_corpus_is_one_recipe_and_the_manifest_builder_reads_it_without_knowing_it(tmp_path, monkeypatch):
+    """A recipe brings its parser and its metadata (here a sex table found beside the clips): detection,
+    named roots, speakers and notes follow from the registry entry alone."""
+    from ser_tasks.corpus import corpora
+    from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, stem
+
+    def parse(path, meta=None):
+        name = stem(path)
+        if not name.startswith("toy-"):
+            raise ParseError(f"not a toy name: {name}")
+        _, speaker, emotion = name.split("-")
+        return ClipInfo(key=name, speaker=speaker, emotion=emotion, sex=(meta or {}).get("sex", {}).get(speaker))
+
+    def metadata(folders, storage_options=None, given=None):
+        found = [f for f in folders if (Path(f) / "sexes.txt").exists()]
+        if not found:
+            return {}, None
+        pairs = (line.split() for line in (Path(found[0]) / "sexes.txt").read_text().splitlines())
+        return {"sex": dict(pairs)}, f"toy sex from {found[0]}"
+
+    monkeypatch.setitem(corpora.RECIPES, "toy", Recipe("toy", parse, metadata=metadata))
+    root = tmp_path / "mix"
+    for speaker, emotion in (("s1", "angry"), ("s1", "sad"), ("s2", "angry")):
+        write_wav(root / "toys" / f"toy-{speaker}-{emotion}.wav", sine(220, 0.5))
+    (root / "toys" / "sexes.txt").write_text("s1 female\ns2 male\n")
+    make_ravdess_like(root / "ravdess", actors=(1, 2), emotions=("01",), takes=1)
+    m = build_manifest(str(root))
+    toys = m.clips[m.clips["corpus"] == "toy"].sort_values("clip_id")
+    assert list(toys["speaker"]) == ["toy:s1", "toy:s1", "toy:s2"] and list(toys["sex"]) == ["female", "female", "male"]
+    assert set(m.clips["corpus"]) == {"toy", "ravdess"} and f"toy sex from {root / 'toys'}" in m.notes
+    named = build_manifest(f"toy={root / 'toys'}")
+    assert len(named.clips) == 3 and named.corpus == "toy"

@@ -25,7 +25,7 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from ser_tasks.config import ManifestConfig
-from ser_tasks.corpus.corpora import PARSERS, ParseError, crema_d, folders, parse_name
+from ser_tasks.corpus.corpora import RECIPES, ParseError, parse_name
 from ser_tasks.errors import InputError
 from ser_tasks.remote import fs_options
 
@@ -94,22 +94,27 @@ def list_audio_files(root: str, storage_options: dict | None = None) -> list[str
 
 
 def detect_corpus(paths: list[str]) -> str:
-    """Name the corpus most files belong to: a folder-per-emotion layout first, else by file name.
+    """Name the corpus most files belong to.
+
+    A recipe that claims a file by its place (a folder-per-emotion layout) is asked first, then the
+    first whose naming scheme reads the file's name.
 
     Raises:
         InputError: no file matches any known layout or naming scheme.
     """
     votes: Counter[str] = Counter()
+    claimers = [r for r in RECIPES.values() if r.claims is not None]
     for p in paths:
-        if folders.folder_emotion(p) is not None:
-            votes[folders.NAME] += 1
+        claimed = next((r.name for r in claimers if r.claims(p)), None)
+        if claimed is not None:
+            votes[claimed] += 1
             continue
         named = parse_name(p)
         if named is not None:
             votes[named[0]] += 1
     if not votes:
         raise InputError(
-            f"no file name matches a known corpus ({', '.join(PARSERS)}) among {len(paths)} audio files; "
+            f"no file name matches a known corpus ({', '.join(RECIPES)}) among {len(paths)} audio files; "
             "name the corpus with --corpus"
         )
     return votes.most_common(1)[0][0]
@@ -128,8 +133,8 @@ def parse_roots(roots: str | Sequence[str]) -> list[tuple[str, str | None]]:
     for item in items:
         name, sep, path = str(item).partition("=")
         if sep and "/" not in name and ":" not in name:
-            if name not in PARSERS:
-                raise InputError(f"{item}: unknown corpus {name!r}; choose one of {', '.join(PARSERS)}")
+            if name not in RECIPES:
+                raise InputError(f"{item}: unknown corpus {name!r}; choose one of {', '.join(RECIPES)}")
             out.append((path, name))
         else:
             out.append((str(item), None))
@@ -147,16 +152,6 @@ def _base(root: str, storage_options: dict | None) -> str:
     """``root`` spelled as :func:`list_audio_files` spells the files below it (absolute path or full URL)."""
     fs, path = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
     return os.path.abspath(path).replace(os.sep, "/") if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
-
-
-def _demographics(folders_: list[str], storage_options: dict | None) -> str | None:
-    """The first ``VideoDemographics.csv`` lying directly in one of ``folders_``."""
-    for folder in folders_:
-        candidate = posixpath.join(folder.rstrip("/"), "VideoDemographics.csv")
-        fs, p = fsspec.core.url_to_fs(candidate, **fs_options(candidate, storage_options))
-        if fs.exists(p):
-            return candidate
-    return None
 
 
 def build_manifest(
@@ -185,11 +180,12 @@ def build_manifest(
         InputError: unknown ``corpus``, a root with no audio files, or no file that parses.
     """
     cfg = config or ManifestConfig()
-    if corpus not in (None, "auto") and corpus not in PARSERS:
-        raise InputError(f"unknown corpus {corpus!r}; choose one of {', '.join(PARSERS)}")
+    if corpus not in (None, "auto") and corpus not in RECIPES:
+        raise InputError(f"unknown corpus {corpus!r}; choose one of {', '.join(RECIPES)}")
     sources = parse_roots(root)
     pattern = re.compile(cfg.speaker_pattern) if cfg.speaker_pattern else None
     keep = set(cfg.emotions) if cfg.emotions else None
+    given = {"crema_d": crema_demographics}  # metadata files the user named, by corpus
     rows, skipped, seen, notes = [], [], {}, []
     corpora: set[str] = set()  # of the rows (a folder layout's clips keep their own corpus when recognised)
     detected: set[str] = set()  # the parsers that read the files
@@ -215,16 +211,12 @@ def build_manifest(
                 skipped += [{"path": p, "reason": f"no known corpus naming scheme among the {len(files)} files of "
                                                   f"{where}; name it with --corpus NAME={where}"} for p in files]
                 continue
-            meta: dict = {}
-            if name in (crema_d.NAME, folders.NAME):
-                demo = crema_demographics or _demographics([where, root_path] if sub else [root_path],
-                                                           storage_options)
-                if demo is not None:
-                    meta["sex"] = crema_d.read_demographics(demo, storage_options)
-                    if f"CREMA-D sex from {demo}" not in notes:
-                        notes.append(f"CREMA-D sex from {demo}")
+            recipe = RECIPES[name]
+            meta, note = recipe.metadata([where, root_path] if sub else [root_path], storage_options, given)
+            if note is not None and note not in notes:
+                notes.append(note)
             detected.add(name)
-            parser = PARSERS[name]
+            parser = recipe.parse
             for p in files:
                 try:
                     info = parser(p, meta)
@@ -240,14 +232,14 @@ def build_manifest(
                     skipped.append({"path": p, "reason": f"duplicate of clip {clip_id} ({seen[clip_id]})"})
                     continue
                 seen[clip_id] = p
-                speaker = info.speaker if name == folders.NAME or info.speaker is None else f"{name}:{info.speaker}"
+                speaker = info.speaker if recipe.own_speakers or info.speaker is None else f"{name}:{info.speaker}"
                 if speaker is None and pattern is not None:
                     m = pattern.search(posixpath.splitext(posixpath.basename(p))[0])
                     if m:
                         speaker = f"{name}:{m.group(1) if pattern.groups else m.group(0)}"
                     else:
                         unmatched += 1
-                row_corpus = speaker.split(":")[0] if name == folders.NAME and speaker else name
+                row_corpus = speaker.split(":")[0] if recipe.own_speakers and speaker else name
                 corpora.add(row_corpus)
                 rows.append({"clip_id": clip_id, "path": p, "corpus": row_corpus, "speaker": speaker, "sex": info.sex,
                              "emotion": info.emotion, "intensity": info.intensity, "sentence": info.sentence})

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
+from collections.abc import Mapping, Sequence
 
 import fsspec
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, stem
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, stem
 from ser_tasks.emotions import CREMA_D
 from ser_tasks.errors import InputError
 from ser_tasks.remote import fs_options
@@ -70,3 +72,39 @@ def read_demographics(url: str, storage_options: dict | None = None) -> dict[str
         sex = row["Sex"].strip().lower()
         out[row["ActorID"].strip()] = sex if sex in {"male", "female"} else None
     return out
+
+
+#: CREMA-D's demographics file, looked for directly in the folders of its clips.
+DEMOGRAPHICS = "VideoDemographics.csv"
+
+
+def metadata(folders: Sequence[str], storage_options: dict | None = None,
+             given: Mapping[str, str | None] | None = None) -> tuple[dict, str | None]:
+    """The actors' sex, from the demographics file the user named or the first found in ``folders``.
+
+    Args:
+        folders: where the clips lie (local paths or URLs), nearest first; :data:`DEMOGRAPHICS`
+            lying directly in one of them is used when ``given`` names none.
+        storage_options: fsspec options for remote folders.
+        given: ``{"crema_d": path or URL}`` when the user named the file (``--crema-demographics``).
+
+    Returns:
+        ``({"sex": {actor: sex}}, "CREMA-D sex from <file>")``, or ``({}, None)`` when there is no file.
+
+    Raises:
+        InputError: the file lacks the ``ActorID`` or ``Sex`` column.
+    """
+    demo = (given or {}).get(NAME)
+    for folder in folders if demo is None else ():
+        candidate = posixpath.join(folder.rstrip("/"), DEMOGRAPHICS)
+        fs, p = fsspec.core.url_to_fs(candidate, **fs_options(candidate, storage_options))
+        if fs.exists(p):
+            demo = candidate
+            break
+    if demo is None:
+        return {}, None
+    return {"sex": read_demographics(demo, storage_options)}, f"CREMA-D sex from {demo}"
+
+
+#: The recipe the manifest builder reads (:data:`ser_tasks.corpus.corpora.RECIPES`).
+RECIPE = Recipe(NAME, parse, metadata=metadata)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, stem
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, stem
 from ser_tasks.emotions import EMODB
 
 NAME = "emodb"
@@ -35,3 +35,7 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
     if letter not in EMODB:
         raise ParseError(f"EmoDB emotion letter {letter!r} is not one of {', '.join(EMODB)}")
     return ClipInfo(key=name, speaker=speaker, emotion=EMODB[letter], sex=SEX[speaker], sentence=text)
+
+
+#: The recipe the manifest builder reads (:data:`ser_tasks.corpus.corpora.RECIPES`).
+RECIPE = Recipe(NAME, parse)

@@ -9,7 +9,8 @@ the split can only keep that clip, not its speaker, on one side.
 
 from __future__ import annotations
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, parent_name, stem
+from ser_tasks.corpus.corpora import crema_d
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, parent_name, stem
 from ser_tasks.emotions import FOLDER_NAMES
 
 NAME = "folders"
@@ -39,3 +40,8 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
     corpus, info = named
     return ClipInfo(key=f"{corpus}:{info.key}", speaker=f"{corpus}:{info.speaker}", emotion=emotion,
                     sex=info.sex, intensity=info.intensity, sentence=info.sentence)
+
+
+#: Not detected from names (the folder says the emotion); CREMA-D clips among them read its demographics.
+RECIPE = Recipe(NAME, parse, from_names=False, metadata=crema_d.metadata, own_speakers=True,
+                claims=lambda path: folder_emotion(path) is not None)

@@ -9,7 +9,7 @@ The Ryerson Audio-Visual Database of Emotional Speech and Song (Livingstone & Ru
 
 from __future__ import annotations
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, stem
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, stem
 from ser_tasks.emotions import RAVDESS
 
 NAME = "ravdess"
@@ -50,3 +50,7 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
         intensity=INTENSITY[intensity],
         sentence=STATEMENTS[statement] + (" (sung)" if channel == "02" else ""),
     )
+
+
+#: The recipe the manifest builder reads (:data:`ser_tasks.corpus.corpora.RECIPES`).
+RECIPE = Recipe(NAME, parse)

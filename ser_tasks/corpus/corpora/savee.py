@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, parent_name, stem
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, parent_name, stem
 from ser_tasks.emotions import SAVEE
 
 NAME = "savee"
@@ -36,3 +36,7 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
         raise ParseError(f"SAVEE code {code!r} is not an emotion (a d f h n sa su) plus a number")
     return ClipInfo(key=f"{speaker}_{code.lower()}", speaker=speaker, emotion=SAVEE[match.group(1)],
                     sex="male", sentence=f"{match.group(1)}{match.group(2)}")
+
+
+#: The recipe the manifest builder reads (:data:`ser_tasks.corpus.corpora.RECIPES`).
+RECIPE = Recipe(NAME, parse)

@@ -7,7 +7,7 @@ and YAF (younger), 200 target words in the carrier "Say the word ...", 7 emotion
 
 from __future__ import annotations
 
-from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, stem
+from ser_tasks.corpus.corpora.base import ClipInfo, ParseError, Recipe, stem
 from ser_tasks.emotions import TESS
 
 NAME = "tess"
@@ -36,3 +36,7 @@ def parse(path: str, meta: dict | None = None) -> ClipInfo:
         raise ParseError(f"TESS emotion {fields[-1]!r} is not one of {', '.join(sorted(TESS))}")
     return ClipInfo(key=f"{speaker}_{word.lower()}_{fields[-1].lower()}", speaker=speaker, emotion=emotion,
                     sex="female", sentence=f"Say the word {word.lower()}")
+
+
+#: The recipe the manifest builder reads (:data:`ser_tasks.corpus.corpora.RECIPES`).
+RECIPE = Recipe(NAME, parse)
