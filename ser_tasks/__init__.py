@@ -1,12 +1,13 @@
 """The SER library, one sub-package per step of the data flow (each imports only the ones above it here).
 
-- ``errors``, ``config``, ``emotions``, ``remote``: what every step shares (the error kinds, the
-  pydantic configuration, the canonical emotion names, fsspec options for local paths and URLs).
+- ``errors``, ``config``, ``emotions``, ``remote``, ``zoo``: what every step shares (the error kinds,
+  the pydantic configuration, the canonical emotion names, fsspec options for local paths and URLs,
+  the catalogue of model inputs and models).
 - :mod:`ser_tasks.corpus`: corpus recipes (one parser per corpus), the manifest, the speaker-independent split.
 - :mod:`ser_tasks.signal`: decoding, augmentation, features (log-mel, MFCC, ZCR, RMS, F0) and the
   pretrained encoder.
 - :mod:`ser_tasks.store`: the Zarr feature store, its plan, its writer lease, and one extraction task.
-- :mod:`ser_tasks.learn`: model inputs, the training feed, the models, training, cross-validation
+- :mod:`ser_tasks.learn`: the training feed, the models, training, cross-validation
   folds, sweep grids, metrics and MLflow tracking.
 - :mod:`ser_tasks.serve`: the raw-audio model, the registry, bulk scoring, the guarded HTTP server.
 - :mod:`ser_tasks.runtime`: the processes the pipeline runs in (environment, Dask worker set-up,
@@ -43,7 +44,7 @@ MOVED = {
     "ser_tasks.plan": "ser_tasks.store.plan",
     "ser_tasks.lease": "ser_tasks.store.lease",
     "ser_tasks.extract": "ser_tasks.store.extraction",
-    "ser_tasks.inputs": "ser_tasks.learn.inputs",
+    "ser_tasks.inputs": "ser_tasks.zoo",
     "ser_tasks.data": "ser_tasks.learn.data",
     "ser_tasks.models": "ser_tasks.learn.models",
     "ser_tasks.jobs": "ser_tasks.learn.jobs",

@@ -213,19 +213,8 @@ class FeatureConfig(_Section):
         return self
 
 
-#: Models whose input holds the F0 contour, so their store must be extracted with ``features.f0``.
-F0_MODELS = ("tdnn_prosody",)
-#: Models that read a pretrained encoder's pooled states, so their store needs ``features.encoder``.
-ENCODER_MODELS = ("layer_weighted", "layer_concat", "linear_probe")
-#: Model name -> the input it reads (see :data:`ser_tasks.learn.data.INPUTS`); here, not in
-#: :mod:`ser_tasks.learn.models`, so that naming a model's input (``ser compare``) does not load Keras.
-MODEL_INPUTS = {"compact_cnn": "log_mel", "tdnn": "log_mel", "notebook_cnn2d": "log_mel",
-                "notebook_cnn1d": "zcr_rms", "notebook_deep_cnn1d": "frames", "utterance_mlp": "frames",
-                "tdnn_prosody": "log_mel_prosody", "layer_weighted": "encoder_stats", "layer_concat": "encoder_stats",
-                "linear_probe": "encoder_stats"}
-#: Models whose convolution width, dropout rate, pooling, frame rate and per-clip band centring are
-#: settings (``train.width``, ``train.dropout``, ``train.pooling``, ``train.frame_pool``, ``train.clip_norm``).
-WIDE_MODELS = ("tdnn", "tdnn_prosody")
+# The zoo's catalogue, read here without Keras; re-exported under the names they had in this module.
+from ser_tasks.zoo import ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, MODEL_SPECS, WIDE_MODELS, models_taking  # noqa: E402, F401, I001
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
 SPLITS = ("train", "val", "test")
@@ -430,14 +419,15 @@ class TrainConfig(_Section):
     LocalCluster, TensorFlow's choice on a cluster given by address)."""
 
     @model_validator(mode="after")
-    def _wide_only(self) -> TrainConfig:
-        for key in ("width", "dropout", "pooling", "frame_pool", "clip_norm"):
-            value = getattr(self, key)  # unset: None, or False for the flag (dropout 0.0 is a setting)
-            if value is not None and value is not False and self.model not in WIDE_MODELS:
-                raise ValueError(f"train.{key} is a setting of {', '.join(WIDE_MODELS)} only, not {self.model}")
-        if self.speaker_adversary > 0 and self.model not in WIDE_MODELS:
-            raise ValueError(f"train.speaker_adversary is a setting of {', '.join(WIDE_MODELS)} only, "
-                             f"not {self.model}")
+    def _model_options(self) -> TrainConfig:
+        if self.model not in MODEL_SPECS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_SPECS)}")
+        unset = {"speaker_adversary": 0.0}  # the rest: None, or False for a flag (dropout 0.0 is a setting)
+        for key in sorted({o for s in MODEL_SPECS.values() for o in s.options}):
+            value = getattr(self, key)
+            if value is not None and value is not False and value != unset.get(key, None) \
+                    and key not in MODEL_SPECS[self.model].options:
+                raise ValueError(f"train.{key} is a setting of {', '.join(models_taking(key))} only, not {self.model}")
         if self.speaker_adversary > 0 and self.mixup_alpha > 0:
             raise ValueError("train.speaker_adversary needs one speaker per row; train.mixup_alpha mixes two")
         if self.voice_swap > 0 and self.speaker_norm:

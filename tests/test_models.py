@@ -225,3 +225,28 @@ def test_speaker_adversary_shares_the_emotion_models_layers_and_needs_stats_pool
         speaker_adversary(build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16)), 6)
     with pytest.raises(ValueError, match="at least 2 training speakers"):
         speaker_adversary(model, 1)
+
+
+def test_a_new_input_kind_and_a_new_model_are_one_catalogue_entry_each(monkeypatch):
+    """The zoo's catalogue is the only place to touch: the feed stacks the new input, the builder
+    builds the new model, and the configuration accepts it and refuses options it does not take."""
+    from ser_tasks import zoo
+    from ser_tasks.config import PipelineConfig
+    from ser_tasks.learn.data import assemble
+
+    every_body = {name: spec.build_body() for name, spec in zoo.MODEL_SPECS.items()}
+    assert all(callable(body) for body in every_body.values())
+    spec = zoo.InputSpec("rms_curve", ("rms",), lambda a: a["rms"][..., np.newaxis].astype(np.float32),
+                         lambda s: (s["rms"][0], 1), "sequence")
+    monkeypatch.setitem(zoo.INPUT_SPECS, "rms_curve", spec)
+    monkeypatch.setitem(zoo.MODEL_SPECS, "rms_mlp",
+                        zoo.ModelSpec("rms_mlp", "rms_curve", "ser_tasks.learn.models:utterance_mlp"))
+    x = assemble("rms_curve", {"rms": np.random.default_rng(0).uniform(0, 1, (3, 40))})
+    assert x.shape == (3, 40, 1) and x.dtype == np.float32
+    model = build_model("rms_mlp", (40, 1), 4, normalizer("rms_curve", 1))
+    assert model.name == "rms_mlp" and model.predict_on_batch(x).shape == (3, 4)
+    assert PipelineConfig().with_overrides({"train.model": "rms_mlp"}).train.model == "rms_mlp"
+    with pytest.raises(ValueError, match="train.width is a setting of tdnn, tdnn_prosody only, not rms_mlp"):
+        PipelineConfig().with_overrides({"train.model": "rms_mlp", "train.width": 64})
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        PipelineConfig().with_overrides({"train.model": "nope"})

@@ -22,17 +22,18 @@ import keras
 import numpy as np
 
 from ser_tasks.errors import InputError
-from ser_tasks.learn.inputs import (
+from ser_tasks.store.zarr_store import StoreView
+from ser_tasks.zoo import (  # noqa: F401 - FRAME_ARRAYS, INPUTS, RMS_FLOOR, log_mel_rows re-exported
     FRAME_ARRAYS,
+    INPUTS,
     PER_ELEMENT,
+    RMS_FLOOR,
     arrays_for,
+    input_spec,
     log_mel_rows,
     norm_axis,
-)  # noqa: F401 - re-exported
-from ser_tasks.store.zarr_store import StoreView
+)
 
-#: RMS below this (-100 dB re full scale) counts as silence in the energy row.
-RMS_FLOOR = 1e-5
 #: Smallest variance per-speaker normalisation divides by the root of (a constant row gives 0, not NaN).
 VAR_FLOOR = 1e-6
 
@@ -40,35 +41,23 @@ VAR_FLOOR = 1e-6
 
 
 def assemble(input_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Stack raw store arrays of ``n`` rows into model input ``(n, ...)`` float32 (see :data:`INPUTS`)."""
-    if input_name == "zcr_rms":
-        return np.stack([arrays["zcr"], arrays["rms"]], axis=-1).astype(np.float32)
-    if input_name == "frames":  # (n, bands, T) spectrograms and (n, T) curves -> (n, T, channels)
-        parts = [arrays[k].transpose(0, 2, 1) if arrays[k].ndim == 3 else arrays[k][..., np.newaxis]
-                 for k in FRAME_ARRAYS]
-        return np.concatenate(parts, axis=-1).astype(np.float32)
-    if input_name == "log_mel_prosody":  # (n, n_mels, T) + two (n, T) rows -> (n, n_mels + 2, T, 1)
-        energy_db = 20.0 * np.log10(np.maximum(arrays["rms"], RMS_FLOOR))
-        rows = np.concatenate([arrays["log_mel"], arrays["f0"][:, np.newaxis], energy_db[:, np.newaxis]], axis=1)
-        return rows[..., np.newaxis].astype(np.float32)
-    if input_name == "encoder_stats":
-        return arrays["encoder"].astype(np.float32)
-    return arrays[input_name][..., np.newaxis].astype(np.float32)
+    """Stack raw store arrays of ``n`` rows into model input ``(n, ...)`` float32 (``InputSpec.stack``).
+
+    Raises:
+        InputError: ``input_name`` is not a model input kind of :data:`ser_tasks.zoo.INPUT_SPECS`.
+    """
+    return input_spec(input_name).stack(arrays)
 
 
 def input_shape(view: StoreView, input_name: str) -> tuple[int, ...]:
-    """Per-row model input shape of a store group (see :data:`INPUTS`)."""
-    if input_name == "zcr_rms":
-        return (view.features("zcr").shape[1], 2)
-    if input_name == "frames":
-        return (view.features("zcr").shape[1], view.features("log_mel").shape[1] + view.features("mfcc").shape[1] + 2)
-    if input_name == "log_mel_prosody":
-        view.features("f0")  # raises, naming the store, when it was extracted without F0
-        n_mels, t = view.features("log_mel").shape[1:]
-        return (n_mels + 2, t, 1)
-    if input_name == "encoder_stats":
-        return tuple(view.features("encoder").shape[1:])  # raises, naming the store, without features.encoder
-    return (*view.features(arrays_for(input_name)[0]).shape[1:], 1)
+    """Per-row model input shape of a store group (:attr:`ser_tasks.zoo.InputSpec.shape`).
+
+    Raises:
+        InputError: an unknown input kind, or a store extracted without an array the input reads
+            (``f0`` without ``features.f0``, ``encoder`` without ``features.encoder``; the message names the store).
+    """
+    spec = input_spec(input_name)
+    return spec.shape({name: tuple(view.features(name).shape[1:]) for name in spec.arrays})
 
 
 def read_chunk(view: StoreView, input_name: str, c: int) -> np.ndarray:
@@ -115,7 +104,7 @@ def normalise_groups(x: np.ndarray, groups: np.ndarray, input_name: str) -> np.n
     Args:
         x: model input ``(n, ...)`` float, as :func:`assemble` builds it.
         groups: ``(n,)`` group key of every row (a speaker).
-        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.learn.inputs.norm_axis`).
+        input_name: one of :data:`INPUTS` (the statistics run along its :func:`ser_tasks.zoo.norm_axis`).
 
     Returns:
         ``(n, ...)`` float32; each group's statistics are over all frames of all its rows (variance

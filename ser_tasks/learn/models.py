@@ -37,9 +37,18 @@ import keras
 import numpy as np
 from keras import layers
 
-from ser_tasks.config import MODEL_INPUTS, WIDE_MODELS
 from ser_tasks.errors import InputError
-from ser_tasks.learn.inputs import SPECTROGRAMS, log_mel_rows, norm_axis  # noqa: F401 - re-exported
+from ser_tasks.zoo import (  # noqa: F401 - MODEL_INPUTS, norm_axis re-exported
+    MODEL_INPUTS,
+    MODEL_SPECS,
+    SPECTROGRAMS,
+    WIDE_MODELS,
+    input_spec,
+    log_mel_rows,
+    model_spec,
+    models_taking,
+    norm_axis,
+)
 
 
 @dataclass
@@ -277,8 +286,9 @@ def speaker_adversary(model: keras.Model, n_speakers: int) -> tuple[keras.Model,
     if n_speakers < 2:
         raise InputError(f"adversarial training against the speaker needs at least 2 training speakers, "
                          f"got {n_speakers}")
-    if model.name not in WIDE_MODELS:  # the others' pooled statistics are not the embedding the classifier reads
-        raise InputError(f"a speaker adversary is trained on {', '.join(WIDE_MODELS)} only, not {model.name}")
+    takers = models_taking("speaker_adversary")  # the others' pooled statistics are not the embedding read
+    if model.name not in takers:
+        raise InputError(f"a speaker adversary is trained on {', '.join(takers)} only, not {model.name}")
     pooled = model.get_layer("stats_pool").output
     reversal = GradientReversal(name="gradient_reversal")
     h = layers.Dense(128, activation="relu", name="speaker_hidden")(reversal(pooled))
@@ -542,18 +552,16 @@ def linear_probe(x, n_classes: int, dropout: float = 0.5):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
-MODELS: dict[str, Callable] = {"compact_cnn": compact_cnn, "tdnn": tdnn, "notebook_cnn2d": notebook_cnn2d,
-                               "notebook_cnn1d": notebook_cnn1d, "notebook_deep_cnn1d": notebook_deep_cnn1d,
-                               "utterance_mlp": utterance_mlp, "tdnn_prosody": tdnn,
-                               "layer_weighted": layer_weighted, "layer_concat": layer_concat,
-                               "linear_probe": linear_probe}
+#: Model name -> its body, as the zoo's catalogue names it (:data:`ser_tasks.zoo.MODEL_SPECS`).
+MODELS: dict[str, Callable] = {name: spec.build_body() for name, spec in MODEL_SPECS.items()}
 
 
-#: The options only :data:`WIDE_MODELS` take: what they take (for the error) and which values are valid.
-_WIDE_OPTIONS = {"width": ("take a width (>= 1)", lambda v: v >= 1),
-                 "dropout": ("take a dropout rate", lambda v: True),  # its range has its own message
-                 "pooling": (f"take one of {', '.join(POOLINGS)}", lambda v: v in POOLINGS),
-                 "pool": ("average frames (pool >= 1)", lambda v: v >= 1)}
+#: :func:`build_model`'s options: the ``train.*`` setting each is, what it takes (for the error),
+#: and which values are valid. A model takes those its spec lists (:attr:`ser_tasks.zoo.ModelSpec.options`).
+_OPTIONS = {"width": ("width", "take a width (>= 1)", lambda v: v >= 1),
+            "dropout": ("dropout", "take a dropout rate", lambda v: True),  # its range has its own message
+            "pooling": ("pooling", f"take one of {', '.join(POOLINGS)}", lambda v: v in POOLINGS),
+            "pool": ("frame_pool", "average frames (pool >= 1)", lambda v: v >= 1)}
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normalizer: Normalizer,
@@ -592,27 +600,27 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
             or ``pooling`` for a model without it or not a key of :data:`POOLINGS`, or ``pool`` for
             a model without it or below 1, or ``clip_norm`` for a model not in :data:`WIDE_MODELS`.
     """
-    if name not in MODELS:
-        raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if normalizer.input_name != MODEL_INPUTS[name]:
-        raise InputError(f"{name} reads {MODEL_INPUTS[name]}, normalizer is for {normalizer.input_name}")
-    if spec_augment is not None and MODEL_INPUTS[name] not in SPECTROGRAMS:
-        raise InputError(f"SpecAugment masks spectrograms; {name} reads {MODEL_INPUTS[name]}")
+    spec = model_spec(name)  # raises for an unknown name
+    if normalizer.input_name != spec.input:
+        raise InputError(f"{name} reads {spec.input}, normalizer is for {normalizer.input_name}")
+    if spec_augment is not None and input_spec(spec.input).layout != "spectrogram":
+        raise InputError(f"SpecAugment masks spectrograms; {name} reads {spec.input}")
     options = {k: v for k, v in (("width", width), ("dropout", dropout), ("pooling", pooling), ("pool", pool))
                if v is not None}
     for key, value in options.items():
-        takes, valid = _WIDE_OPTIONS[key]
-        if name not in WIDE_MODELS or not valid(value):
-            raise InputError(f"{key} {value!r}: only {', '.join(WIDE_MODELS)} {takes}, not {name}")
+        setting, takes, valid = _OPTIONS[key]
+        if setting not in spec.options or not valid(value):
+            raise InputError(f"{key} {value!r}: only {', '.join(models_taking(setting))} {takes}, not {name}")
     if dropout is not None and not 0 <= dropout < 1:
         raise InputError(f"dropout {dropout}: a dropout rate in [0, 1) is needed")
-    if clip_norm and name not in WIDE_MODELS:
-        raise InputError(f"clip_norm: only {', '.join(WIDE_MODELS)} centre their log-mel bands per clip, not {name}")
-    inputs = keras.Input(shape=input_shape, name=MODEL_INPUTS[name])
+    if clip_norm and "clip_norm" not in spec.options:
+        raise InputError(f"clip_norm: only {', '.join(models_taking('clip_norm'))} centre their log-mel bands "
+                         f"per clip, not {name}")
+    inputs = keras.Input(shape=input_shape, name=spec.input)
     x = _normalization(normalizer)(inputs)
     if clip_norm:
-        x = ClipMeanNorm(log_mel_rows(MODEL_INPUTS[name], input_shape[0]), name="clip_mean_norm")([inputs, x])
+        x = ClipMeanNorm(log_mel_rows(spec.input, input_shape[0]), name="clip_mean_norm")([inputs, x])
     if spec_augment is not None:
         x = spec_augment(x)
-    body = MODELS[name](x, n_classes, **options)
+    body = spec.build_body()(x, n_classes, **options)
     return keras.Model(inputs, body, name=name)
