@@ -383,14 +383,6 @@ class TrainConfig(_Section):
     clip_norm: bool = False
     """Centre every log-mel band of `tdnn` / `tdnn_prosody` on its mean over the clip (cepstral mean normalisation on
     log-mel), after the training-set normalisation; other models refuse it."""
-    voice_swap: float = Field(0.0, ge=0, le=1)
-    """Probability that a training row is re-voiced: its speaker's per-band mean and sd exchanged for another training
-    speaker's (the speaker-level analogue of MixStyle, Zhou et al. 2021); training only. Off; not with
-    `train.speaker_norm`."""
-    speaker_adversary: float = Field(0.0, ge=0)
-    """Adversarial training against the speaker (Ganin & Lempitsky 2015): a speaker classifier behind gradient reversal
-    on `tdnn` / `tdnn_prosody`'s pooled statistics, the reversed gradient reaching this scale by the last epoch;
-    training only. Off: 0.3 and 0.1 lost 2.5 and 1.5 points on CREMA-D's folds. Not with mixup."""
     speaker_norm: bool = False
     """Normalise the model input per speaker (each element by the mean and sd of the speaker's own clips, no labels;
     Busso et al. 2013). Scoring normalises a held-out speaker by its own clips, `ser predict` by the files of one
@@ -401,8 +393,7 @@ class TrainConfig(_Section):
     labels, no speaker ids; Schuller et al. 2010). At prediction all the files of one `ser predict` / `ser score`
     run, or the rows of one request, are normalised together, so they should be many recordings; a call of fewer than
     2 readable files is refused. Across corpora with the encoder recipe: 0.428 (RAVDESS to CREMA-D) and 0.631
-    (CREMA-D to RAVDESS) against 0.306 and 0.247 on a clip alone. Not with `train.speaker_norm` or
-    `train.voice_swap`."""
+    (CREMA-D to RAVDESS) against 0.306 and 0.247 on a clip alone. Not with `train.speaker_norm`."""
     seed: int = 0
     """Seed of the first member's weights and of the training order."""
     ensemble: int = Field(3, ge=1)
@@ -422,20 +413,12 @@ class TrainConfig(_Section):
     def _model_options(self) -> TrainConfig:
         if self.model not in MODEL_SPECS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_SPECS)}")
-        unset = {"speaker_adversary": 0.0}  # the rest: None, or False for a flag (dropout 0.0 is a setting)
         for key in sorted({o for s in MODEL_SPECS.values() for o in s.options}):
-            value = getattr(self, key)
-            if value is not None and value is not False and value != unset.get(key, None) \
-                    and key not in MODEL_SPECS[self.model].options:
+            value = getattr(self, key)  # unset: None, or False for a flag (dropout 0.0 is a setting)
+            if value is not None and value is not False and key not in MODEL_SPECS[self.model].options:
                 raise ValueError(f"train.{key} is a setting of {', '.join(models_taking(key))} only, not {self.model}")
-        if self.speaker_adversary > 0 and self.mixup_alpha > 0:
-            raise ValueError("train.speaker_adversary needs one speaker per row; train.mixup_alpha mixes two")
-        if self.voice_swap > 0 and self.speaker_norm:
-            raise ValueError("train.voice_swap re-voices rows that train.speaker_norm would normalise the voice "
-                             "out of; choose one")
-        if self.corpus_norm and (self.speaker_norm or self.voice_swap > 0):
-            raise ValueError("train.corpus_norm normalises by corpus; train.speaker_norm and train.voice_swap work "
-                             "per speaker; choose one")
+        if self.corpus_norm and self.speaker_norm:
+            raise ValueError("train.corpus_norm normalises by corpus, train.speaker_norm by speaker; choose one")
         return self
 
     @property

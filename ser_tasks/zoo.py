@@ -115,8 +115,8 @@ def input_spec(name: str) -> InputSpec:
 
 
 #: The ``train.*`` options of the time-convolution models: convolution width, dropout rate, pooling
-#: over time, frame averaging, per-clip band centring, and the speaker adversary.
-TDNN_OPTIONS = frozenset({"width", "dropout", "pooling", "frame_pool", "clip_norm", "speaker_adversary"})
+#: over time, frame averaging, per-clip band centring.
+TDNN_OPTIONS = frozenset({"width", "dropout", "pooling", "frame_pool", "clip_norm"})
 
 
 @dataclass(frozen=True)

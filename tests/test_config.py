@@ -60,13 +60,10 @@ def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
     ({"train.frame_pool": 0}, "greater than or equal to 1"),
     ({"train.model": "compact_cnn", "train.clip_norm": True}, "clip_norm is a setting of tdnn"),
     ({"train.model": "compact_cnn", "train.dropout": 0.0}, "dropout is a setting of tdnn"),  # 0.0 is set, not unset
-    ({"train.voice_swap": 0.5, "train.speaker_norm": True}, "choose one"),
-    ({"train.voice_swap": 1.5}, "less than or equal to 1"),
     ({"train.corpus_norm": True, "train.speaker_norm": True}, "normalises by corpus"),
-    ({"train.corpus_norm": True, "train.voice_swap": 0.5}, "normalises by corpus"),
-    ({"train.model": "compact_cnn", "train.speaker_adversary": 0.5}, "speaker_adversary is a setting of tdnn"),
-    ({"train.model": "tdnn", "train.speaker_adversary": 0.5, "train.mixup_alpha": 0.4}, "one speaker per row"),
-    ({"train.speaker_adversary": -1.0}, "greater than or equal to 0"),
+    # measured worse and removed (docs/benchmarks.md keeps their results)
+    ({"train.voice_swap": 0.5}, "unknown configuration key 'train.voice_swap'"),
+    ({"train.speaker_adversary": 0.3}, "unknown configuration key 'train.speaker_adversary'"),
 ])
 def test_invalid_settings_raise(override, message):
     with pytest.raises(ValueError, match=message):

@@ -5,7 +5,6 @@ import zarr
 
 from ser_tasks.learn.data import (
     SpeakerNorm,
-    VoiceSwap,
     ZarrSequence,
     assemble,
     input_shape,
@@ -63,7 +62,7 @@ def test_sequence_serves_every_row_once_per_epoch_and_reshuffles(group):
     first = seq.order.copy()
     seq.on_epoch_end()
     assert sorted(seq.order.tolist()) == idx.tolist() and seq.order.tolist() != first.tolist()
-    assert len(seq._cache) <= 2  # never more than two chunks held
+    assert len(seq.reader.cache) <= 2  # never more than two chunks held
 
 
 def test_unshuffled_sequence_is_in_store_order(group):
@@ -121,7 +120,7 @@ def test_resident_rows_serve_the_same_batches_as_streaming(group, mixup_alpha):
               mixup_alpha=mixup_alpha)
     streamed = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
     resident = ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=1, **kw)
-    assert resident.resident and not streamed.resident and not resident._cache
+    assert resident.resident and not streamed.resident and not resident.reader.cache
     for _ in range(3):  # several epochs: each draws other copies, in the same order for both
         assert resident.order.tolist() == streamed.order.tolist()
         for i in range(len(streamed)):
@@ -269,66 +268,3 @@ def test_corpus_norm_groups_rows_by_the_corpus_of_their_clip_id_and_ignores_spea
     assert fitted.corpus_norm and not fitted.speaker_norm and fitted.to_dict()["corpus_norm"] is True
     with pytest.raises(ValueError, match="'speaker' or 'corpus'"):
         SpeakerNorm(view, "log_mel", by="actor")
-
-
-def test_voice_swap_gives_a_drawn_training_row_another_training_speakers_statistics(group):
-    # four speakers of 10 rows; the training rows (0-29, row 5 failed) hold speakers 0-2, never 3
-    n = group["log_mel"].shape[0]
-    mel = group["log_mel"][:]
-    mel[:, :, 4:] = -80.0  # the last two frames are the store's padding: one floor value in every band
-    group["log_mel"][:] = mel
-    view = _with_speakers(group, [f"corpus:{r // 10}" for r in range(n)], [f"c{r // 2}" for r in range(n)])
-    norm = SpeakerNorm(view, "log_mel")
-    idx = rows(group, "train")
-    swap = VoiceSwap(norm, idx, 0.5, seed=3)
-    drawn = np.flatnonzero(swap.target >= 0)
-    assert 0 < drawn.size < idx.size and set(drawn) <= set(idx.tolist())  # some training rows, nothing held out
-    own = norm.codes[drawn]
-    assert (swap.target[drawn] != own).all() and set(swap.target[drawn]) <= set(norm.codes[idx].tolist())
-    raw = np.concatenate(list(iter_chunks(view, np.arange(n), "log_mel")))
-    out = swap.apply(raw, np.arange(n))
-    kept = np.setdiff1d(np.arange(n), drawn)
-    np.testing.assert_array_equal(out[kept], raw[kept])
-    for r in drawn:  # the same offset from its own voice, measured in the other voice's units
-        a, b = norm.codes[r], swap.target[r]
-        np.testing.assert_allclose((out[r, :, :4, 0] - norm.mean[b][:, None]) / norm.sd[b][:, None],
-                                   (raw[r, :, :4, 0] - norm.mean[a][:, None]) / norm.sd[a][:, None],
-                                   rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(out[:, :, 4:], raw[:, :, 4:])  # padding stays padding
-    # seeded: the same draw again, another with another seed; none at p = 0 or with one speaker
-    np.testing.assert_array_equal(VoiceSwap(norm, idx, 0.5, seed=3).target, swap.target)
-    assert not np.array_equal(VoiceSwap(norm, idx, 0.5, seed=4).target, swap.target)
-    assert (VoiceSwap(norm, idx, 0.0).target == -1).all()
-    assert (VoiceSwap(norm, np.arange(10), 1.0).target == -1).all()
-    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
-        VoiceSwap(norm, idx, 1.5)
-    for memory in (0, 64):  # streamed and resident, the training sequence serves the re-voiced rows
-        seq = ZarrSequence(view, idx, "log_mel", batch_size=64, memory_limit_mib=memory, voice_swap=swap)
-        np.testing.assert_array_equal(seq[0][0], out[idx])
-
-
-def test_speaker_targets_travel_with_the_labels_streamed_resident_and_in_graph(group):
-    idx = rows(group, "train")
-    speakers = (np.arange(50) % 7).astype(np.int32)
-    kw = dict(batch_size=4, shuffle=True, seed=3, class_weights={0: 1.0, 1: 2.0, 2: 0.5}, speaker_targets=speakers)
-    streamed = ZarrSequence(StoreView(group), idx, "log_mel", **kw)
-    resident = ZarrSequence(StoreView(group), idx, "log_mel", memory_limit_mib=1, **kw)
-    x, (y, s), w = streamed[1]
-    order = streamed.order[4:8]
-    np.testing.assert_array_equal(s, speakers[order])
-    np.testing.assert_array_equal(y, streamed.labels_all[order])
-    assert s.dtype == np.int32 and x.shape[0] == w.shape[0] == 4
-    plain = ZarrSequence(StoreView(group), idx, "log_mel", batch_size=4, shuffle=True, seed=3)
-    np.testing.assert_array_equal(plain[1][1], y)  # the same rows in the same order: only y gains a part
-    if keras.backend.backend() == "tensorflow":
-        batches = list(resident_tf_dataset(resident, 2).as_numpy_iterator())
-        for e in range(2):
-            for i in range(len(resident)):
-                (bx, (by, bs), bw), (sx, (sy, ss), sw) = batches[e * len(resident) + i], resident[i]
-                np.testing.assert_array_equal(bs, ss)
-                np.testing.assert_array_equal(by, sy)
-                np.testing.assert_allclose(bx, sx, rtol=1e-6)
-                np.testing.assert_allclose(bw, sw, rtol=1e-6)
-            resident.on_epoch_end()
-    with pytest.raises(ValueError, match="one speaker per row"):
-        ZarrSequence(StoreView(group), idx, "log_mel", speaker_targets=speakers, mixup_alpha=0.4)

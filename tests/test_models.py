@@ -4,15 +4,12 @@ import pytest
 
 from ser_tasks.learn.models import (
     MODEL_INPUTS,
-    AdversaryRamp,
     AttentiveStatisticsPooling,
     ClipMeanNorm,
-    GradientReversal,
     Normalizer,
     SpecAugment,
     StatisticsPooling,
     build_model,
-    speaker_adversary,
 )
 
 
@@ -186,45 +183,6 @@ def test_spec_augment_saves_with_the_model_and_refuses_non_spectrograms(tmp_path
         build_model("notebook_cnn1d", (40, 2), 2, normalizer("zcr_rms", 2), SpecAugment())
     with pytest.raises(ValueError, match="non-negative"):
         SpecAugment(freq_masks=-1)
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="gradients taken with TensorFlow's tape")
-def test_gradient_reversal_passes_values_and_sends_back_minus_scale_times_the_gradient():
-    import tensorflow as tf
-
-    layer = GradientReversal()
-    x = tf.constant(np.random.default_rng(0).normal(0, 3, (4, 6)).astype("float32"))
-    for scale in (0.0, 0.7):
-        layer(x)  # builds the scale
-        layer.scale.assign(scale)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            total = tf.reduce_sum(3.0 * y)
-        np.testing.assert_allclose(y.numpy(), x.numpy(), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(tape.gradient(total, x).numpy(), np.full((4, 6), -3.0 * scale), atol=1e-6)
-
-
-def test_adversary_ramp_starts_at_zero_and_rises_to_the_set_scale():
-    ramp = AdversaryRamp(GradientReversal(), 0.5, 100)
-    scales = [ramp.scale_at(e) for e in range(100)]
-    assert scales[0] == 0.0 and all(b > a for a, b in zip(scales, scales[1:]))
-    assert 0.49 < scales[-1] < 0.5 and scales[10] == pytest.approx(0.5 * (2 / (1 + np.exp(-1)) - 1))
-
-
-def test_speaker_adversary_shares_the_emotion_models_layers_and_needs_stats_pooling():
-    model = build_model("tdnn_prosody", (18, 41, 1), 4, normalizer("log_mel_prosody", 18))
-    trainer, reversal = speaker_adversary(model, 6)
-    x = np.random.default_rng(1).normal(5, 2, (3, 18, 41, 1)).astype("float32")
-    emotion, speaker = trainer.predict_on_batch(x)
-    assert emotion.shape == (3, 4) and speaker.shape == (3, 6)
-    np.testing.assert_allclose(emotion, model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
-    assert {id(w) for w in model.weights} < {id(w) for w in trainer.weights}  # training it trains the model
-    assert reversal in trainer.layers and reversal not in model.layers
-    with pytest.raises(ValueError, match="tdnn, tdnn_prosody only, not compact_cnn"):
-        speaker_adversary(build_model("compact_cnn", (16, 40, 1), 4, normalizer("log_mel", 16)), 6)
-    with pytest.raises(ValueError, match="at least 2 training speakers"):
-        speaker_adversary(model, 1)
 
 
 def test_a_new_input_kind_and_a_new_model_are_one_catalogue_entry_each(monkeypatch):

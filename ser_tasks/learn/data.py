@@ -1,9 +1,11 @@
 """Training input from the Zarr store: streamed (at most two row chunks in memory) or held in RAM.
 
 A :class:`ZarrSequence` (a ``keras.utils.PyDataset``, so it needs no ``tf.data`` and runs under
-any Keras backend) serves mini-batches of one model input for a set of store rows. Each epoch it
-shuffles the order of the row chunks and the rows within each chunk, so reads stay chunk-sequential
-while batches stay mixed. :func:`iter_chunks` reads given rows chunk by chunk (the normalisation
+any Keras backend) serves mini-batches of one model input for a set of store rows. It is three
+parts: a :class:`RowReader` (reads and caches chunks, normalises per speaker or corpus, holds the
+rows in RAM when they fit), an :class:`EpochSampler` (which rows an epoch serves, in which order:
+chunk order and rows within chunks shuffled, so reads stay chunk-sequential while batches stay
+mixed) and an optional :class:`Mixup` (a batch transform). :func:`iter_chunks` reads given rows chunk by chunk (the normalisation
 statistics, :func:`ser_tasks.learn.training.fit_normalizer`, are computed from it). When the decoded
 input of its rows fits under ``memory_limit_mib``, a sequence reads them once and serves every
 epoch from RAM instead (see :class:`ZarrSequence`); under TensorFlow, :func:`resident_tf_dataset`
@@ -213,182 +215,112 @@ class SpeakerNorm:
         return out
 
 
-class VoiceSwap:
-    """Training rows re-voiced: a row's speaker statistics exchanged for another training speaker's.
+class RowReader:
+    """The model input of a set of store rows: read chunk by chunk, normalised per group, held in RAM when it fits.
 
-    Each training row is drawn once (probability ``p``, seeded) for re-voicing; a drawn row of
-    speaker A gets a speaker B drawn uniformly among the other speakers of the training rows, and
-    every log-mel band, F0 and energy row (or channel) ``c`` becomes
-    ``(x - mean_A[c]) / sd_A[c] * sd_B[c] + mean_B[c]`` (:class:`SpeakerNorm`'s statistics, over
-    every frame of each speaker's originals). On ``log_mel`` and ``log_mel_prosody`` the store's
-    zero padding (frames whose log-mel is one floor value in every band) is left as it is, as a
-    held-out clip's padding is. What the clip does relative to its own voice (the
-    emotion, by the speaker-normalisation argument) stays; the voice it is heard in changes, so the
-    model learns to read the first without the second, and needs nothing but the clip at
-    prediction. The speaker-level analogue of MixStyle's exchange of instance statistics (Zhou,
-    Yang, Qiao & Xiang, "Domain generalization with MixStyle", ICLR 2021). Training only: nothing is
-    read from validation or test speakers.
+    The training feed's reader (:class:`ZarrSequence` composes it with an :class:`EpochSampler` and,
+    optionally, :class:`Mixup`).
 
     Args:
-        speakers: the store's per-speaker statistics (read once, labels never).
-        rows: ``(n,)`` int store row indices of the training rows; the speakers to draw B from are theirs.
-        p: probability a training row is re-voiced, in ``[0, 1]``.
-        seed: seed of the draws (the same rows, ``p`` and seed give the same swaps).
+        view: the store group's read view.
+        indices: ``(n,)`` int store rows it may be asked for.
+        input_name: one of :data:`INPUTS`.
+        memory_limit_mib: when the decoded input of ``indices`` (``n x prod(input_shape) x 4`` bytes)
+            fits under this many MiB, it is read once here, chunk by chunk, and served from RAM;
+            otherwise (and at 0) rows are streamed through a cache of two decoded chunks. Why: with
+            ``train.epoch_rows: one_per_clip`` an epoch needs one row in ``1 + variants`` of every
+            chunk, so streaming decodes the whole store each epoch, which cost as much as the
+            ``tdnn`` step itself (docs/benchmarks.md, "Measurements behind the code").
+        speaker_norm: when given, every row is normalised by its group's statistics (:class:`SpeakerNorm`).
 
     Attributes:
-        target: ``(store rows,)`` int, the group each row is re-voiced as (-1: left as it is).
+        indices: ``(n,)`` the rows, sorted.
+        resident: ``(n, *input_shape)`` float32, the rows in :attr:`indices` order when held in RAM, else ``None``.
 
     Raises:
-        InputError: ``p`` outside ``[0, 1]``.
+        InputError: no rows, or an unknown ``input_name``.
+
+    Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each); resident, the rows' decoded input.
     """
 
-    def __init__(self, speakers: SpeakerNorm, rows: np.ndarray, p: float, seed: int = 0):
-        """Draw which training rows are re-voiced, and as whom (arguments in the class docstring)."""
-        if not 0 <= p <= 1:
-            raise InputError(f"voice swap probability must be in [0, 1], got {p}")
-        self.speakers = speakers
-        self.target = np.full(speakers.codes.size, -1)
-        rows = np.sort(np.asarray(rows))
-        own = speakers.codes[rows]
-        pool = np.unique(own[own >= 0])
-        if pool.size < 2:  # one voice: nobody to swap with
-            return
-        rng = np.random.default_rng([seed, 2])
-        drawn = rows[(own >= 0) & (rng.random(rows.size) < p)]
-        k = rng.integers(0, pool.size - 1, drawn.size)  # among the others: skip the row's own speaker
-        k += k >= np.searchsorted(pool, speakers.codes[drawn])
-        self.target[drawn] = pool[k]
-
-    def apply(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``x`` (the input of store rows ``rows``, ``(n, ...)`` float32) with the drawn rows re-voiced, float32."""
-        target = self.target[rows]
-        keep = target >= 0
-        if not keep.any():
-            return x
-        own, to, picked = self.speakers.codes[rows][keep], target[keep], x[keep]
-        shape = [1] * x.ndim
-        shape[0], shape[self.speakers.axis] = -1, self.speakers.mean.shape[1]
-        if self.speakers.input_name in PER_ELEMENT:  # statistics per element of the row
-            shape = [-1, *x.shape[1:]]
-        mean, sd = self.speakers.mean, self.speakers.sd
-        voiced = (picked - mean[own].reshape(shape)) / sd[own].reshape(shape) * sd[to].reshape(shape) \
-            + mean[to].reshape(shape)
-        n_bands = log_mel_rows(self.speakers.input_name, picked.shape[1])
-        if n_bands:  # (n, rows, T, 1); the same rule as models.ClipMeanNorm
-            bands = picked[:, :n_bands, :, 0]
-            live = bands.max(axis=1) > bands.min(axis=1)  # (n, T): padding is flat across the bands
-            voiced = np.where(live[:, None, :, None], voiced, picked)
-        out = x.astype(np.float32, copy=True)
-        out[keep] = voiced
-        return out
-
-
-class ZarrSequence(keras.utils.PyDataset):
-    """Mini-batches ``(x, y)`` of store rows, read chunk by chunk.
-
-    Args:
-        view: the store group's read view (labels come from it, read once).
-        indices: store row indices to serve.
-        input_name: one of :data:`INPUTS`.
-        batch_size: rows per batch.
-        shuffle: reshuffle chunk order and rows within chunks each epoch (seeded).
-        seed: base seed; epoch ``e`` uses ``seed + e``.
-        class_weights: class index -> loss weight; when given, batches carry per-row sample
-            weights (cheaper than Keras's ``class_weight``, which maps them inside the input pipeline).
-        one_per_clip: ``(rows,)`` clip id of every store row; when given, each epoch serves one
-            row of each clip, drawn at random (seeded) from that clip's rows in ``indices`` (its
-            original or an augmented copy), so an epoch costs one pass over the clips however
-            many copies the store holds.
-        memory_limit_mib: when the decoded input of ``indices`` (``rows x prod(input_shape) x 4``
-            bytes) fits under this many MiB, it is read once here, chunk by chunk, and every epoch
-            is served from RAM; otherwise (and at 0) rows are streamed. Why: with
-            ``one_per_clip`` an epoch needs one row in ``1 + variants`` of every chunk, so streaming
-            decodes the whole store each epoch, which cost as much as the ``tdnn`` step itself
-            (docs/benchmarks.md, "Measurements behind the code").
-        mixup_alpha: when > 0, mixup (Zhang et al., "mixup: Beyond Empirical Risk
-            Minimization", ICLR 2018): each served row is mixed with a partner row of the same
-            epoch (a seeded permutation of its order), ``x = lam * x + (1 - lam) * x_partner``
-            with ``lam ~ Beta(alpha, alpha)`` per row, and so are its one-hot label and weight.
-        n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
-        speaker_norm: when given, every row is served normalised by its speaker's statistics
-            (:class:`SpeakerNorm`).
-        voice_swap: when given, the rows it drew are served re-voiced (:class:`VoiceSwap`; training).
-        speaker_targets: ``(store rows,)`` int, each row's speaker class for a speaker adversary
-            (:func:`ser_tasks.learn.models.speaker_adversary`); when given, ``y`` is the pair
-            ``(class indices, speaker classes)``, both int32 ``(batch,)``. Not with mixup.
-        **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
-
-    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
-    (under mixup, float32 soft labels ``(batch, n_classes)``, for a categorical cross-entropy);
-    with ``class_weights``, a third item ``w`` float32 ``(batch,)``. With ``speaker_targets``, ``y`` is
-    ``(y, speaker)``.
-    Memory: streamed, at most two decoded row chunks (``batch_rows`` rows each) are held in the
-    cache, plus the batches queued by prefetch workers; resident, the rows' decoded input.
-
-    Raises:
-        InputError: no rows, an unknown ``input_name``, or ``speaker_targets`` with mixup.
-    """
-
-    def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
-                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
-                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
-                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None,
-                 voice_swap: VoiceSwap | None = None, speaker_targets: np.ndarray | None = None, **kwargs):
-        """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
-        super().__init__(**kwargs)
+    def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, memory_limit_mib: float = 0,
+                 speaker_norm: SpeakerNorm | None = None):
+        """Set up the reader (arguments in the class docstring); resident rows are read here."""
         if indices.size == 0:
-            raise InputError("ZarrSequence needs at least one row")
+            raise InputError("a row reader needs at least one row")
         arrays_for(input_name)  # an unknown input fails here, not in a prefetch thread
-        self.view, self.input_name, self.batch_size = view, input_name, batch_size
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self.speaker_norm = speaker_norm
-        self.voice_swap = voice_swap
+        self.view, self.input_name, self.speaker_norm = view, input_name, speaker_norm
         self.chunk = view.chunk_rows
         self.indices = np.sort(indices)
-        self.labels_all = view.labels()
-        if mixup_alpha < 0:
-            raise InputError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
-        self.mixup_alpha = float(mixup_alpha)
-        if speaker_targets is not None and self.mixup_alpha > 0:
-            raise InputError("a speaker adversary needs one speaker per row; mixup mixes two")
-        self.speaker_targets = None if speaker_targets is None else np.asarray(speaker_targets, dtype=np.int32)
-        self.n_classes = int(n_classes if n_classes is not None else self.labels_all.max() + 1)
-        self.weights = None
-        if class_weights is not None:
-            table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
-            for c, w in class_weights.items():
-                if c < table.size:
-                    table[c] = w
-            self.weights = table[self.labels_all]
-        self._clip_of = None
-        if one_per_clip is not None:
-            # Integer codes of the clips of ``indices`` (same order), for a cheap per-epoch draw.
-            _, self._clip_of = np.unique(np.asarray(one_per_clip)[self.indices], return_inverse=True)
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self._resident: np.ndarray | None = None
+        self.resident: np.ndarray | None = None
         if memory_limit_mib > 0 and self.indices.size * 4 * math.prod(input_shape(view, input_name)) \
                 <= memory_limit_mib * 2**20:
-            self._resident = self._read_rows()
-        self._order = self.order_for(0)
-        self._mix = self.mix_for(0, self._order)
+            self.resident = self._read_all()
 
-    def _read_rows(self) -> np.ndarray:
-        """Decoded input of every row of ``indices``, in that (sorted) order, read chunk by chunk."""
+    def _read_all(self) -> np.ndarray:
+        """Decoded input of every row of :attr:`indices`, in that (sorted) order, read chunk by chunk."""
         out = np.empty((self.indices.size, *input_shape(self.view, self.input_name)), dtype=np.float32)
         at = 0
         for c, rows in _by_chunk(self.indices, self.chunk).items():
             out[at:at + rows.size] = self._chunk_input(c)[rows - c * self.chunk]
             at += rows.size
-        self._cache.clear()
+        self.cache.clear()
         return out
 
-    @property
-    def resident(self) -> bool:
-        """Whether rows are served from RAM (read once) rather than streamed from the store."""
-        return self._resident is not None
+    def _chunk_input(self, c: int) -> np.ndarray:
+        with self._lock:  # prefetch threads share the cache
+            if c not in self.cache:
+                x = read_chunk(self.view, self.input_name, c)
+                if self.speaker_norm is not None:
+                    x = self.speaker_norm.apply(x, np.arange(c * self.chunk, c * self.chunk + x.shape[0]))
+                self.cache[c] = x
+                while len(self.cache) > 2:
+                    self.cache.popitem(last=False)
+            return self.cache[c]
 
-    def order_for(self, epoch: int) -> np.ndarray:
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The input of store rows ``rows`` (any order, each in :attr:`indices`): ``(len(rows), ...)`` float32."""
+        if self.resident is not None:
+            return self.resident[np.searchsorted(self.indices, rows)]
+        # Each chunk read once per call: mixup partners come from anywhere in the epoch, and a
+        # row-by-row walk would miss the two-chunk cache about once per row.
+        chunks = rows // self.chunk
+        out = None
+        for c in np.unique(chunks):
+            sel = chunks == c
+            part = self._chunk_input(int(c))[rows[sel] % self.chunk]
+            if out is None:
+                out = np.empty((rows.size, *part.shape[1:]), part.dtype)
+            out[sel] = part
+        return out
+
+
+class EpochSampler:
+    """Which store rows an epoch serves, and in which order.
+
+    Args:
+        indices: ``(n,)`` int store rows to draw from.
+        chunk_rows: the store's chunk length: shuffling keeps reads chunk-sequential.
+        shuffle: reshuffle chunk order and rows within chunks each epoch (seeded).
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        one_per_clip: ``(store rows,)`` clip id of every store row; when given, each epoch serves one
+            row of each clip, drawn at random (seeded) from that clip's rows in ``indices`` (its
+            original or an augmented copy), so an epoch costs one pass over the clips however many
+            copies the store holds.
+    """
+
+    def __init__(self, indices: np.ndarray, chunk_rows: int, shuffle: bool = False, seed: int = 0,
+                 one_per_clip: np.ndarray | None = None):
+        """Set up the sampler (arguments in the class docstring)."""
+        self.indices, self.chunk, self.shuffle, self.seed = np.sort(indices), chunk_rows, shuffle, seed
+        self._clip_of = None
+        if one_per_clip is not None:
+            # Integer codes of the clips of ``indices`` (same order), for a cheap per-epoch draw.
+            _, self._clip_of = np.unique(np.asarray(one_per_clip)[self.indices], return_inverse=True)
+
+    def order(self, epoch: int) -> np.ndarray:
         """Store row indices ``(rows served per epoch,)`` int64 in epoch ``epoch``'s serving order.
 
         Epochs are numbered from 0; the order depends only on ``seed`` and ``epoch``.
@@ -406,23 +338,124 @@ class ZarrSequence(keras.utils.PyDataset):
         rng.shuffle(keys)
         return np.concatenate([rng.permutation(groups[k]) for k in keys])
 
-    def mix_for(self, epoch: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Mixup partners of epoch ``epoch``: ``(partner rows (len(order),) int64, lam (len(order),) float32)``.
 
-        ``None`` without mixup. Partners are a permutation of ``order`` (the epoch's rows), drawn
-        from ``(seed, epoch)`` on a stream of its own, so the serving order is the same with and
-        without mixup.
+class Mixup:
+    """Mixup of a batch (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
+
+    Each served row is mixed with a partner row of the same epoch (a seeded permutation of the
+    epoch's order): ``x = lam * x + (1 - lam) * x_partner`` with ``lam ~ Beta(alpha, alpha)`` per
+    row, and so are its one-hot label and its weight.
+
+    Args:
+        alpha: the Beta distribution's parameter (> 0).
+        seed: base seed; the partners of epoch ``e`` are drawn from ``(seed, e)``.
+        n_classes: width of the one-hot labels.
+
+    Raises:
+        InputError: ``alpha`` not above 0.
+    """
+
+    def __init__(self, alpha: float, seed: int, n_classes: int):
+        """Set up the transform (arguments in the class docstring)."""
+        if not alpha > 0:
+            raise InputError(f"mixup_alpha must be > 0 for mixup, got {alpha}")
+        self.alpha, self.seed, self.n_classes = float(alpha), seed, n_classes
+
+    def draw(self, epoch: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Partners of epoch ``epoch``: ``(partner rows (len(order),) int64, lam (len(order),) float32)``.
+
+        Drawn on a stream of their own, so the serving order is the same with and without mixup.
         """
-        if self.mixup_alpha <= 0:
-            return None
         rng = np.random.default_rng([self.seed, epoch, 1])
-        return order[rng.permutation(order.size)], rng.beta(self.mixup_alpha, self.mixup_alpha,
-                                                             order.size).astype(np.float32)
+        return order[rng.permutation(order.size)], rng.beta(self.alpha, self.alpha, order.size).astype(np.float32)
 
-    def soft_labels(self, rows: np.ndarray, partners: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        """Mixed one-hot labels ``(len(rows), n_classes)`` float32: ``lam`` of each row's, the rest its partner's."""
+    def soft_labels(self, labels: np.ndarray, partner_labels: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Mixed one-hot labels ``(n, n_classes)`` float32: ``lam`` of each row's class, the rest its partner's."""
         eye = np.eye(self.n_classes, dtype=np.float32)
-        return lam[:, None] * eye[self.labels_all[rows]] + (1 - lam[:, None]) * eye[self.labels_all[partners]]
+        return lam[:, None] * eye[labels] + (1 - lam[:, None]) * eye[partner_labels]
+
+
+class ZarrSequence(keras.utils.PyDataset):
+    """Mini-batches ``(x, y)`` of store rows: a :class:`RowReader`, an :class:`EpochSampler`, optionally :class:`Mixup`.
+
+    Args:
+        view: the store group's read view (labels come from it, read once).
+        indices: store row indices to serve.
+        input_name: one of :data:`INPUTS`.
+        batch_size: rows per batch.
+        shuffle, seed, one_per_clip: the :class:`EpochSampler`'s.
+        class_weights: class index -> loss weight; when given, batches carry per-row sample
+            weights (cheaper than Keras's ``class_weight``, which maps them inside the input pipeline).
+        memory_limit_mib, speaker_norm: the :class:`RowReader`'s.
+        mixup_alpha: when > 0, :class:`Mixup` with this alpha.
+        n_classes: width of the one-hot labels under mixup (default: the largest label + 1).
+        **kwargs: ``keras.utils.PyDataset`` options (``workers``, ``max_queue_size`` ...).
+
+    ``x`` is float32 of shape ``(batch, *input_shape)``; ``y`` int32 class indices ``(batch,)``
+    (under mixup, float32 soft labels ``(batch, n_classes)``, for a categorical cross-entropy);
+    with ``class_weights``, a third item ``w`` float32 ``(batch,)``.
+    Memory: the reader's, plus the batches queued by prefetch workers.
+
+    Attributes:
+        reader, sampler, mixup: the parts (``mixup`` ``None`` without it).
+
+    Raises:
+        InputError: no rows, an unknown ``input_name``, or a negative ``mixup_alpha``.
+    """
+
+    def __init__(self, view: StoreView, indices: np.ndarray, input_name: str, batch_size: int = 32,
+                 shuffle: bool = False, seed: int = 0, class_weights: dict[int, float] | None = None,
+                 one_per_clip: np.ndarray | None = None, memory_limit_mib: float = 0, mixup_alpha: float = 0.0,
+                 n_classes: int | None = None, speaker_norm: SpeakerNorm | None = None, **kwargs):
+        """Set up the sequence over ``indices`` (arguments in the class docstring); resident rows are read here."""
+        super().__init__(**kwargs)
+        if indices.size == 0:
+            raise InputError("ZarrSequence needs at least one row")
+        if mixup_alpha < 0:
+            raise InputError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
+        self.input_name, self.batch_size, self.epoch = input_name, batch_size, 0
+        self.labels_all = view.labels()
+        self.n_classes = int(n_classes if n_classes is not None else self.labels_all.max() + 1)
+        self.weights = None
+        if class_weights is not None:
+            table = np.zeros(int(self.labels_all.max()) + 1, dtype=np.float32)
+            for c, w in class_weights.items():
+                if c < table.size:
+                    table[c] = w
+            self.weights = table[self.labels_all]
+        self.reader = RowReader(view, indices, input_name, memory_limit_mib, speaker_norm)
+        self.sampler = EpochSampler(indices, view.chunk_rows, shuffle, seed, one_per_clip)
+        self.mixup = Mixup(mixup_alpha, seed, self.n_classes) if mixup_alpha > 0 else None
+        self._order = self.sampler.order(0)
+        self._mix = self.mix_for(0, self._order)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The rows served from, sorted."""
+        return self.reader.indices
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether each epoch has its own order."""
+        return self.sampler.shuffle
+
+    @property
+    def mixup_alpha(self) -> float:
+        """Mixup's alpha (0 without mixup)."""
+        return 0.0 if self.mixup is None else self.mixup.alpha
+
+    @property
+    def resident(self) -> bool:
+        """Whether rows are served from RAM (read once) rather than streamed from the store."""
+        return self.reader.resident is not None
+
+    def order_for(self, epoch: int) -> np.ndarray:
+        """Store row indices in epoch ``epoch``'s serving order (:meth:`EpochSampler.order`)."""
+        return self.sampler.order(epoch)
+
+    def mix_for(self, epoch: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mixup partners and weights of epoch ``epoch`` (:meth:`Mixup.draw`); ``None`` without mixup."""
+        return None if self.mixup is None else self.mixup.draw(epoch, order)
 
     @property
     def order(self) -> np.ndarray:
@@ -438,57 +471,20 @@ class ZarrSequence(keras.utils.PyDataset):
         """Batches per epoch: ``ceil(len(order) / batch_size)``, the last one possibly short."""
         return math.ceil(self._order.size / self.batch_size)
 
-    def _chunk_input(self, c: int) -> np.ndarray:
-        with self._lock:  # prefetch threads share the cache
-            return self._chunk_input_locked(c)
-
-    def _chunk_input_locked(self, c: int) -> np.ndarray:
-        if c not in self._cache:
-            x = read_chunk(self.view, self.input_name, c)
-            rows = np.arange(c * self.chunk, c * self.chunk + x.shape[0])
-            if self.speaker_norm is not None:
-                x = self.speaker_norm.apply(x, rows)
-            if self.voice_swap is not None:
-                x = self.voice_swap.apply(x, rows)
-            self._cache[c] = x
-            while len(self._cache) > 2:
-                self._cache.popitem(last=False)
-        return self._cache[c]
-
     def __getitem__(self, idx: int) -> tuple[np.ndarray, ...]:
-        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights.
-
-        With ``speaker_targets``, ``y`` is ``(y, speaker)``.
-        """
+        """Batch ``idx`` of this epoch's order: ``(x, y)``, or ``(x, y, w)`` with class weights."""
         part = slice(idx * self.batch_size, (idx + 1) * self.batch_size)
         rows = self._order[part]
-        x, y = self._inputs(rows), self.labels_all[rows]
+        x, y = self.reader.rows(rows), self.labels_all[rows]
         w = None if self.weights is None else self.weights[rows]
         if self._mix is not None:
             partners, lam = self._mix[0][part], self._mix[1][part]
             lx = lam.reshape(-1, *[1] * (x.ndim - 1))
-            x = lx * x + (1 - lx) * self._inputs(partners)
-            y = self.soft_labels(rows, partners, lam)
+            x = lx * x + (1 - lx) * self.reader.rows(partners)
+            y = self.mixup.soft_labels(self.labels_all[rows], self.labels_all[partners], lam)
             if w is not None:
                 w = lam * w + (1 - lam) * self.weights[partners]
-        if self.speaker_targets is not None:
-            y = (y, self.speaker_targets[rows])
         return (x, y) if w is None else (x, y, w)
-
-    def _inputs(self, rows: np.ndarray) -> np.ndarray:
-        if self._resident is not None:
-            return self._resident[np.searchsorted(self.indices, rows)]
-        # Each chunk read once per call: mixup partners come from anywhere in the epoch, and a
-        # row-by-row walk would miss the two-chunk cache about once per row.
-        chunks = rows // self.chunk
-        out = None
-        for c in np.unique(chunks):
-            sel = chunks == c
-            part = self._chunk_input(int(c))[rows[sel] % self.chunk]
-            if out is None:
-                out = np.empty((rows.size, *part.shape[1:]), part.dtype)
-            out[sel] = part
-        return out
 
     def on_epoch_end(self) -> None:
         """Advance the epoch and reshuffle (when shuffling)."""
@@ -517,8 +513,8 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
 
     Returns:
         Batches as ``seq[i]`` gives them: ``x`` float32 ``(batch, *input_shape)``, ``y`` int32
-        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup; ``(y, speaker)`` with
-        speaker targets) and, with class weights, ``w`` float32 ``(batch,)``.
+        ``(batch,)`` (mixed float32 ``(batch, n_classes)`` under mixup) and, with class weights, ``w``
+        float32 ``(batch,)``.
         Memory: a second copy of the rows' decoded input (the variable), plus ``epochs x rows
         per epoch`` int32 positions (and as many partner positions and float32 weights under mixup).
 
@@ -527,7 +523,7 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     """
     import tensorflow as tf  # only under the TensorFlow backend
 
-    if seq._resident is None:
+    if seq.reader.resident is None:
         raise InputError("resident_tf_dataset needs a resident ZarrSequence (rows held in RAM)")
     if epochs < 1:
         raise InputError(f"epochs must be at least 1, got {epochs}")
@@ -535,10 +531,9 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     orders = [seq.order_for(e if seq.shuffle else 0) for e in range(epochs)]
     positions = np.stack([np.searchsorted(seq.indices, o) for o in orders]).astype(np.int32)
     with tf.device("/CPU:0"):
-        x_all = tf.Variable(seq._resident, trainable=False, name="resident_rows")
+        x_all = tf.Variable(seq.reader.resident, trainable=False, name="resident_rows")
     y_all = tf.constant(seq.labels_all[seq.indices])
     w_all = None if seq.weights is None else tf.constant(seq.weights[seq.indices])
-    s_all = None if seq.speaker_targets is None else tf.constant(seq.speaker_targets[seq.indices])
 
     if seq.mixup_alpha > 0:  # partners and lam drawn up front by mix_for, as the sequence draws them
         mixes = [seq.mix_for(e, o) for e, o in enumerate(orders)]
@@ -560,8 +555,6 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     else:
         def batch(pos):
             x, y = tf.gather(x_all, pos), tf.gather(y_all, pos)
-            if s_all is not None:
-                y = (y, tf.gather(s_all, pos))
             return (x, y) if w_all is None else (x, y, tf.gather(w_all, pos))
 
         slices = (positions,)

@@ -114,16 +114,12 @@ def plot_confusion(confusion: np.ndarray, vocabulary: list[str], path: Path, tit
 
 
 def plot_history(history: dict[str, list[float]], path: Path) -> Path:
-    """Training curves (loss; accuracy and validation UA) per epoch, PNG.
-
-    A speaker-adversarial training's history (``train.speaker_adversary``) also carries
-    ``emotion_loss``, ``speaker_loss`` and the two heads' accuracies; they are drawn beside the total.
-    """
+    """Training curves (loss; accuracy and validation UA) per epoch, PNG."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key in ("loss", "val_loss", "emotion_loss", "speaker_loss"):
+    for key in ("loss", "val_loss"):
         if key in history:
             ax1.plot(history[key], label=key)
-    for key in ("accuracy", "val_accuracy", "val_ua", "emotion_accuracy", "speaker_accuracy"):
+    for key in ("accuracy", "val_accuracy", "val_ua"):
         if key in history:
             ax2.plot(history[key], label=key)
     ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")

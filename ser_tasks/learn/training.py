@@ -19,16 +19,14 @@ import numpy as np
 from ser_tasks.config import TrainConfig
 from ser_tasks.errors import InputError
 from ser_tasks.learn import metrics
-from ser_tasks.learn.data import SpeakerNorm, VoiceSwap, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
+from ser_tasks.learn.data import SpeakerNorm, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
 from ser_tasks.learn.models import (
     MODEL_INPUTS,
     SPECTROGRAMS,
-    AdversaryRamp,
     Normalizer,
     SpecAugment,
     build_model,
     norm_axis,
-    speaker_adversary,
 )
 from ser_tasks.store.zarr_store import StoreView
 
@@ -258,7 +256,7 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         raise InputError("no training rows")
     # the speakers' statistics are read from the store once, however many members train on them
     stats = (SpeakerNorm(view, MODEL_INPUTS[cfg.model], "corpus" if cfg.corpus_norm else "speaker")
-             if cfg.speaker_norm or cfg.corpus_norm or cfg.voice_swap > 0 else None)
+             if cfg.speaker_norm or cfg.corpus_norm else None)
     if cfg.ensemble > 1:
         return _train_ensemble(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
     return _train_one(view, train_idx, cfg, out_dir, val_idx, extra_callbacks, verbose, stats)
@@ -266,17 +264,11 @@ def train_rows(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
 
 def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir: Path,
                val_idx: np.ndarray | None, extra_callbacks: list | None, verbose: int,
-               stats: SpeakerNorm | None) -> FitResult:
-    """:func:`train_rows` for one model; ``stats``: the speakers' statistics, read when a setting needs them.
+               speakers: SpeakerNorm | None) -> FitResult:
+    """:func:`train_rows` for one model; ``speakers``: the speakers' statistics, read when a setting needs them.
 
-    ``train.speaker_norm`` (``train.corpus_norm``: the corpora's statistics) normalises every row by them;
-    ``train.voice_swap`` re-voices training
-    rows with them (:class:`VoiceSwap`, drawn with the member's seed). ``train.speaker_adversary``
-    trains the model inside :func:`ser_tasks.learn.models.speaker_adversary`'s two-headed model and saves
-    the emotion model alone; validation UA and the checkpoint read the emotion model.
+    ``train.speaker_norm`` (``train.corpus_norm``: the corpora's statistics) normalises every row by them.
     """
-    speakers = stats if cfg.speaker_norm or cfg.corpus_norm else None
-    swap = VoiceSwap(stats, train_idx, cfg.voice_swap, cfg.seed) if cfg.voice_swap > 0 else None
     val_idx = np.empty(0, dtype=np.int64) if val_idx is None else val_idx
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -287,14 +279,13 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     normalizer_path.write_text(json.dumps(normalizer.to_dict()))
 
     weights = class_weights(view.labels()[train_idx], len(vocab)) if cfg.class_weights else None
-    n_speakers, targets = speaker_classes(view, train_idx) if cfg.speaker_adversary > 0 else (0, None)
     clips = view.column("clip_id") if cfg.epoch_rows == "one_per_clip" else None
     # Two prefetch threads hide reading and stacking behind the training step (measured: 16.6
     # instead of 21.8 ms per example on two cores).
     train_seq = ZarrSequence(view, train_idx, name, cfg.batch_size, shuffle=True, seed=cfg.seed,
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
                              mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), speaker_norm=speakers,
-                             voice_swap=swap, speaker_targets=targets, workers=2, max_queue_size=8)
+                             workers=2, max_queue_size=8)
     # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
                           seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
@@ -304,26 +295,19 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
     loss = training_loss(len(vocab), cfg.label_smoothing, soft_labels=cfg.mixup_alpha > 0)
-    trainer, losses, scores, ramp = model, loss, ["accuracy"], []
-    if n_speakers:  # the same model inside a two-headed trainer; the speaker head gets its own loss
-        trainer, reversal = speaker_adversary(model, n_speakers)
-        losses, scores = [loss, "sparse_categorical_crossentropy"], [["accuracy"], ["accuracy"]]
-        ramp = [AdversaryRamp(reversal, cfg.speaker_adversary, cfg.epochs)]
-    trainer.compile(optimizer=keras.optimizers.Adam(rate), loss=losses, metrics=scores)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
     has_val = val_idx.size > 0
     monitor, mode = ("val_ua", "max") if has_val else ("loss", "min")
     model_path = out_dir / "model.keras"
-    # validation and the checkpoint see the emotion model (the trainer may carry a speaker head)
-    callbacks: list = ramp + ([_OnModel(ValidationUA(ZarrSequence(view, val_idx, name, 64, speaker_norm=speakers),
-                                                     vocab), model)] if has_val else [])
+    callbacks: list = ([ValidationUA(ZarrSequence(view, val_idx, name, 64, speaker_norm=speakers), vocab)]
+                       if has_val else [])
     if not cosine:
         callbacks += [
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience,
                                           restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=cfg.lr_factor,
                                               patience=cfg.lr_patience, min_lr=cfg.learning_rate / 100),
-            _OnModel(keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode, save_best_only=True),
-                     model),
+            keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode, save_best_only=True),
         ]
     callbacks += list(extra_callbacks or [])
     t0 = time.perf_counter()
@@ -332,7 +316,7 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
         data, steps = resident_tf_dataset(train_seq, cfg.epochs), len(train_seq)
     # shuffle=False: the sequence shuffles itself, and Keras would otherwise reorder a PyDataset's
     # batches (not a tf.data one's), so the two feeds would differ.
-    hist = trainer.fit(data, epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks,
+    hist = model.fit(data, epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks,
                      verbose=verbose)
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -346,58 +330,6 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
             model.save(model_path)
     return FitResult(model_path, normalizer_path, history, best + 1,
                      {"train": int(train_idx.size), "val": int(val_idx.size), "test": 0}, seconds, check_device())
-
-
-def speaker_classes(view: StoreView, train_idx: np.ndarray) -> tuple[int, np.ndarray]:
-    """The training speakers as classes, for a speaker adversary (``train.speaker_adversary``).
-
-    Returns:
-        ``(n_speakers, targets)``: ``targets`` ``(store rows,)`` int32 holds each training row's
-        speaker class in ``[0, n_speakers)`` (speakers in sorted order; 0 on the other rows,
-        which are never served).
-
-    Raises:
-        InputError: a training row without a speaker (a folder layout without
-            ``data.speaker_pattern``), or fewer than 2 training speakers.
-    """
-    speaker = np.asarray(view.column("speaker")).astype(str)
-    own = speaker[train_idx]
-    if (own == "").any():
-        raise InputError(f"{view.name}: train.speaker_adversary needs every training clip's speaker; "
-                         f"{int((own == '').sum())} training rows have none (set data.speaker_pattern)")
-    names, codes = np.unique(own, return_inverse=True)
-    if names.size < 2:
-        raise InputError(f"{view.name}: train.speaker_adversary needs at least 2 training speakers, "
-                         f"got {names.size}")
-    targets = np.zeros(speaker.size, dtype=np.int32)
-    targets[train_idx] = codes
-    return int(names.size), targets
-
-
-class _OnModel(keras.callbacks.Callback):
-    """Runs another callback on a given model rather than the one being fitted (the emotion model of a trainer)."""
-
-    def __init__(self, inner: keras.callbacks.Callback, model: keras.Model):
-        """Forward epoch events to ``inner``, whose model is always ``model``."""
-        super().__init__()
-        self.inner, self.target = inner, model
-
-    def set_model(self, model: keras.Model) -> None:
-        """Give ``inner`` the target model, whatever model is fitted."""
-        super().set_model(model)
-        self.inner.set_model(self.target)
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        """``inner.on_train_begin``."""
-        self.inner.on_train_begin(logs)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        """``inner.on_epoch_begin``."""
-        self.inner.on_epoch_begin(epoch, logs)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """``inner.on_epoch_end`` with the same logs (so what it writes, e.g. ``val_ua``, is seen after it)."""
-        self.inner.on_epoch_end(epoch, logs)
 
 
 class _Prefixed(keras.callbacks.Callback):
