@@ -5,10 +5,10 @@ any Keras backend) serves mini-batches of one model input for a set of store row
 parts: a :class:`RowReader` (reads and caches chunks, normalises per speaker or corpus, holds the
 rows in RAM when they fit), an :class:`EpochSampler` (which rows an epoch serves, in which order:
 chunk order and rows within chunks shuffled, so reads stay chunk-sequential while batches stay
-mixed) and an optional :class:`Mixup` (a batch transform). :func:`iter_chunks` reads given rows chunk by chunk (the normalisation
-statistics, :func:`ser_tasks.learn.training.fit_normalizer`, are computed from it). When the decoded
-input of its rows fits under ``memory_limit_mib``, a sequence reads them once and serves every
-epoch from RAM instead (see :class:`ZarrSequence`); under TensorFlow, :func:`resident_tf_dataset`
+mixed) and an optional :class:`Mixup` (a batch transform). :func:`iter_chunks` reads given rows
+chunk by chunk (the normalisation statistics, :func:`ser_tasks.learn.training.fit_normalizer`, are
+computed from it). When the decoded input of its rows fits under ``memory_limit_mib``, the reader
+reads them once and every epoch is served from RAM instead; under TensorFlow, :func:`resident_tf_dataset`
 turns such a sequence into in-graph batches, the same ones in the same order, three times faster.
 """
 
