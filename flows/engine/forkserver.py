@@ -2,7 +2,7 @@
 
 A spawned worker process imports Dask's worker machinery, Prefect's task engine, librosa, numba,
 zarr and the extraction code, then warms up (:func:`ser_tasks.store.extraction.warm_up`): about 1.7
-CPU-seconds per worker before its first clip (docs/benchmarks.md, "Against lhotse"). Python's
+CPU-seconds per worker before its first clip (docs/decisions.md, D15). Python's
 ``forkserver`` start method pays that once per command: a server process imports :data:`PRELOAD`
 (which warms up) and every worker is a fork of it. lhotse's worker pool gets the same from
 ``fork``; forking the command's own process instead is unsafe (its threads: Prefect's, Dask's).

@@ -230,7 +230,7 @@ class RowReader:
             otherwise (and at 0) rows are streamed through a cache of two decoded chunks. Why: with
             ``train.epoch_rows: one_per_clip`` an epoch needs one row in ``1 + variants`` of every
             chunk, so streaming decodes the whole store each epoch, which cost as much as the
-            ``tdnn`` step itself (docs/benchmarks.md, "Measurements behind the code").
+            ``tdnn`` step itself (docs/decisions.md, D14).
         speaker_norm: when given, every row is normalised by its group's statistics (:class:`SpeakerNorm`).
 
     Attributes:
@@ -500,13 +500,11 @@ def resident_tf_dataset(seq: ZarrSequence, epochs: int):
     For a resident sequence under the TensorFlow backend.
 
 
-    Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``,
-    whose per-batch Python calls stall the training step far beyond the cost of producing the
-    batches (an epoch about three times longer; docs/benchmarks.md, "Measurements behind the
-    code"). Here the rows live
-    in a CPU ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a
-    ``tf.gather`` of its positions, with every epoch's order drawn up front by
-    :meth:`ZarrSequence.order_for`.
+    Why: Keras feeds a ``PyDataset`` to TensorFlow through ``tf.data.Dataset.from_generator``, whose
+    per-batch Python calls stall the training step far beyond the cost of producing the batches (an
+    epoch about three times longer; docs/decisions.md, D14). Here the rows live in a CPU
+    ``tf.Variable`` (a resource, so no 2 GB graph-constant limit) and each batch is a ``tf.gather``
+    of its positions, with every epoch's order drawn up front by :meth:`ZarrSequence.order_for`.
 
     Pass it to ``model.fit`` with ``epochs`` and ``steps_per_epoch=len(seq)``: Keras then keeps one
     iterator across epochs, so epoch ``e`` gets order ``e``.

@@ -284,7 +284,7 @@ def compact_cnn(x, n_classes: int):
     convolution: same receptive field growth, about half the training time per example on CPU.
     After the blocks each frame keeps its remaining frequency bands (flattened with the channels)
     rather than averaging them: that model under-fitted less, and so did dropping spatial dropout
-    (the measurements: docs/benchmarks.md, "Measurements behind the code").
+    (docs/decisions.md, D21).
     """
     for i, filters in enumerate((16, 32, 64, 128)):
         x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False)(x)
@@ -308,7 +308,7 @@ def tdnn(x, n_classes: int, width: int = 128, pool: int = 4, dropout: float = 0.
     Frames are averaged ``pool`` at a time first (4 at the 10 ms hop: 40 ms): emotion lives in prosody
     and spectral envelope that change more slowly, and a quarter of the frames buys four times
     the epochs in the same time, which raised actor-disjoint UA on RAVDESS by about 20 points
-    (docs/benchmarks.md, "Measurements behind the code"). Layers: Conv1D ``width``
+    (docs/decisions.md, D21). Layers: Conv1D ``width``
     k5 -> ``width`` k3 d2 -> ``width`` k3 d3 -> ``2 width`` k1, each with batch norm and ReLU;
     mean and standard deviation over time (``pooling``: a key of :data:`POOLINGS`, uniform or
     attention weights); Dropout ``dropout``; Dense 128; Dropout ``dropout``; softmax.

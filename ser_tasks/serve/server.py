@@ -275,7 +275,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
     The scoring app runs each request in a pool thread, and glibc gives each thread an arena of its
     own (up to 8 per core) that keeps its freed memory: a served worker's RSS crept up request after
-    request (docs/benchmarks.md, "Serving under load": 6.7 % over 900 requests after warm-up with
+    request (docs/decisions.md, D17: 6.7 % over 900 requests after warm-up with
     glibc's default, 3.7 % with two arenas). Returns ``False`` where there is no glibc.
     """
     import ctypes

@@ -136,8 +136,8 @@ def read_flac16(src: str | io.BytesIO, limits: DecodeLimits = UNLIMITED,
 
     FLAC is lossless, so both decoders give the same integer samples; libsndfile's float32 read
     scales them by ``1 / 32768``, exact in float32, as this does. dr_flac decodes faster, and FLAC
-    decoding was the largest single cost of a RAVDESS row (docs/benchmarks.md, "The server from the
-    first second, and FLAC through dr_flac"; ``benchmarks/decode_speed.py``).
+    decoding was the largest single cost of a RAVDESS row (docs/decisions.md, D20;
+    ``benchmarks/decode_speed.py``).
 
     Args:
         src: a local path, or the whole file in memory.

@@ -67,7 +67,7 @@ PENDING, DONE, FAILED = 0, 1, -1
 
 #: Codec of the feature arrays: Blosc LZ4 after byte shuffling. Against zarr's default (Zstandard)
 #: on RAVDESS log-mel and MFCC chunks it wrote 2.3x and read 2.5x faster for a 2 % smaller store
-#: (docs/benchmarks.md, "Store codec"). Groups written before keep the codec they were created with.
+#: (docs/decisions.md, D19). Groups written before keep the codec they were created with.
 FEATURE_CODECS = (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
 
 
