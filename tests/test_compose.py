@@ -54,6 +54,10 @@ def test_databases_and_artifacts():
     assert mlflow_cmd[mlflow_cmd.index("--backend-store-uri") + 1].startswith("postgresql+psycopg2://")
     assert mlflow_cmd[mlflow_cmd.index("--artifacts-destination") + 1].startswith("s3://")
     assert "CREATE DATABASE mlflow" in (ROOT / "infra/postgres/10-mlflow.sql").read_text()
+    # the local stack runs the same initialisation (a path that moved with its module once pointed nowhere)
+    from ser_tasks.runtime.devstack import PG_INIT
+
+    assert PG_INIT.resolve() == (ROOT / "infra" / "postgres").resolve()
     dockerfile = (ROOT / "infra/Dockerfile").read_text()
     assert "ARG SER_EXTRAS=server" in dockerfile and '".[${SER_EXTRAS}]"' in dockerfile
 

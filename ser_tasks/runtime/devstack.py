@@ -49,7 +49,7 @@ DEV_PG_USER, DEV_PG_PASSWORD = "ser", "ser-dev-postgres"
 # The unprivileged system user PostgreSQL runs as when the tests run as root (postgres refuses root).
 PG_SYSTEM_USER = "ser-postgres"
 # The init SQL of docker-compose.yml's postgres service (its POSTGRES_DB, prefect, is made first).
-PG_INIT = Path(__file__).resolve().parents[1] / "infra" / "postgres"
+PG_INIT = Path(__file__).resolve().parents[2] / "infra" / "postgres"
 
 
 def postgres_bin() -> Path | None:
