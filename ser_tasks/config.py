@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ser_tasks.emotions import EMOTIONS
 
+# the zoo's catalogue (no Keras); ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, WIDE_MODELS re-exported from here
+from ser_tasks.zoo import ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, MODEL_SPECS, WIDE_MODELS, models_taking  # noqa: F401
+
 
 class _Section(BaseModel):
     # attribute docstrings are the fields' descriptions: the JSON schema and docs/configuration.md read them
@@ -212,9 +215,6 @@ class FeatureConfig(_Section):
             raise ValueError(f"fmax {self.fmax} must be above fmin {self.fmin}")
         return self
 
-
-# The zoo's catalogue, read here without Keras; re-exported under the names they had in this module.
-from ser_tasks.zoo import ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, MODEL_SPECS, WIDE_MODELS, models_taking  # noqa: E402, F401, I001
 
 #: The split names, in the order rows are stored (the store's ``split`` codes 0, 1, 2).
 SPLITS = ("train", "val", "test")

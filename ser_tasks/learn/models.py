@@ -30,7 +30,6 @@ sees one), JAX or PyTorch backends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -38,9 +37,8 @@ import numpy as np
 from keras import layers
 
 from ser_tasks.errors import InputError
-from ser_tasks.zoo import (  # noqa: F401 - MODEL_INPUTS, norm_axis re-exported
+from ser_tasks.zoo import (  # noqa: F401 - MODEL_INPUTS, SPECTROGRAMS, WIDE_MODELS, norm_axis re-exported
     MODEL_INPUTS,
-    MODEL_SPECS,
     SPECTROGRAMS,
     WIDE_MODELS,
     input_spec,
@@ -462,10 +460,6 @@ def linear_probe(x, n_classes: int, dropout: float = 0.5):
     return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
-#: Model name -> its body, as the zoo's catalogue names it (:data:`ser_tasks.zoo.MODEL_SPECS`).
-MODELS: dict[str, Callable] = {name: spec.build_body() for name, spec in MODEL_SPECS.items()}
-
-
 #: :func:`build_model`'s options: the ``train.*`` setting each is, what it takes (for the error),
 #: and which values are valid. A model takes those its spec lists (:attr:`ser_tasks.zoo.ModelSpec.options`).
 _OPTIONS = {"width": ("width", "take a width (>= 1)", lambda v: v >= 1),
@@ -483,7 +477,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, normali
     The body ends in a softmax over the classes.
 
     Args:
-        name: a key of :data:`MODELS`.
+        name: a key of :data:`ser_tasks.zoo.MODEL_SPECS`.
         input_shape: per-row input shape, e.g. ``(64, 301, 1)`` for log-mel.
         n_classes: output classes (the store's vocabulary size).
         normalizer: statistics fitted on training rows, for this model's input.

@@ -133,6 +133,34 @@ def _probabilities(model, x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)[:n]
 
 
+def speaker_group(speaker, index: int) -> str:
+    """The normalisation group of input ``index``: its speaker when it names one, else the input alone."""
+    return f"speaker:{speaker}" if isinstance(speaker, str) and speaker else f"row:{index}"
+
+
+def recording_means(probs: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each recording's probabilities: the mean over its windows.
+
+    Args:
+        probs: ``(windows, k)`` probabilities of every scored window.
+        owners: ``(windows,)`` int, the recording (0 .. n - 1) each window belongs to.
+        n: how many recordings.
+
+    Returns:
+        ``(means, counts)``: ``(n, k)`` float64, NaN for a recording with no window, and ``(n,)``
+        int64 windows per recording.
+    """
+    owners = np.asarray(owners, dtype=np.int64)
+    counts = np.bincount(owners, minlength=n)
+    means = np.full((n, probs.shape[1]), np.nan)
+    if owners.size:
+        sums = np.zeros_like(means)
+        np.add.at(sums, owners, probs.astype(np.float64))
+        scored = counts > 0
+        means[scored] = sums[scored] / counts[scored, None]
+    return means, counts
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The emotion of one input.
@@ -310,21 +338,19 @@ class EmotionClassifier:
                 owners += [i] * len(row_inputs)
             except audio.AudioError as exc:
                 errors[i] = str(exc)
-        k = len(self.labels)
         if inputs:
             self.check_population(len(set(owners)))
-        groups = [f"speaker:{speakers[o]}" if speakers is not None and speakers[o] else f"row:{o}" for o in owners]
-        probs = self.probabilities(np.concatenate(inputs), np.asarray(groups)) if inputs else np.zeros((0, k))
-        out = []
-        owners_arr = np.asarray(owners, np.int64)
-        for i in range(len(waveforms)):
-            mine = probs[owners_arr == i].astype(np.float64)
-            if i in errors or not len(mine):
-                out.append(Prediction("", {}, 0, errors.get(i, f"waveform {i}: no window could be scored")))
-                continue
-            mean = mine.mean(axis=0)
-            out.append(Prediction(self.labels[int(mean.argmax())], dict(zip(self.labels, mean.tolist())), len(mine)))
-        return out
+        groups = np.asarray([speaker_group(speakers[o] if speakers is not None else None, o) for o in owners])
+        probs = (self.probabilities(np.concatenate(inputs), groups) if inputs
+                 else np.zeros((0, len(self.labels)), np.float32))
+        means, counts = recording_means(probs, owners, len(waveforms))
+        return [self._prediction(means[i], int(counts[i])) if counts[i]
+                else Prediction("", {}, 0, errors.get(i, f"waveform {i}: no window could be scored"))
+                for i in range(len(waveforms))]
+
+    def _prediction(self, mean: np.ndarray, windows: int) -> Prediction:
+        """A scored recording's prediction from its mean probabilities ``(k,)``."""
+        return Prediction(self.labels[int(mean.argmax())], dict(zip(self.labels, mean.tolist())), windows)
 
     def classify_file(self, path: str, storage_options: dict | None = None, windowed: bool = True) -> Prediction:
         """The emotion of one audio file (WAV, FLAC, OGG, MP3, AIFF; any rate, mono or not).
@@ -338,9 +364,8 @@ class EmotionClassifier:
             AudioError: the file cannot be read or decoded, or holds no speech; the message names it.
             InputError: the model is corpus-normalised (it needs a population: use :meth:`classify_batch`).
         """
+        self.check_population(1)  # before reading: a corpus-normalised model cannot score one file
         y = audio.load_audio(path, self.sample_rate, storage_options)
-        self.check_population(1)
         inputs, _ = self.windows(y, path, windowed=windowed)
-        probs = self.probabilities(np.concatenate(inputs), np.zeros(len(inputs), np.int64)).astype(np.float64)
-        mean = probs.mean(axis=0)
-        return Prediction(self.labels[int(mean.argmax())], dict(zip(self.labels, mean.tolist())), len(inputs))
+        probs = self.probabilities(np.concatenate(inputs), np.zeros(len(inputs), np.int64))
+        return self._prediction(probs.astype(np.float64).mean(axis=0), len(inputs))

@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from ser_tasks.errors import InputError
-from ser_tasks.serve.classifier import BATCH, EmotionClassifier, Preprocessing, window_bounds  # noqa: F401
+from ser_tasks.serve.classifier import (  # noqa: F401 - BATCH, Preprocessing, window_bounds re-exported
+    BATCH,
+    EmotionClassifier,
+    Preprocessing,
+    recording_means,
+    speaker_group,
+    window_bounds,
+)
 from ser_tasks.signal import audio
 
 _log = logging.getLogger(__name__)
@@ -213,12 +220,6 @@ def _decoded(row: dict, index: int, rate: int, storage_options: dict | None,
         raise
 
 
-def _speaker_of(row: dict, index: int) -> str:
-    """The group of an input row: its ``speaker`` when it names one, else the row alone."""
-    speaker = row.get("speaker")
-    return f"speaker:{speaker}" if isinstance(speaker, str) and speaker else f"row:{index}"
-
-
 def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool = True, per_window: bool = False,
                   window_seconds: float | None = None, hop_seconds: float | None = None,
                   storage_options: dict | None = None, allowed_paths: tuple[str, ...] = (),
@@ -295,10 +296,9 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
             _log.warning("row %d could not be scored", i, exc_info=True)
             errors[i] = f"row {i}: could not be scored ({type(exc).__name__})"
     k = len(vocab)
-    owners_arr = np.asarray(owners, dtype=np.int64)
     if inputs:
         classifier.check_population(len(set(owners)))
-    groups = np.asarray([_speaker_of(records[o], o) for o in owners])
+    groups = np.asarray([speaker_group(records[o].get("speaker"), o) for o in owners])
     probs = classifier.probabilities(np.concatenate(inputs), groups) if inputs else np.zeros((0, k), np.float32)
     columns = [f"p_{label}" for label in vocab]
     if per_window:
@@ -311,13 +311,7 @@ def predict_frame(model, prep: Preprocessing, frame: pd.DataFrame, windows: bool
         p = p[order]
     else:
         n = len(frame)
-        p = np.full((n, k), np.nan)
-        counts = np.bincount(owners_arr, minlength=n) if owners else np.zeros(n, np.int64)
-        if owners:
-            sums = np.zeros((n, k))
-            np.add.at(sums, owners_arr, probs.astype(np.float64))
-            scored = counts > 0
-            p[scored] = sums[scored] / counts[scored, None]
+        p, counts = recording_means(probs, owners, n)
         out = pd.DataFrame({"windows": counts.astype(np.int64), "error": [errors.get(i, "") for i in range(n)]})
     best = np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p, nan=-1.0).argmax(axis=1))
     at = 3 if per_window else 0  # after input, start and end
