@@ -15,15 +15,23 @@ import sys
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
 from ser_tasks.emotions import EMOTIONS
 
 # the zoo's catalogue (no Keras); ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, WIDE_MODELS re-exported from here
-from ser_tasks.zoo import ENCODER_MODELS, F0_MODELS, MODEL_INPUTS, MODEL_SPECS, WIDE_MODELS, models_taking  # noqa: F401
+from ser_tasks.zoo import (  # noqa: F401
+    ENCODER_MODELS,
+    F0_MODELS,
+    MODEL_INPUTS,
+    MODEL_SPECS,
+    WIDE_MODELS,
+    input_spec,
+    model_spec,
+)
 
 
 class _Section(BaseModel):
@@ -310,22 +318,32 @@ class ExtractConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Model choice and training schedule (Adam, class-weighted cross-entropy).
+    """The training settings every model takes: schedule, batches, losses, normalisation, where it runs.
+
+    ``PipelineConfig.train`` is a tagged union on ``train.model``: each model's settings are the section
+    :func:`train_section` gives it, this class for a model that reads no spectrogram and takes no
+    options of its own, :class:`SpectrogramTrainConfig` (adds SpecAugment) for one that reads a
+    spectrogram, :class:`TdnnTrainConfig` (adds the time-convolution options) for ``tdnn`` and
+    ``tdnn_prosody``. A setting of another section is refused by name, so an option appears only where
+    it applies (and only there is it logged to MLflow).
 
     The defaults are the recipe the project measured best (docs/decisions.md, D04): ``layer_weighted``
     on Whisper base's pooled states (``features.encoder``), 60 epochs on a cosine schedule from 1e-3,
     and an ensemble of 3 such models (seeds 0-2) whose probabilities are averaged; chosen on
     CREMA-D's folds (CREMA-D 0.638 against 0.543 for the from-scratch recipe). The from-scratch
     recipe, ``tdnn_prosody`` (``tdnn`` on the log-mel plus F0 and energy rows) for 160 epochs from
-    3e-3 with 4 augmented copies and SpecAugment, is ``benchmarks/accuracy.yaml`` (D08 to D10). The
-    SpecAugment settings apply to spectrogram models only. Nothing is selected on validation
-    speakers (D03).
+    3e-3 with 4 augmented copies and SpecAugment, is ``benchmarks/accuracy.yaml`` (D08 to D10).
+    Nothing is selected on validation speakers (D03).
 
     Each field's docstring says what it does (docs/configuration.md is generated from them).
+
+    Raises:
+        pydantic.ValidationError: ``model`` is not in the zoo or belongs to another section, or
+            ``corpus_norm`` and ``speaker_norm`` are both on.
     """
 
     model: str = "layer_weighted"
-    """The model (see the model zoo below; the default: D04)."""
+    """The model (see the model zoo below; the default: D04); it decides which settings below apply."""
     epochs: int = Field(60, ge=1)
     """Training epochs (the from-scratch `tdnn_prosody` recipe: 160, `benchmarks/accuracy.yaml`)."""
     schedule: Literal["plateau", "cosine"] = "cosine"
@@ -350,38 +368,12 @@ class TrainConfig(_Section):
     """Factor of that cut (`plateau` only)."""
     class_weights: bool = True
     """Balanced class weights in the cross-entropy."""
-    spec_freq_masks: int = Field(1, ge=0)
-    """SpecAugment (Park et al. 2019) in training: frequency masks per example, each set to the band mean; off at 0.
-    Spectrogram models only."""
-    spec_freq_width: int = Field(8, ge=0)
-    """Largest frequency mask, in mel bands (or MFCCs)."""
-    spec_time_masks: int = Field(1, ge=0)
-    """SpecAugment time masks per example; off at 0."""
-    spec_time_width: int = Field(25, ge=0)
-    """Largest time mask, in frames (10 ms each at the default hop)."""
     mixup_alpha: float = Field(0.0, ge=0)
     """Mixup (Zhang et al. 2018): each training example mixed with another of its epoch, inputs and labels, by a
     Beta(alpha, alpha) weight; off, since alpha 0.2 and 0.4 did not beat the recipe on CREMA-D's folds (D10)."""
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     """Label smoothing (Szegedy et al. 2016): train on `(1 - e) * onehot + e / n_classes`; off, since 0.1 lost 0.7 point
     on CREMA-D's folds (D10)."""
-    width: int | None = Field(None, ge=1)
-    """Convolution channels of `tdnn` / `tdnn_prosody` (each of the first three layers; the fourth has twice as many;
-    None: 128); other models refuse it. 192 lost 1.7 points on CREMA-D's folds, 96 lost 0.5 (D10)."""
-    dropout: float | None = Field(None, ge=0, lt=1)
-    """Rate of `tdnn` / `tdnn_prosody`'s two dropout layers, before and after the Dense 128 (None: 0.3); other models
-    refuse it. 0.5 lost 2.3 points on CREMA-D's folds, 0.1 tied (D10)."""
-    pooling: Literal["stats", "attentive"] | None = None
-    """Pooling over time of `tdnn` / `tdnn_prosody`: `stats`, mean and standard deviation (Snyder et al. 2018), or
-    `attentive`, weighted by a learned score per frame (Okabe et al. 2018); None: `stats`. Other models refuse it.
-    `attentive` lost 1.3 points on CREMA-D's folds (D10)."""
-    frame_pool: int | None = Field(None, ge=1)
-    """10 ms frames `tdnn` / `tdnn_prosody` average into one before the first convolution (None: 4, 40 ms steps); other
-    models refuse it. 8 trains in about half the time but lost 1.3 points on CREMA-D's folds (D10)."""
-    clip_norm: bool = False
-    """Centre every log-mel band of `tdnn` / `tdnn_prosody` on its mean over the clip (cepstral mean normalisation on
-    log-mel), after the training-set normalisation; other models refuse it. Off: −3.2 points on CREMA-D's folds
-    (D10)."""
     speaker_norm: bool = False
     """Normalise the model input per speaker (each element by the mean and sd of the speaker's own clips, no labels;
     Busso et al. 2013). Scoring normalises a held-out speaker by its own clips, `ser predict` by the files of one
@@ -409,21 +401,163 @@ class TrainConfig(_Section):
     LocalCluster, TensorFlow's choice on a cluster given by address)."""
 
     @model_validator(mode="after")
-    def _model_options(self) -> TrainConfig:
-        if self.model not in MODEL_SPECS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_SPECS)}")
-        for key in sorted({o for s in MODEL_SPECS.values() for o in s.options}):
-            value = getattr(self, key)  # unset: None, or False for a flag (dropout 0.0 is a setting)
-            if value is not None and value is not False and key not in MODEL_SPECS[self.model].options:
-                raise ValueError(f"train.{key} is a setting of {', '.join(models_taking(key))} only, not {self.model}")
+    def _model_section(self) -> TrainConfig:
+        section = train_section(self.model)  # raises for a model outside the zoo
+        if section is not type(self):
+            raise ValueError(f"train.model {self.model} takes the settings of {section.__name__}, "
+                             f"not {type(self).__name__}")
         if self.corpus_norm and self.speaker_norm:
             raise ValueError("train.corpus_norm normalises by corpus, train.speaker_norm by speaker; choose one")
         return self
 
     @property
     def spec_augment(self) -> bool:
+        """Whether SpecAugment masking is on (never for a model that reads no spectrogram)."""
+        return False
+
+    def body_options(self) -> dict[str, Any]:
+        """The model's own settings as :func:`ser_tasks.learn.models.build_model`'s keyword arguments (none here)."""
+        return {}
+
+
+class SpectrogramTrainConfig(TrainConfig):
+    """The settings of a model that reads a spectrogram (``log_mel``, ``mfcc``, ``log_mel_prosody``): SpecAugment.
+
+    SpecAugment (Park et al. 2019) masks bands and frames of the normalised input in training only.
+    """
+
+    model: str = "compact_cnn"
+    """The model (see the model zoo below)."""
+    spec_freq_masks: int = Field(1, ge=0)
+    """SpecAugment (Park et al. 2019) in training: frequency masks per example, each set to the band mean; off at 0."""
+    spec_freq_width: int = Field(8, ge=0)
+    """Largest frequency mask, in mel bands (or MFCCs)."""
+    spec_time_masks: int = Field(1, ge=0)
+    """SpecAugment time masks per example; off at 0."""
+    spec_time_width: int = Field(25, ge=0)
+    """Largest time mask, in frames (10 ms each at the default hop)."""
+
+    @property
+    def spec_augment(self) -> bool:
         """Whether SpecAugment masking is on."""
         return self.spec_freq_masks > 0 or self.spec_time_masks > 0
+
+
+class TdnnTrainConfig(SpectrogramTrainConfig):
+    """The settings of the time-convolution models (``tdnn``, ``tdnn_prosody``; :data:`ser_tasks.zoo.TDNN_OPTIONS`).
+
+    The defaults are those of the body, :func:`ser_tasks.learn.models.tdnn` (the from-scratch recipe,
+    D10).
+    """
+
+    model: str = "tdnn"
+    """The model (see the model zoo below)."""
+    width: int = Field(128, ge=1)
+    """Convolution channels (each of the first three layers; the fourth has twice as many). 192 lost 1.7 points on
+    CREMA-D's folds, 96 lost 0.5 (D10)."""
+    dropout: float = Field(0.3, ge=0, lt=1)
+    """Rate of the two dropout layers, before and after the Dense 128. 0.5 lost 2.3 points on CREMA-D's folds, 0.1
+    tied (D10)."""
+    pooling: Literal["stats", "attentive"] = "stats"
+    """Pooling over time: `stats`, mean and standard deviation (Snyder et al. 2018), or `attentive`, weighted by a
+    learned score per frame (Okabe et al. 2018). `attentive` lost 1.3 points on CREMA-D's folds (D10)."""
+    frame_pool: int = Field(4, ge=1)
+    """10 ms frames averaged into one before the first convolution (4: 40 ms steps). 8 trains in about half the time
+    but lost 1.3 points on CREMA-D's folds (D10)."""
+    clip_norm: bool = False
+    """Centre every log-mel band on its mean over the clip (cepstral mean normalisation on log-mel), after the
+    training-set normalisation. Off: −3.2 points on CREMA-D's folds (D10)."""
+
+    def body_options(self) -> dict[str, Any]:
+        """``width``, ``dropout``, ``pooling``, ``pool`` (``frame_pool``) and ``clip_norm`` for ``build_model``."""
+        return {"width": self.width, "dropout": self.dropout, "pooling": self.pooling, "pool": self.frame_pool,
+                "clip_norm": self.clip_norm}
+
+
+#: Every section of ``train``, most general first.
+TRAIN_SECTIONS: tuple[type[TrainConfig], ...] = (TrainConfig, SpectrogramTrainConfig, TdnnTrainConfig)
+#: SpecAugment's settings, the section a spectrogram model adds.
+SPEC_AUGMENT_OPTIONS = frozenset(SpectrogramTrainConfig.model_fields) - frozenset(TrainConfig.model_fields)
+#: What a flat ``train`` section (before the sections) wrote for a setting its model did not take; such
+#: a value is dropped when an old configuration or deployment is read, any other is refused.
+FLAT_UNSET: dict[str, Any] = {"width": None, "dropout": None, "pooling": None, "frame_pool": None,
+                              "clip_norm": False, "spec_freq_masks": 1, "spec_freq_width": 8,
+                              "spec_time_masks": 1, "spec_time_width": 25}
+
+
+def train_section(model: str) -> type[TrainConfig]:
+    """The ``train`` section of a zoo model.
+
+    It is the one whose settings are the common ones, SpecAugment's when the model reads a spectrogram,
+    and the model's own options (:attr:`ser_tasks.zoo.ModelSpec.options`).
+
+    Raises:
+        ValueError: ``model`` is not in the zoo, or no section holds its options.
+    """
+    spec = model_spec(model)  # InputError (a ValueError) names the choices
+    wanted = set(TrainConfig.model_fields) | spec.options
+    if input_spec(spec.input).layout == "spectrogram":
+        wanted |= SPEC_AUGMENT_OPTIONS
+    for section in TRAIN_SECTIONS:
+        if set(section.model_fields) == wanted:
+            return section
+    raise ValueError(f"no train section holds the settings of {model} ({', '.join(sorted(spec.options))})")
+
+
+def models_with(key: str) -> list[str]:
+    """The zoo models whose ``train`` section has the setting ``key``, in zoo order."""
+    return [m for m in MODEL_SPECS if key in train_section(m).model_fields]
+
+
+def _section_data(data: Any) -> Any:
+    """A ``train`` mapping checked against its model's section before pydantic picks it.
+
+    A setting of another section is refused by name; one a flat section wrote when it was unset
+    (:data:`FLAT_UNSET`) is dropped, so configurations and deployments written before the sections load.
+    """
+    if not isinstance(data, dict):
+        return data
+    model = data.get("model", TrainConfig.model_fields["model"].default)
+    section = train_section(model).model_fields
+    known = {k for s in TRAIN_SECTIONS for k in s.model_fields}
+    out = {}
+    for key, value in data.items():
+        flat_unset = key in FLAT_UNSET and (value is None or (key not in section and value == FLAT_UNSET[key]))
+        if flat_unset:
+            continue
+        if key in known and key not in section:
+            raise ValueError(f"train.{key} is a setting of {', '.join(models_with(key))} only, not {model}")
+        out[key] = value
+    return out
+
+
+def _section_tag(data: Any) -> str | None:
+    model = data.get("model", TrainConfig.model_fields["model"].default) if isinstance(data, dict) else data.model
+    try:
+        return train_section(model).__name__
+    except ValueError:
+        return None
+
+
+#: ``PipelineConfig.train``: the section of ``train.model`` (a tagged union on the model's name).
+TrainSection = Annotated[
+    Annotated[TrainConfig, Tag("TrainConfig")]
+    | Annotated[SpectrogramTrainConfig, Tag("SpectrogramTrainConfig")]
+    | Annotated[TdnnTrainConfig, Tag("TdnnTrainConfig")],
+    Discriminator(_section_tag)]
+_TRAIN_ADAPTER = TypeAdapter(TrainSection)
+
+
+def train_config(data: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
+    """A ``train`` section from a mapping (``{"model": "tdnn", "width": 96}``) and keyword settings.
+
+    Returns:
+        An instance of ``train_section(model)``.
+
+    Raises:
+        ValueError: an unknown model or setting, a setting of another model, or a value out of range.
+    """
+    return _TRAIN_ADAPTER.validate_python(_section_data({**(data or {}), **settings}))
 
 
 class TrackingConfig(_Section):
@@ -444,8 +578,13 @@ class PipelineConfig(_Section):
     features: FeatureConfig = FeatureConfig()
     split: SplitConfig = SplitConfig()
     extract: ExtractConfig = ExtractConfig()
-    train: TrainConfig = TrainConfig()
+    train: TrainSection = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train_section(cls, value: Any) -> Any:
+        return _section_data(value)
 
     @model_validator(mode="after")
     def _nyquist(self) -> PipelineConfig:
@@ -498,11 +637,16 @@ class PipelineConfig(_Section):
             ValueError: an unknown section or key, or a value that fails validation.
         """
         data = self.model_dump(mode="json")
+        # train: only what differs from its section's defaults, so that another train.model takes its
+        # own section's defaults and a setting the new model lacks is refused only when it was set
+        data["train"] = {"model": self.train.model, **self.train.model_dump(mode="json", exclude_defaults=True)}
+        train_keys = {k for s in TRAIN_SECTIONS for k in s.model_fields}
         for dotted, value in overrides.items():
             if value is None:
                 continue
             section, _, key = dotted.partition(".")
-            if section not in data or key not in data[section]:
+            known = train_keys if section == "train" else data.get(section, {})
+            if section not in data or key not in known:
                 raise ValueError(f"unknown configuration key {dotted!r}")
             data[section][key] = value
         return PipelineConfig.model_validate(data)
@@ -605,13 +749,20 @@ def reference_markdown() -> str:
     """
     rows = [REFERENCE_BEGIN, "", "| key | default | values | meaning |", "|---|---|---|---|"]
     for section, info in PipelineConfig.model_fields.items():
-        model = info.annotation
-        for key, field in model.model_fields.items():
-            if not field.description:
-                raise ValueError(f"{model.__name__}.{key} has no docstring")
-            default = field.get_default(call_default_factory=True)
-            description = " ".join(field.description.split())
-            rows.append(f"| `{section}.{key}` | {_shown(default)} | {_values(field)} | {description} |")
+        # train is a tagged union: the common settings, then each section's own, marked with its models
+        models = TRAIN_SECTIONS if section == "train" else (info.annotation,)
+        for model in models:
+            inherited = model.__mro__[1].model_fields if model in TRAIN_SECTIONS[1:] else {}
+            for key, field in model.model_fields.items():
+                if key in inherited:
+                    continue
+                if not field.description:
+                    raise ValueError(f"{model.__name__}.{key} has no docstring")
+                default = field.get_default(call_default_factory=True)
+                description = " ".join(field.description.split())
+                if inherited:
+                    description = f"*Only {', '.join(f'`{m}`' for m in models_with(key))}.* {description}"
+                rows.append(f"| `{section}.{key}` | {_shown(default)} | {_values(field)} | {description} |")
     return "\n".join([*rows, "", REFERENCE_END]) + "\n"
 
 

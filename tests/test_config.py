@@ -51,13 +51,13 @@ def test_the_f0_stride_changes_the_store_only_when_set_and_f0_is_on():
     ({"features.n_mfcc": 80}, "exceeds n_mels"),
     ({"train.nope": 1}, "unknown configuration key"),
     ({"train.model": "compact_cnn", "train.width": 64}, "width is a setting of tdnn"),
-    ({"train.width": 0}, "greater than or equal to 1"),
+    ({"train.model": "tdnn", "train.width": 0}, "greater than or equal to 1"),
     ({"train.model": "compact_cnn", "train.dropout": 0.5}, "dropout is a setting of tdnn"),
-    ({"train.dropout": 1.0}, "less than 1"),
+    ({"train.model": "tdnn", "train.dropout": 1.0}, "less than 1"),
     ({"train.model": "compact_cnn", "train.pooling": "attentive"}, "pooling is a setting of tdnn"),
-    ({"train.pooling": "max"}, "'stats' or 'attentive'"),
+    ({"train.model": "tdnn", "train.pooling": "max"}, "'stats' or 'attentive'"),
     ({"train.model": "notebook_cnn2d", "train.frame_pool": 8}, "frame_pool is a setting of tdnn"),
-    ({"train.frame_pool": 0}, "greater than or equal to 1"),
+    ({"train.model": "tdnn", "train.frame_pool": 0}, "greater than or equal to 1"),
     ({"train.model": "compact_cnn", "train.clip_norm": True}, "clip_norm is a setting of tdnn"),
     ({"train.model": "compact_cnn", "train.dropout": 0.0}, "dropout is a setting of tdnn"),  # 0.0 is set, not unset
     ({"train.corpus_norm": True, "train.speaker_norm": True}, "normalises by corpus"),
@@ -126,7 +126,8 @@ def test_the_configuration_page_is_the_table_the_schema_generates(tmp_path):
     table = page[page.index(REFERENCE_BEGIN):page.index(REFERENCE_END) + len(REFERENCE_END) + 1]
     assert table == reference_markdown(), "run: python -m ser_tasks.config docs/configuration.md"
     keys = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
-    assert keys == list(PipelineConfig().flat_params())  # every setting, once, in order
+    tdnn = PipelineConfig().with_overrides({"train.model": "tdnn"})
+    assert keys == list(tdnn.flat_params())  # every setting, once, in order (tdnn's section has them all)
     assert "| `train.ensemble` | 3 | integer ≥ 1 |" in table
     assert "| `train.schedule` | cosine | `plateau` or `cosine` |" in table
     assert "| `audio.trim_top_db` | 30 | number > 0, or none |" in table
@@ -138,3 +139,50 @@ def test_the_configuration_page_is_the_table_the_schema_generates(tmp_path):
     plain.write_text("no table here\n")
     with pytest.raises(ValueError, match="no generated-table markers"):
         write_reference(plain)
+
+
+def test_the_train_section_is_the_models_own():
+    """train is a tagged union on train.model: each model has the settings that apply to it, and only
+    those are logged."""
+    from ser_tasks.config import SpectrogramTrainConfig, TdnnTrainConfig, TrainConfig, train_config, train_section
+    from ser_tasks.zoo import MODEL_SPECS
+
+    assert {m: train_section(m).__name__ for m in MODEL_SPECS} == {
+        "compact_cnn": "SpectrogramTrainConfig", "tdnn": "TdnnTrainConfig", "notebook_cnn2d": "SpectrogramTrainConfig",
+        "notebook_cnn1d": "TrainConfig", "notebook_deep_cnn1d": "TrainConfig", "utterance_mlp": "TrainConfig",
+        "tdnn_prosody": "TdnnTrainConfig", "layer_weighted": "TrainConfig", "layer_concat": "TrainConfig",
+        "linear_probe": "TrainConfig"}
+    default = PipelineConfig()
+    assert type(default.train) is TrainConfig and not default.train.spec_augment
+    assert not {"train.width", "train.spec_freq_masks"} & set(default.flat_params())
+    tdnn = default.with_overrides({"train.model": "tdnn", "train.width": 96})
+    assert type(tdnn.train) is TdnnTrainConfig and tdnn.train.spec_augment
+    assert tdnn.flat_params()["train.width"] == 96 and tdnn.flat_params()["train.frame_pool"] == 4
+    assert tdnn.train.body_options() == {"width": 96, "dropout": 0.3, "pooling": "stats", "pool": 4, "clip_norm": False}
+    # another model through --model: the old section's settings go when at their defaults, are refused when set
+    cnn = default.with_overrides({"train.model": "tdnn"}).with_overrides({"train.model": "compact_cnn"})
+    assert type(cnn.train) is SpectrogramTrainConfig and cnn.train.body_options() == {}
+    with pytest.raises(ValueError, match="train.width is a setting of tdnn, tdnn_prosody only, not compact_cnn"):
+        tdnn.with_overrides({"train.model": "compact_cnn"})
+    assert tdnn.with_overrides({"train.model": "tdnn_prosody", "features.f0": True}).train.width == 96
+    with pytest.raises(ValueError, match="spec_time_masks is a setting of compact_cnn, tdnn, notebook_cnn2d, "
+                                         "tdnn_prosody only, not layer_weighted"):
+        load_config(None, {"train.spec_time_masks": 0})
+    with pytest.raises(ValueError, match="takes the settings of TrainConfig, not SpectrogramTrainConfig"):
+        SpectrogramTrainConfig(model="layer_weighted")
+    assert train_config(model="tdnn_prosody", width=64).width == 64
+    assert PipelineConfig.model_validate(tdnn.model_dump()) == tdnn  # a dump reads back as the same section
+
+
+def test_a_flat_train_section_written_before_the_sections_still_loads():
+    """Deployments and files of before the sections carry every train key, the ones their model did
+    not take at their old unset values: those are dropped, a real setting is still refused."""
+    flat = {"model": "layer_weighted", "epochs": 5, "width": None, "dropout": None, "pooling": None,
+            "frame_pool": None, "clip_norm": False, "spec_freq_masks": 1, "spec_freq_width": 8,
+            "spec_time_masks": 1, "spec_time_width": 25}
+    old = PipelineConfig.model_validate({"train": flat})
+    assert old.train == PipelineConfig().train.model_copy(update={"epochs": 5})
+    tdnn = PipelineConfig.model_validate({"features": {"encoder": None}, "train": {**flat, "model": "tdnn"}})
+    assert tdnn.train.width == 128 and tdnn.train.spec_freq_masks == 1  # None was "the default"
+    with pytest.raises(ValueError, match="train.width is a setting of tdnn"):
+        PipelineConfig.model_validate({"train": {**flat, "width": 96}})

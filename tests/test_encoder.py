@@ -265,8 +265,7 @@ def test_an_encoder_model_trains_from_the_store_and_scores_raw_files_as_stored(t
     cfg = PipelineConfig().with_overrides({
         "audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
         "features.encoder": str(tiny_encoder_dir),
-        "train.model": "layer_weighted", "train.epochs": 6, "train.batch_size": 8, "train.ensemble": 1,
-        "train.spec_freq_masks": 0, "train.spec_time_masks": 0})
+        "train.model": "layer_weighted", "train.epochs": 6, "train.batch_size": 8, "train.ensemble": 1})
     store = extracted_store(root, cfg, str(tmp_path / "f.zarr"))
     view = store.view()
     assert "encoder" in view.attrs["features"] and input_shape(view, "encoder_stats") == (3, 64)

@@ -208,3 +208,16 @@ def test_a_new_input_kind_and_a_new_model_are_one_catalogue_entry_each(monkeypat
         PipelineConfig().with_overrides({"train.model": "rms_mlp", "train.width": 64})
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         PipelineConfig().with_overrides({"train.model": "nope"})
+
+
+def test_the_tdnn_sections_defaults_are_its_bodys():
+    """train.width and the rest default to what tdnn's body takes when not given: one recipe, not two."""
+    import inspect
+
+    from ser_tasks.config import TdnnTrainConfig
+    from ser_tasks.learn.models import tdnn
+
+    body = {k: p.default for k, p in inspect.signature(tdnn).parameters.items() if p.default is not p.empty}
+    options = TdnnTrainConfig().body_options()
+    assert options.pop("clip_norm") is False  # a layer before the body, off
+    assert options == body

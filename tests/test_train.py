@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import extracted_store, make_ravdess_like, require_backend
-from ser_tasks.config import PipelineConfig
+from ser_tasks.config import PipelineConfig, TrainConfig, train_config
 from ser_tasks.corpus.manifest import build_manifest
 from ser_tasks.corpus.split import assign_split
 from ser_tasks.learn.training import fit, score_split, training_loss
@@ -98,8 +98,8 @@ def test_spec_augment_width_and_pooling_settings_reach_the_saved_model(tone_stor
     assert "clip_mean_norm" not in [layer.name for layer in masked_model.layers]  # off by default
     # the default masks are on; a model that reads no spectrogram trains without them
     assert cfg.train.spec_augment
-    cnn1d = keras.models.load_model(fit(view, cfg.train.model_copy(update={"model": "notebook_cnn1d", "epochs": 1,
-                                                                           "ensemble": 1}),
+    common = cfg.train.model_dump(include=set(TrainConfig.model_fields))
+    cnn1d = keras.models.load_model(fit(view, train_config(common, model="notebook_cnn1d", epochs=1, ensemble=1),
                                         tmp / "cnn1d", verbose=0).model_path)
     assert "spec_augment" not in [layer.name for layer in cnn1d.layers]
 
@@ -133,11 +133,11 @@ OTHER_BACKEND_FIT = """
 import json, sys
 from pathlib import Path
 import keras
-from ser_tasks.config import TrainConfig
+from ser_tasks.config import train_config
 from ser_tasks.store.zarr_store import FeatureStore
 from ser_tasks.learn.training import fit, score_split, training_loss
 view = FeatureStore.locate(sys.argv[1]).view()
-cfg = TrainConfig.model_validate_json(sys.argv[2])
+cfg = train_config(json.loads(sys.argv[2]))  # the section of its model
 out = Path(sys.argv[3])
 result = fit(view, cfg, out, verbose=0)
 scores = score_split(view, result.model_path, out)

@@ -22,7 +22,6 @@ from ser_tasks.learn import metrics
 from ser_tasks.learn.data import SpeakerNorm, ZarrSequence, input_shape, iter_chunks, resident_tf_dataset
 from ser_tasks.learn.models import (
     MODEL_INPUTS,
-    SPECTROGRAMS,
     Normalizer,
     SpecAugment,
     build_model,
@@ -286,11 +285,10 @@ def _train_one(view: StoreView, train_idx: np.ndarray, cfg: TrainConfig, out_dir
                              class_weights=weights, one_per_clip=clips, memory_limit_mib=cfg.memory_mib,
                              mixup_alpha=cfg.mixup_alpha, n_classes=len(vocab), speaker_norm=speakers,
                              workers=2, max_queue_size=8)
-    # SpecAugment is on by default; a model that reads no spectrogram (notebook_cnn1d) trains without it
+    # SpecAugment: only a spectrogram model's section has it (SpectrogramTrainConfig), on by default
     masking = SpecAugment(cfg.spec_freq_masks, cfg.spec_freq_width, cfg.spec_time_masks, cfg.spec_time_width,
-                          seed=cfg.seed, name="spec_augment") if cfg.spec_augment and name in SPECTROGRAMS else None
-    model = build_model(cfg.model, input_shape(view, name), len(vocab), normalizer, masking, cfg.width,
-                        cfg.dropout, cfg.pooling, cfg.frame_pool, cfg.clip_norm)
+                          seed=cfg.seed, name="spec_augment") if cfg.spec_augment else None
+    model = build_model(cfg.model, input_shape(view, name), len(vocab), normalizer, masking, **cfg.body_options())
     cosine = cfg.schedule == "cosine"
     rate = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * len(train_seq))
             if cosine else cfg.learning_rate)
