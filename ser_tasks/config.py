@@ -14,6 +14,7 @@ import re
 import sys
 import tomllib
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -317,6 +318,17 @@ class ExtractConfig(_Section):
     """How long a second writer waits for the lease, seconds, before stopping with the holder's name."""
 
 
+def _models_of(section: str) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of a section's ``model``: its models as an enum.
+
+    They are read from the zoo when the schema is built, so that a ``train`` mapping matches exactly
+    one section of the schema's ``oneOf`` (Prefect validates a deployment's parameters against it).
+    """
+    def extra(schema: dict[str, Any]) -> None:
+        schema["enum"] = [m for m in MODEL_SPECS if train_section(m).__name__ == section]
+    return extra
+
+
 class TrainConfig(_Section):
     """The training settings every model takes: schedule, batches, losses, normalisation, where it runs.
 
@@ -342,7 +354,7 @@ class TrainConfig(_Section):
             ``corpus_norm`` and ``speaker_norm`` are both on.
     """
 
-    model: str = "layer_weighted"
+    model: str = Field("layer_weighted", json_schema_extra=_models_of("TrainConfig"))
     """The model (see the model zoo below; the default: D04); it decides which settings below apply."""
     epochs: int = Field(60, ge=1)
     """Training epochs (the from-scratch `tdnn_prosody` recipe: 160, `benchmarks/accuracy.yaml`)."""
@@ -426,7 +438,7 @@ class SpectrogramTrainConfig(TrainConfig):
     SpecAugment (Park et al. 2019) masks bands and frames of the normalised input in training only.
     """
 
-    model: str = "compact_cnn"
+    model: str = Field(json_schema_extra=_models_of("SpectrogramTrainConfig"))
     """The model (see the model zoo below)."""
     spec_freq_masks: int = Field(1, ge=0)
     """SpecAugment (Park et al. 2019) in training: frequency masks per example, each set to the band mean; off at 0."""
@@ -450,7 +462,7 @@ class TdnnTrainConfig(SpectrogramTrainConfig):
     D10).
     """
 
-    model: str = "tdnn"
+    model: str = Field(json_schema_extra=_models_of("TdnnTrainConfig"))
     """The model (see the model zoo below)."""
     width: int = Field(128, ge=1)
     """Convolution channels (each of the first three layers; the fourth has twice as many). 192 lost 1.7 points on

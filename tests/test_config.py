@@ -158,6 +158,7 @@ def test_the_train_section_is_the_models_own():
     tdnn = default.with_overrides({"train.model": "tdnn", "train.width": 96})
     assert type(tdnn.train) is TdnnTrainConfig and tdnn.train.spec_augment
     assert tdnn.flat_params()["train.width"] == 96 and tdnn.flat_params()["train.frame_pool"] == 4
+    assert TdnnTrainConfig(model="tdnn").body_options()["width"] == 128
     assert tdnn.train.body_options() == {"width": 96, "dropout": 0.3, "pooling": "stats", "pool": 4, "clip_norm": False}
     # another model through --model: the old section's settings go when at their defaults, are refused when set
     cnn = default.with_overrides({"train.model": "tdnn"}).with_overrides({"train.model": "compact_cnn"})
@@ -172,6 +173,20 @@ def test_the_train_section_is_the_models_own():
         SpectrogramTrainConfig(model="layer_weighted")
     assert train_config(model="tdnn_prosody", width=64).width == 64
     assert PipelineConfig.model_validate(tdnn.model_dump()) == tdnn  # a dump reads back as the same section
+
+
+@pytest.mark.parametrize("model", ["layer_weighted", "compact_cnn", "tdnn_prosody"])
+def test_the_json_schema_takes_each_sections_dump_as_that_section_only(model):
+    """Prefect validates a deployment's parameters against the schema: a train mapping must match one
+    branch of its oneOf, not all three (every section's settings have defaults)."""
+    import jsonschema
+
+    cfg = PipelineConfig().with_overrides({"train.model": model, "features.f0": True})
+    schema = PipelineConfig.model_json_schema()
+    jsonschema.validate(cfg.model_dump(mode="json"), schema)
+    jsonschema.validate({"train": {"epochs": 3}}, schema)  # no model: the default's section
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"train": {"model": model, "nope": 1}}, schema)
 
 
 def test_a_flat_train_section_written_before_the_sections_still_loads():

@@ -218,6 +218,6 @@ def test_the_tdnn_sections_defaults_are_its_bodys():
     from ser_tasks.learn.models import tdnn
 
     body = {k: p.default for k, p in inspect.signature(tdnn).parameters.items() if p.default is not p.empty}
-    options = TdnnTrainConfig().body_options()
+    options = TdnnTrainConfig(model="tdnn").body_options()
     assert options.pop("clip_norm") is False  # a layer before the body, off
     assert options == body
