@@ -1,5 +1,7 @@
 """Flow ``extract_features``: corpus root -> manifest -> actor-disjoint split -> Zarr features.
 
+``ser_extract`` runs it in an MLflow run of its own (``ser extract``).
+
 Runs of adjacent pending Zarr chunks (``extract.chunks_per_task`` of them, 256 rows by default; not
 one task per file: NOTES.md measured about 100 ms per Dask task, and a Prefect task run costs about
 0.4 CPU-seconds more) are mapped over a ``DaskTaskRunner``: a LocalCluster of worker processes by
@@ -184,3 +186,34 @@ def extract_features(root: str | list[str], store_url: str, config: PipelineConf
         log_extraction(manifest, failures, summary)
     return summary
 
+
+
+@flow(name="ser_extract", log_prints=True)
+def ser_extract(root: str | list[str], store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
+                mlflow_uri: str | None = None, dask_address: str | None = None,
+                storage_options: dict | None = None, crema_demographics: str | None = None,
+                show_progress: bool = True) -> dict:
+    """:func:`extract_features` on a Dask runner in an MLflow run of its own (``ser extract``).
+
+    As :func:`flows.pipeline.ser_pipeline` does for the whole pipeline, the flow, not its caller,
+    opens the run (tag ``stage: extract``) and logs the settings; the extraction logs the manifest,
+    split and failures to it. The parameters are :func:`extract_features`'s, with ``mlflow_uri`` (default
+    ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``) and ``dask_address`` (an existing Dask
+    scheduler; a LocalCluster of ``extract.workers`` when ``None``).
+
+    Returns:
+        :func:`extract_features`'s summary with ``mlflow_run_id``.
+    """
+    import mlflow  # here, not at the top: every extraction worker imports this module (see above)
+
+    from ser_tasks.learn import tracking
+
+    cfg = PipelineConfig.model_validate(config or {})
+    tracking.setup(mlflow_uri, cfg.tracking.experiment)
+    runner = extraction_runner(cfg, dask_address)
+    roots = root if isinstance(root, str) else " ".join(root)
+    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": roots}) as run:
+        mlflow.log_params(cfg.flat_params())
+        summary = extract_features.with_options(task_runner=runner)(root, store_url, cfg, corpus, storage_options,
+                                                                     crema_demographics, show_progress)
+    return {**summary, "mlflow_run_id": run.info.run_id}

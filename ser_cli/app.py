@@ -241,9 +241,12 @@ def extract(roots: RootsArg = None, store: StoreOpt = "ser-out/features.zarr", m
         if summary is not None:
             console.print(f"up to date: nothing new under {' '.join(root)}")
         else:
-            with _flow_runtime(cfg, dask_address, local_workers=True):  # takes the early server
-                summary = _extract_flow(root, store, cfg, corpus, storage, crema_demographics, mlflow_uri,
-                                        dask_address)
+            with _flow_runtime(cfg, dask_address, local_workers=True) as ready:  # takes the early server
+                from flows.extract import ser_extract
+
+                ready()
+                summary = ser_extract(root, store, cfg, corpus, mlflow_uri, dask_address, storage,
+                                      crema_demographics)
     console.print(f"{summary['clips']} clips, {summary['rows']} rows ({summary['computed_rows']} computed now), "
                   f"{summary['failed_rows']} failed, {summary['skipped']} skipped, {summary['seconds']:.1f} s; "
                   f"group {summary['group']} in {store}")
@@ -261,25 +264,6 @@ def _start_forkserver(cfg, dask_address: str | None) -> None:
         from ser_tasks.runtime.worker_setup import warm_up_for
 
         forkserver.start(warm_up_for(cfg))
-
-
-def _extract_flow(root: list[str], store: str, cfg, corpus: str | None, storage: dict | None,
-                  crema_demographics: str | None, mlflow_uri: str | None, dask_address: str | None) -> dict:
-    """``extract_features`` on a Dask runner, in an MLflow run of its own; the summary with ``mlflow_run_id``."""
-    import mlflow
-
-    from flows.engine.prefect_server import await_api
-    from flows.extract import extract_features, extraction_runner
-    from ser_tasks.learn import tracking
-
-    tracking.setup(mlflow_uri, cfg.tracking.experiment)
-    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": " ".join(root)}) as active:
-        mlflow.log_params(cfg.flat_params())
-        runner = extraction_runner(cfg, dask_address)
-        await_api()
-        summary = extract_features.with_options(task_runner=runner)(root, store, cfg, corpus, storage,
-                                                                     crema_demographics)
-    return {**summary, "mlflow_run_id": active.info.run_id}
 
 
 @app.command()
