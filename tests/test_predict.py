@@ -39,16 +39,19 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """An ensemble of two default models (Whisper base's states, ``layer_weighted``) trained briefly on tones
+def trained(tmp_path_factory, tiny_encoder_dir):
+    """An ensemble of two default models (``layer_weighted`` on encoder states) trained briefly on tones
     (1.2 s of tone fits the 1.5 s clip), logged and registered; the store also holds F0, for every input.
 
     An ensemble, as the recipe trains, so that every test here also loads the members nested in one model.
+    The encoder is conftest's tiny random Whisper: these tests are about prediction and serving, and
+    the registered model bundles its encoder, which for Whisper base is 145 MB copied at every load.
+    (The scale-out test registers and serves a model with Whisper base itself.)
     """
     tmp = tmp_path_factory.mktemp("predict")
     root = make_ravdess_like(tmp / "corpus", actors=tuple(range(1, 9)), emotions=("01", "05", "04"), takes=4)
     cfg = PipelineConfig().with_overrides({"audio.duration": 1.5, "augment.variants": 1, "extract.batch_rows": 16,
-                                           "features.f0": True,
+                                           "features.f0": True, "features.encoder": str(tiny_encoder_dir),
                                            "train.epochs": 8, "train.batch_size": 16, "train.ensemble": 2})
     store = extracted_store(root, cfg, str(tmp / "f.zarr"))
     result = fit(store.view(), cfg.train, tmp / "out", verbose=0)
