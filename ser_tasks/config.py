@@ -488,6 +488,8 @@ class TdnnTrainConfig(SpectrogramTrainConfig):
 
 #: Every section of ``train``, most general first.
 TRAIN_SECTIONS: tuple[type[TrainConfig], ...] = (TrainConfig, SpectrogramTrainConfig, TdnnTrainConfig)
+#: Every ``train`` setting of any section.
+TRAIN_KEYS = frozenset(k for section in TRAIN_SECTIONS for k in section.model_fields)
 #: SpecAugment's settings, the section a spectrogram model adds.
 SPEC_AUGMENT_OPTIONS = frozenset(SpectrogramTrainConfig.model_fields) - frozenset(TrainConfig.model_fields)
 #: What a flat ``train`` section (before the sections) wrote for a setting its model did not take; such
@@ -529,24 +531,27 @@ def _section_data(data: Any) -> Any:
     """
     if not isinstance(data, dict):
         return data
-    model = data.get("model", TrainConfig.model_fields["model"].default)
+    model = _model_of(data)
     section = train_section(model).model_fields
-    known = {k for s in TRAIN_SECTIONS for k in s.model_fields}
     out = {}
     for key, value in data.items():
         flat_unset = key in FLAT_UNSET and (value is None or (key not in section and value == FLAT_UNSET[key]))
         if flat_unset:
             continue
-        if key in known and key not in section:
+        if key in TRAIN_KEYS and key not in section:
             raise ValueError(f"train.{key} is a setting of {', '.join(models_with(key))} only, not {model}")
         out[key] = value
     return out
 
 
+def _model_of(data: Any) -> Any:
+    """The model a ``train`` mapping or section names (the default model when a mapping names none)."""
+    return data.get("model", TrainConfig.model_fields["model"].default) if isinstance(data, dict) else data.model
+
+
 def _section_tag(data: Any) -> str | None:
-    model = data.get("model", TrainConfig.model_fields["model"].default) if isinstance(data, dict) else data.model
     try:
-        return train_section(model).__name__
+        return train_section(_model_of(data)).__name__
     except ValueError:
         return None
 
@@ -652,12 +657,11 @@ class PipelineConfig(_Section):
         # train: only what differs from its section's defaults, so that another train.model takes its
         # own section's defaults and a setting the new model lacks is refused only when it was set
         data["train"] = {"model": self.train.model, **self.train.model_dump(mode="json", exclude_defaults=True)}
-        train_keys = {k for s in TRAIN_SECTIONS for k in s.model_fields}
         for dotted, value in overrides.items():
             if value is None:
                 continue
             section, _, key = dotted.partition(".")
-            known = train_keys if section == "train" else data.get(section, {})
+            known = TRAIN_KEYS if section == "train" else data.get(section, {})
             if section not in data or key not in known:
                 raise ValueError(f"unknown configuration key {dotted!r}")
             data[section][key] = value
