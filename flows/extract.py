@@ -188,6 +188,11 @@ def extract_features(root: str | list[str], store_url: str, config: PipelineConf
 
 
 
+def roots_text(root: str | list[str]) -> str:
+    """The corpus roots of a run as one string (the MLflow tag ``root``)."""
+    return root if isinstance(root, str) else " ".join(root)
+
+
 @flow(name="ser_extract", log_prints=True)
 def ser_extract(root: str | list[str], store_url: str, config: PipelineConfig | None = None, corpus: str | None = None,
                 mlflow_uri: str | None = None, dask_address: str | None = None,
@@ -211,8 +216,7 @@ def ser_extract(root: str | list[str], store_url: str, config: PipelineConfig | 
     cfg = PipelineConfig.model_validate(config or {})
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     runner = extraction_runner(cfg, dask_address)
-    roots = root if isinstance(root, str) else " ".join(root)
-    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": roots}) as run:
+    with mlflow.start_run(run_name="extract", tags={"stage": "extract", "root": roots_text(root)}) as run:
         mlflow.log_params(cfg.flat_params())
         summary = extract_features.with_options(task_runner=runner)(root, store_url, cfg, corpus, storage_options,
                                                                      crema_demographics, show_progress)

@@ -7,14 +7,10 @@ import time
 import mlflow
 from prefect import flow
 
-from flows.extract import extract_features, extraction_runner, training_placed
+from flows.extract import extract_features, extraction_runner, roots_text, training_placed
 from flows.train import train_model
 from ser_tasks.config import PipelineConfig
 from ser_tasks.learn import tracking
-
-
-def _roots_text(root: str | list[str]) -> str:
-    return root if isinstance(root, str) else " ".join(root)
 
 
 @flow(name="ser_pipeline", log_prints=True)
@@ -32,7 +28,7 @@ def ser_pipeline(root: str | list[str], store_url: str, config: PipelineConfig |
     cfg = PipelineConfig.model_validate(config or {})
     tracking.setup(mlflow_uri, cfg.tracking.experiment)
     runner = extraction_runner(cfg, dask_address)
-    with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": _roots_text(root)}) as run:
+    with mlflow.start_run(run_name=f"{cfg.train.model}", tags={"stage": "pipeline", "root": roots_text(root)}) as run:
         mlflow.log_params(cfg.flat_params())
         extracted = extract_features.with_options(task_runner=runner)(
             root, store_url, cfg, corpus, storage_options, crema_demographics, show_progress)
